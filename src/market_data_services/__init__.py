@@ -1,0 +1,28 @@
+"""market-data-services: observable background services for market data.
+
+The public API is re-exported here::
+
+    from market_data_services import ThreadedBackgroundService, CircuitBreaker
+"""
+
+from market_data_services._version import __version__
+from market_data_services.runtime import (
+    CircuitBreaker,
+    CircuitBreakerError,
+    CircuitBreakerState,
+    IterationOutcome,
+    StateChange,
+    ThreadedBackgroundService,
+    WebhookNotifier,
+)
+
+__all__ = [
+    "CircuitBreaker",
+    "CircuitBreakerError",
+    "CircuitBreakerState",
+    "IterationOutcome",
+    "StateChange",
+    "ThreadedBackgroundService",
+    "WebhookNotifier",
+    "__version__",
+]

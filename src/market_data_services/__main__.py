@@ -1,0 +1,5 @@
+import sys
+
+from market_data_services.app.cli import main
+
+sys.exit(main())

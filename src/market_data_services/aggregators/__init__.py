@@ -1,0 +1,3 @@
+"""The market-data services: candles, order book and sentiment, and the feeds."""
+
+__all__: list[str] = []

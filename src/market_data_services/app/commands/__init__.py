@@ -1,0 +1,15 @@
+"""Subcommands of ``mds``: each module has ``register(subparsers)``.
+
+Add a command by writing its module and appending its ``register`` here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+COMMANDS: list[Register] = []
+
+__all__ = ["COMMANDS", "Register"]

@@ -1,0 +1,396 @@
+"""``ThreadedBackgroundService``: the one loop every service runs on.
+
+A subclass names itself (``service_name``) and does one unit of work
+(``_process_iteration``); the base class runs that work on a daemon thread at a fixed
+rate, guards it with a circuit breaker, counts, times and traces every iteration, and
+keeps the numbers ``get_metrics()`` and the health endpoint report.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random as _random
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry
+
+from market_data_services.runtime import _validate
+from market_data_services.runtime.breaker import CircuitBreaker, Permit
+from market_data_services.runtime.symbols import (
+    DEFAULT_SYMBOL_TTL_SECONDS,
+    SymbolProvider,
+    SymbolSource,
+)
+from market_data_services.runtime.telemetry import (
+    ServiceTelemetry,
+    Tracing,
+    child_span,
+    end_span,
+    exemplar_for,
+    start_span,
+)
+
+logger = logging.getLogger(__name__)
+
+#: How many errors ``get_metrics()["recent_errors"]`` keeps (the specification's 10).
+RECENT_ERRORS = 10
+
+
+class IterationOutcome(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # the circuit breaker was open
+
+
+def utc_iso(unix_seconds: float) -> str:
+    """``2025-01-08T10:15:23.123Z``."""
+    moment = datetime.fromtimestamp(unix_seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class ThreadedBackgroundService(ABC):
+    """Base class for background services: lifecycle, breaker, metrics and traces.
+
+    Subclass it and implement ``service_name`` and ``_process_iteration``::
+
+        class MyService(ThreadedBackgroundService):
+            @property
+            def service_name(self) -> str:
+                return "MyService"
+
+            def _process_iteration(self) -> None:
+                for symbol in self.get_symbols():
+                    with self.symbol_span(symbol):
+                        ...
+
+    The constructor does no I/O and starts nothing; ``start()`` does.
+    """
+
+    def __init__(
+        self,
+        engine: Any = None,
+        symbols: Sequence[str] | None = None,
+        interval_seconds: float | timedelta = 60.0,
+        enable_circuit_breaker: bool = True,
+        *,
+        circuit_breaker: CircuitBreaker | None = None,
+        symbol_provider: SymbolProvider | None = None,
+        symbol_cache_ttl_seconds: float = DEFAULT_SYMBOL_TTL_SECONDS,
+        first_start_jitter_seconds: float | timedelta = 0.0,
+        stuck_after_seconds: float | timedelta | None = None,
+        registry: CollectorRegistry | None = None,
+        tracer: trace.Tracer | None = None,
+        clock: Any = time.monotonic,
+        wall_clock: Any = time.time,
+        random: Any = _random.random,
+    ) -> None:
+        name = _validate.label_value(self.service_name, "service_name")
+        self._name = name
+        self._span_name = f"{name}.iteration"
+        self._interval = _validate.seconds(interval_seconds, "interval_seconds")
+        self._jitter = _validate.seconds(
+            first_start_jitter_seconds, "first_start_jitter_seconds", allow_zero=True
+        )
+        self._stuck_after = (
+            3.0 * self._interval
+            if stuck_after_seconds is None
+            else _validate.seconds(stuck_after_seconds, "stuck_after_seconds")
+        )
+        self.engine = engine
+        self._symbols = SymbolSource(
+            symbols, provider=symbol_provider, ttl_seconds=symbol_cache_ttl_seconds, clock=clock
+        )
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._random = random
+        if circuit_breaker is None and enable_circuit_breaker:
+            circuit_breaker = CircuitBreaker(name=name, clock=clock, wall_clock=wall_clock)
+        # The specification's attribute name; ``circuit_breaker`` is the public one.
+        self._circuit_breaker = circuit_breaker
+
+        # Lifecycle: guarded by _lifecycle_lock.
+        self._lifecycle_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop_event = threading.Event()
+
+        # Written only by the thread running an iteration; read anywhere (one reference).
+        self._iteration_started: float | None = None
+
+        # Counters for get_metrics(): guarded by _stats_lock.
+        self._stats_lock = threading.Lock()
+        self._iteration_number = 0  # iterations started (the span attribute)
+        self._iterations = 0
+        self._errors = 0
+        self._skipped = 0
+        self._overruns = 0
+        self._last_error_time: float | None = None
+        self._last_success_time: float | None = None
+        self._recent_errors: deque[dict[str, str]] = deque(maxlen=RECENT_ERRORS)
+
+        self._tracing = Tracing(tracer)
+        self._telemetry = ServiceTelemetry(
+            name,
+            registry=registry,
+            interval_seconds=self._interval,
+            breaker=circuit_breaker,
+            is_running=self.is_running,
+            in_progress_seconds=self.current_iteration_seconds,
+            is_stuck=self.is_stuck,
+        )
+
+    # -- what a subclass provides ----------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def service_name(self) -> str:
+        """The service's name: log field, metric label and span name prefix."""
+
+    @abstractmethod
+    def _process_iteration(self) -> None:
+        """Do one unit of work. Raise to report failure; the loop goes on."""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the loop on a daemon thread; a second call while it runs does nothing."""
+        with self._lifecycle_lock:
+            thread = self._thread
+            if thread is not None and thread.is_alive():
+                if not self._stop_event.is_set():
+                    logger.debug("service.already_running", extra={"service": self._name})
+                    return
+                raise RuntimeError(
+                    f"{self._name}: the previous loop is still finishing an iteration "
+                    f"after stop(); call stop() again with a longer timeout before start()"
+                )
+            stop = threading.Event()
+            thread = threading.Thread(
+                target=self._run, args=(stop,), name=f"mds-{self._name}", daemon=True
+            )
+            self._stop_event, self._thread = stop, thread
+            thread.start()
+        logger.info(
+            "service.started",
+            extra={
+                "service": self._name,
+                "interval_seconds": self._interval,
+                "symbols": "<config>" if not self._symbols.configured else self._symbols.get(),
+                "circuit_breaker": self._circuit_breaker is not None,
+            },
+        )
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Ask the loop to end, wake it if it sleeps, wait up to ``timeout`` seconds.
+
+        Returns whether the thread ended. An iteration in progress is allowed to finish;
+        Python cannot interrupt it, so a stuck one makes this return False on time.
+        """
+        with self._lifecycle_lock:
+            self._stop_event.set()
+            thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return thread is None
+        thread.join(max(0.0, timeout))
+        stopped = not thread.is_alive()
+        if stopped:
+            logger.info("service.stopped", extra={"service": self._name})
+        else:
+            logger.warning(
+                "service.stop_timed_out", extra={"service": self._name, "timeout": timeout}
+            )
+        return stopped
+
+    def is_running(self) -> bool:
+        """Whether the loop thread is alive."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def run_once(self) -> IterationOutcome:
+        """Run one iteration now, on this thread, through the same guarded path as the loop."""
+        if self.is_running():
+            raise RuntimeError(
+                f"{self._name}: run_once() while the loop runs would race it; stop() first"
+            )
+        return self._iterate()
+
+    # -- the specification's accessors ---------------------------------------------------------
+
+    @property
+    def interval_seconds(self) -> float:
+        return self._interval
+
+    @property
+    def circuit_breaker(self) -> CircuitBreaker | None:
+        return self._circuit_breaker
+
+    def get_symbols(self) -> list[str]:
+        """The constructor's symbols, or configuration's (cached for 300 s by default)."""
+        return self._symbols.get()
+
+    def reset_circuit_breaker(self) -> None:
+        """Close the breaker (an operator's action); does nothing without one."""
+        if self._circuit_breaker is not None:
+            self._circuit_breaker.reset()
+            logger.info("service.circuit_breaker_reset", extra={"service": self._name})
+
+    def get_metrics(self) -> dict[str, Any]:
+        """The specification's metrics dict, plus skipped/overrun counts and the heartbeat."""
+        breaker = self._circuit_breaker
+        try:
+            symbols = self.get_symbols()
+        except Exception as exc:
+            symbols = []
+            logger.debug("service.symbols_unavailable", extra={"service": self._name, "err": exc})
+        in_progress = self.current_iteration_seconds()
+        with self._stats_lock:
+            return {
+                "service_name": self._name,
+                "is_running": self.is_running(),
+                "iteration_count": self._iterations,
+                "error_count": self._errors,
+                "last_error_time": self._last_error_time,
+                "circuit_breaker_state": breaker.state.value if breaker else "closed",
+                "recent_errors": list(self._recent_errors),
+                "interval_seconds": self._interval,
+                "symbols": symbols,
+                "circuit_breaker_enabled": breaker is not None,
+                "skipped_count": self._skipped,
+                "overrun_count": self._overruns,
+                "last_success_time": self._last_success_time,
+                "current_iteration_seconds": in_progress,
+                "stuck": in_progress > self._stuck_after,
+                "stuck_after_seconds": self._stuck_after,
+            }
+
+    # -- heartbeat -----------------------------------------------------------------------------
+
+    def current_iteration_seconds(self) -> float:
+        """How long the iteration in progress has run; 0 between iterations."""
+        started = self._iteration_started
+        return 0.0 if started is None else max(0.0, self._clock() - started)
+
+    def is_stuck(self) -> bool:
+        """Whether the current iteration has run past ``stuck_after_seconds``."""
+        return self.current_iteration_seconds() > self._stuck_after
+
+    # -- for subclasses ------------------------------------------------------------------------
+
+    def symbol_span(self, symbol: str) -> AbstractContextManager[Any]:
+        """A child span for the work on one symbol (free when tracing is off)."""
+        return child_span(
+            self._tracing,
+            f"{self._name}.symbol",
+            {"symbol": symbol, "mds.service": self._name},
+        )
+
+    def stop_requested(self) -> bool:
+        """Whether stop() was called; long iterations may check it to end early."""
+        return self._stop_event.is_set()
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def _run(self, stop: threading.Event) -> None:
+        if self._jitter and stop.wait(self._random() * self._jitter):
+            return
+        clock = self._clock
+        interval = self._interval
+        next_start = clock()
+        while not stop.is_set():
+            self._iterate()
+            next_start += interval
+            delay = next_start - clock()
+            if delay <= 0:
+                # Overran: start the next one at once and measure the grid from there, so a
+                # slow iteration never causes a burst of catch-up runs.
+                self._telemetry.overruns.inc()
+                with self._stats_lock:
+                    self._overruns += 1
+                next_start = clock()
+            elif stop.wait(delay):
+                break
+
+    def _iterate(self) -> IterationOutcome:
+        breaker = self._circuit_breaker
+        permit: Permit | None = None
+        if breaker is not None:
+            permit = breaker.acquire()
+            if permit is None:
+                self._telemetry.skipped.inc()
+                with self._stats_lock:
+                    self._skipped += 1
+                logger.debug("service.iteration_skipped", extra={"service": self._name})
+                return IterationOutcome.SKIPPED
+
+        with self._stats_lock:
+            self._iteration_number += 1
+            number = self._iteration_number
+        tracer = self._tracing.tracer()
+        clock = self._clock
+        span = token = None
+        error: Exception | None = None
+        started = self._iteration_started = clock()
+        try:
+            if tracer is not None:
+                span, token = start_span(
+                    tracer, self._span_name, {"mds.service": self._name, "mds.iteration": number}
+                )
+                span.set_attribute("mds.symbol_count", len(self.get_symbols()))
+            self._process_iteration()
+        except Exception as exc:
+            error = exc
+        except BaseException:
+            if breaker is not None:
+                breaker.record_ignored(permit)
+            raise
+        finally:
+            duration = clock() - started
+            self._iteration_started = None
+
+        exemplar = None
+        if span is not None:
+            exemplar = exemplar_for(span)
+            end_span(span, token, error)
+        telemetry = self._telemetry
+        telemetry.duration.observe(duration, exemplar)
+        telemetry.iterations.inc()
+
+        if error is None:
+            if breaker is not None:
+                breaker.record_success(permit)
+            now = self._wall_clock()
+            telemetry.last_success.set(now)
+            with self._stats_lock:
+                self._iterations += 1
+                self._last_success_time = now
+            return IterationOutcome.SUCCEEDED
+
+        if breaker is not None:
+            breaker.record_failure(error, permit)
+        telemetry.errors.inc()
+        now = self._wall_clock()
+        with self._stats_lock:
+            self._iterations += 1
+            self._errors += 1
+            self._last_error_time = now
+            self._recent_errors.append(
+                {"timestamp": utc_iso(now), "error": str(error), "type": type(error).__name__}
+            )
+        logger.error(
+            "service.iteration_failed",
+            exc_info=error,
+            extra={"service": self._name, "iteration": number, "error_type": type(error).__name__},
+        )
+        return IterationOutcome.FAILED
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running() else "stopped"
+        return f"<{type(self).__name__} {self._name!r} {state}>"

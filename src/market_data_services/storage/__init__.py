@@ -1,0 +1,3 @@
+"""SQLAlchemy schema, engine creation and upserts."""
+
+__all__: list[str] = []
