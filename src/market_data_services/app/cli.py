@@ -15,10 +15,7 @@ from collections.abc import Sequence
 
 from market_data_services._version import __version__
 from market_data_services.app.commands import COMMANDS
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from market_data_services.app.commands._common import EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:

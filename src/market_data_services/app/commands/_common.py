@@ -1,0 +1,31 @@
+"""Options and conventions every subcommand shares."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+#: The embedded default: a SQLite file in the working directory.
+DEFAULT_DATABASE_URL = "sqlite:///mds.sqlite"
+
+EXIT_OK = 0
+EXIT_FAILURE = 1  # something failed at run time
+EXIT_USAGE = 2  # bad usage, configuration or input file
+
+
+def add_db_option(parser: argparse.ArgumentParser) -> None:
+    """``--db URL``, defaulting to ``MDS_DATABASE_URL`` and then the embedded SQLite file."""
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        default=None,
+        help=(
+            "SQLAlchemy database URL (sqlite:///path or postgresql+psycopg://...); "
+            f"default: $MDS_DATABASE_URL, else {DEFAULT_DATABASE_URL}"
+        ),
+    )
+
+
+def database_url(args: argparse.Namespace) -> str:
+    url: str | None = getattr(args, "db", None)
+    return url or os.environ.get("MDS_DATABASE_URL") or DEFAULT_DATABASE_URL
