@@ -8,8 +8,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from market_data_services.app.commands import db
+
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-COMMANDS: list[Register] = []
+COMMANDS: list[Register] = [db.register]
 
 __all__ = ["COMMANDS", "Register"]

@@ -1,0 +1,118 @@
+"""Bulk upserts that read the same on SQLite and PostgreSQL.
+
+Both speak ``INSERT ... ON CONFLICT (key) DO UPDATE SET c = excluded.c`` (SQLite since
+3.24), so one statement text serves both; only the placeholder differs. Rows go to the
+driver's ``executemany`` as plain tuples: no per-row dict or SQLAlchemy parameter
+processing, which is most of the cost of a Core insert of a million rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import Connection, Table
+from sqlalchemy.engine import Dialect
+
+#: Rows handed to one ``executemany`` call.
+DEFAULT_BATCH_SIZE = 20_000
+
+
+def upsert_sql(
+    dialect: Dialect,
+    table: Table,
+    columns: Sequence[str],
+    *,
+    key: Sequence[str] | None = None,
+    update: Sequence[str] | None = None,
+) -> str:
+    """The statement text for positional rows of ``columns``.
+
+    ``key`` is the conflict target (default: the primary key). ``update`` lists the
+    columns a conflicting row overwrites (default: every column not in ``key``); an
+    empty ``update`` keeps the stored row (``DO NOTHING``).
+    """
+    names = list(columns)
+    unknown = [c for c in names if c not in table.c]
+    if unknown:
+        raise ValueError(
+            f"{table.name} has no column {unknown[0]!r}; columns: {', '.join(table.c.keys())}"
+        )
+    key_names = [c.name for c in table.primary_key.columns] if key is None else list(key)
+    if not key_names:
+        raise ValueError(f"{table.name}: a conflict key is needed (the table has no primary key)")
+    missing = [c for c in key_names if c not in names]
+    if missing:
+        raise ValueError(f"{table.name}: the rows must include the key column {missing[0]!r}")
+    update_names = [c for c in names if c not in key_names] if update is None else list(update)
+
+    if dialect.paramstyle == "qmark":
+        mark = "?"
+    elif dialect.paramstyle in ("format", "pyformat"):
+        mark = "%s"
+    else:  # pragma: no cover - neither sqlite3 nor psycopg
+        raise ValueError(f"unsupported DBAPI paramstyle {dialect.paramstyle!r}")
+    if dialect.name not in ("sqlite", "postgresql"):
+        raise ValueError(f"upsert supports sqlite and postgresql, not {dialect.name!r}")
+
+    quote = dialect.identifier_preparer.quote
+    target = dialect.identifier_preparer.format_table(table)
+    column_list = ", ".join(quote(c) for c in names)
+    values = ", ".join([mark] * len(names))
+    conflict = ", ".join(quote(c) for c in key_names)
+    if update_names:
+        assignments = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in update_names)
+        action = f"DO UPDATE SET {assignments}"
+    else:
+        action = "DO NOTHING"
+    return (
+        f"INSERT INTO {target} ({column_list}) VALUES ({values}) ON CONFLICT ({conflict}) {action}"
+    )
+
+
+def upsert(
+    connection: Connection,
+    table: Table,
+    rows: Iterable[Sequence[Any]] | Iterable[Mapping[str, Any]],
+    *,
+    columns: Sequence[str] | None = None,
+    key: Sequence[str] | None = None,
+    update: Sequence[str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> int:
+    """Insert ``rows`` into ``table``, overwriting (or keeping) rows whose key exists.
+
+    ``rows`` are tuples in the order of ``columns``, or mappings (then ``columns``
+    defaults to the first mapping's keys). Runs inside the caller's transaction.
+    Returns the number of rows the database reports as written (inserted plus updated;
+    with ``update=()`` only the inserted ones), or -1 where the driver does not say.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    iterator = iter(rows)
+    first_batch = list(islice(iterator, batch_size))
+    if not first_batch:
+        return 0
+    if isinstance(first_batch[0], Mapping):
+        names = list(columns) if columns is not None else list(first_batch[0])
+        as_tuples = True
+    else:
+        if columns is None:
+            raise ValueError("columns is required when rows are tuples")
+        names = list(columns)
+        as_tuples = False
+    sql = upsert_sql(connection.dialect, table, names, key=key, update=update)
+
+    written = 0
+    batch: list[Any] = first_batch
+    while batch:
+        params = [tuple(row[c] for c in names) for row in batch] if as_tuples else batch
+        result = connection.exec_driver_sql(sql, params)
+        count = result.rowcount
+        written = -1 if written < 0 or count is None or count < 0 else written + count
+        batch = list(islice(iterator, batch_size))
+    return written
+
+
+__all__ = ["DEFAULT_BATCH_SIZE", "upsert", "upsert_sql"]
