@@ -6,6 +6,7 @@ The public API is re-exported here::
 """
 
 from market_data_services._version import __version__
+from market_data_services.aggregators.dom import DOMAggregatorService
 from market_data_services.runtime import (
     CircuitBreaker,
     CircuitBreakerError,
@@ -20,6 +21,7 @@ __all__ = [
     "CircuitBreaker",
     "CircuitBreakerError",
     "CircuitBreakerState",
+    "DOMAggregatorService",
     "IterationOutcome",
     "StateChange",
     "ThreadedBackgroundService",
