@@ -7,6 +7,7 @@ The public API is re-exported here::
 
 from market_data_services._version import __version__
 from market_data_services.aggregators.dom import DOMAggregatorService
+from market_data_services.aggregators.sentiment import SentimentAggregatorService
 from market_data_services.runtime import (
     CircuitBreaker,
     CircuitBreakerError,
@@ -23,6 +24,7 @@ __all__ = [
     "CircuitBreakerState",
     "DOMAggregatorService",
     "IterationOutcome",
+    "SentimentAggregatorService",
     "StateChange",
     "ThreadedBackgroundService",
     "WebhookNotifier",
