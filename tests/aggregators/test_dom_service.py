@@ -75,7 +75,7 @@ def test_metrics_of_the_rebuilt_bybit_books_match_the_definitions(
 
 
 def test_metrics_of_a_generated_stream_match_the_definitions(engine: Engine) -> None:
-    books = random_books(1, 400)
+    books = random_books(1, 700)  # above COPY_THRESHOLD: PostgreSQL writes by binary COPY
     write(engine, books)
     service(engine, ["EUR/USD"]).run_once()
     actual = stored_metrics(engine, "EUR/USD")

@@ -70,6 +70,7 @@ from market_data_services.aggregators._progress import read_progress, write_prog
 from market_data_services.aggregators._telemetry import families_for
 from market_data_services.runtime import ThreadedBackgroundService
 from market_data_services.runtime._validate import positive_int
+from market_data_services.storage.bulk import upsert_columns
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.schema import dom_metrics, dom_snapshots
 from market_data_services.storage.upsert import upsert
@@ -93,13 +94,15 @@ _CODE = {reason: number for number, reason in enumerate(REJECT_REASONS, start=1)
 #: visible in order and the service's arrival watermark never skips a row.
 DOM_WRITE_LOCK_KEY = zlib.crc32(b"market_data_services.dom.write")
 
+#: After a load of this many new snapshots, PostgreSQL's statistics are refreshed.
+ANALYZE_AFTER_ROWS = 10_000
+
 SERVICE_NAME = "DOMAggregatorService"
 #: Snapshots read, computed and written per transaction by the service.
 DEFAULT_BATCH_SIZE = 5000
 
 _SNAPSHOT_COLUMNS = ("symbol", "ts", "bids", "asks")
 _SNAPSHOT_KEY = ("symbol", "ts")
-_METRICS_WRITE = ("symbol", "ts", *METRIC_COLUMNS)
 
 
 class BookSnapshot(NamedTuple):
@@ -424,6 +427,11 @@ def ingest_dom(
         report.files += 1
         if progress is not None:
             progress(IngestProgress(done, len(files), report.rows, str(book_file.path)))
+    if report.written >= ANALYZE_AFTER_ROWS and engine.dialect.name == "postgresql":
+        # Fresh statistics, so the service's time-ordered batch reads use the (symbol, ts)
+        # index at once instead of sorting the whole table until autovacuum analyzes it.
+        with engine.begin() as connection:
+            connection.execute(text("ANALYZE dom_snapshots"))
     return report
 
 
@@ -644,29 +652,10 @@ class DOMAggregatorService(ThreadedBackgroundService):
     def _batch(self, symbol: str, state: _Pass) -> _Pass:
         """Process one batch of the pass ``state``; returns the state after it."""
         assert state.target_id is not None and state.cursor_ts is not None
-        table = dom_snapshots
         limit = self._batch_size
-        with self.engine.connect() as connection:
-            rows = connection.execute(
-                select(table.c.id, table.c.ts, table.c.bids, table.c.asks)
-                .where(
-                    table.c.symbol == symbol,
-                    table.c.ts >= state.cursor_ts,
-                    table.c.id <= state.target_id,
-                )
-                .order_by(table.c.ts)
-                .limit(limit)
-            ).all()
-            before = connection.execute(
-                select(table.c.bids, table.c.asks)
-                .where(
-                    table.c.symbol == symbol,
-                    table.c.ts < state.cursor_ts,
-                    table.c.id <= state.target_id,
-                )
-                .order_by(table.c.ts.desc())
-                .limit(8)
-            ).all()
+        with self.engine.connect() as connection, connection.begin():
+            rows = _fetch(connection, _ROWS_SQL, (symbol, state.cursor_ts, state.target_id, limit))
+            before = _fetch(connection, _BEFORE_SQL, (symbol, state.cursor_ts, state.target_id))
             full = len(rows) == limit
             dirty_last = bool(rows) and rows[-1][0] > state.arrival_id
             next_cursor: int | None = None
@@ -675,14 +664,11 @@ class DOMAggregatorService(ThreadedBackgroundService):
                 next_cursor = int(rows[-1][1])
                 rows = rows[:-1]
             elif full:
-                found = connection.execute(
-                    select(func.min(table.c.ts)).where(
-                        table.c.symbol == symbol,
-                        table.c.ts > rows[-1][1],
-                        table.c.id > state.arrival_id,
-                        table.c.id <= state.target_id,
-                    )
-                ).scalar()
+                found = _fetch(
+                    connection,
+                    _NEXT_NEW_SQL,
+                    (symbol, rows[-1][1], state.arrival_id, state.target_id),
+                )[0][0]
                 next_cursor = None if found is None else int(found)
         done = next_cursor is None
         after = (
@@ -701,10 +687,13 @@ class DOMAggregatorService(ThreadedBackgroundService):
         arrival_id: int,
         after: _Pass,
     ) -> None:
-        count = len(rows)
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=count)
-        stamps = np.fromiter((r[1] for r in rows), dtype=np.int64, count=count)
-        batch, whole = BookBatch.from_blobs([r[2] for r in rows], [r[3] for r in rows])
+        if rows:
+            id_column, ts_column, bid_blobs, ask_blobs = zip(*rows, strict=True)
+        else:
+            id_column, ts_column, bid_blobs, ask_blobs = (), (), (), ()
+        ids = np.array(id_column, dtype=np.int64)
+        stamps = np.array(ts_column, dtype=np.int64)
+        batch, whole = BookBatch.from_blobs(list(bid_blobs), list(ask_blobs))
         valid, problems = check_books(batch)
         valid &= whole
         dirty = ids > arrival_id
@@ -718,14 +707,11 @@ class DOMAggregatorService(ThreadedBackgroundService):
         write = good_dirty.copy()
         write[1:] |= good_dirty[:-1]
         index = np.flatnonzero(write)
-        columns = [good_ts[index].tolist()] + [
-            values[name][index].tolist() for name in METRIC_COLUMNS
-        ]
-        out = zip(itertools.repeat(symbol, len(index)), *columns, strict=False)
+        columns: dict[str, Any] = {"symbol": symbol, "ts": good_ts[index]}
+        columns.update((name, values[name][index]) for name in METRIC_COLUMNS)
         now_ms = int(self._wall_clock() * 1000)
         with begin_write(self.engine) as connection:
-            if len(index):
-                upsert(connection, dom_metrics, out, columns=_METRICS_WRITE)
+            upsert_columns(connection, dom_metrics, columns)
             write_progress(connection, SERVICE_NAME, symbol, after._asdict(), now_ms=now_ms)
         metrics = self._metrics_of(symbol)
         metrics.processed.inc(int(good_dirty.sum()))
@@ -769,6 +755,43 @@ class DOMAggregatorService(ThreadedBackgroundService):
                     "detail": detail,
                 },
             )
+
+
+# The service's reads, with ``?`` placeholders (see ``_fetch``). Rows of a pass are read in
+# time order through the (symbol, ts) index; ``id <= target`` keeps rows that arrive
+# during the pass for the next one.
+_ROWS_SQL = (
+    "SELECT id, ts, bids, asks FROM dom_snapshots "
+    "WHERE symbol = ? AND ts >= ? AND id <= ? ORDER BY ts LIMIT ?"
+)
+_BEFORE_SQL = (
+    "SELECT bids, asks FROM dom_snapshots "
+    "WHERE symbol = ? AND ts < ? AND id <= ? ORDER BY ts DESC LIMIT 8"
+)
+_NEXT_NEW_SQL = (
+    "SELECT MIN(ts) FROM dom_snapshots WHERE symbol = ? AND ts > ? AND id > ? AND id <= ?"
+)
+
+
+def _fetch(connection: Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` through the driver's own cursor, in the caller's transaction.
+
+    Plain tuples instead of SQLAlchemy rows, and on PostgreSQL the binary result format,
+    so a ``bytea`` side arrives as its bytes instead of hex text to decode.
+    """
+    raw: Any = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql":
+        with raw.cursor(binary=True) as cursor:
+            cursor.execute(sql.replace("?", "%s"), params)
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            return rows
+    cursor = raw.cursor()
+    try:
+        cursor.execute(sql, params)
+        result: list[tuple[Any, ...]] = cursor.fetchall()
+        return result
+    finally:
+        cursor.close()
 
 
 def _previous_top(rows: Sequence[Any]) -> Top | None:
