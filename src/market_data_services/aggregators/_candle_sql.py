@@ -137,8 +137,8 @@ ORDER BY mins.m
 def aggregate_minutes(
     connection: Connection, symbol: str, minutes: IntArray, basis: str
 ) -> MinuteCandles:
-    """One-minute candles of ``symbol`` for the minute starts in ``minutes`` (those with
-    ticks; an empty minute gives no candle)."""
+    """One-minute candles of ``symbol`` for the minute starts in ``minutes`` (sorted,
+    unique; a minute without ticks gives no candle)."""
     if len(minutes) == 0:
         return MinuteCandles.empty()
     if connection.dialect.name == "sqlite":
@@ -149,9 +149,18 @@ def aggregate_minutes(
             f"(m INTEGER PRIMARY KEY)"
         )
         connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
-        connection.exec_driver_sql(
-            f"INSERT INTO {_MINUTES_SQLITE} (m) VALUES (?)", [(m,) for m in minutes.tolist()]
-        )
+        first, last = int(minutes[0]), int(minutes[-1])
+        if last - first == (len(minutes) - 1) * 60_000:
+            # A contiguous run (a backfill step): generated inside SQLite, no binding.
+            connection.exec_driver_sql(
+                f"WITH RECURSIVE r(m) AS (SELECT ? UNION ALL SELECT m + 60000 FROM r "
+                f"WHERE m < ?) INSERT INTO {_MINUTES_SQLITE} (m) SELECT m FROM r",
+                (first, last),
+            )
+        else:
+            connection.exec_driver_sql(
+                f"INSERT INTO {_MINUTES_SQLITE} (m) VALUES (?)", [(m,) for m in minutes.tolist()]
+            )
         sql = text(_aggregate_sql(basis, f"{_MINUTES_SQLITE} AS mins"))
         rows = connection.execute(sql, {"symbol": symbol}).all()
         connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
