@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, text
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -194,16 +194,17 @@ def new_tick_minutes(
     """
     if not symbols or up_to_id <= after_id:
         return {}
+    # No symbol condition in SQL: given one, a planner may walk the (symbol, ts) index,
+    # which is the whole table, instead of the id range. Others' rows are dropped here.
     sql = text(
         "SELECT symbol, ts / 60000 AS m FROM ticks "
-        "WHERE id > :after AND id <= :upto AND symbol IN :symbols "
-        "GROUP BY symbol, ts / 60000"
-    ).bindparams(bindparam("symbols", expanding=True))
+        "WHERE id > :after AND id <= :upto GROUP BY symbol, ts / 60000"
+    )
+    wanted = set(symbols)
     found: dict[str, list[int]] = {}
-    for symbol, minute in connection.execute(
-        sql, {"after": after_id, "upto": up_to_id, "symbols": symbols}
-    ):
-        found.setdefault(symbol, []).append(int(minute) * 60_000)
+    for symbol, minute in connection.execute(sql, {"after": after_id, "upto": up_to_id}):
+        if symbol in wanted:
+            found.setdefault(symbol, []).append(int(minute) * 60_000)
     return {s: np.unique(np.array(m, dtype=np.int64)) for s, m in found.items()}
 
 
