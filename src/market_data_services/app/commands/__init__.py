@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from market_data_services.app.commands import db, ingest
+from market_data_services.app.commands import backfill, db, ingest
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-COMMANDS: list[Register] = [db.register, ingest.register]
+COMMANDS: list[Register] = [db.register, ingest.register, backfill.register]
 
 __all__ = ["COMMANDS", "Register"]
