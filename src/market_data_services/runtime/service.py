@@ -44,6 +44,9 @@ logger = logging.getLogger(__name__)
 #: How many errors ``get_metrics()["recent_errors"]`` keeps (the specification's 10).
 RECENT_ERRORS = 10
 
+#: How many iteration outcomes ``recent_outcomes()`` keeps, for windowed error rates.
+RECENT_OUTCOMES = 1000
+
 
 class IterationOutcome(enum.StrEnum):
     SUCCEEDED = "succeeded"
@@ -135,6 +138,7 @@ class ThreadedBackgroundService(ABC):
         self._last_error_time: float | None = None
         self._last_success_time: float | None = None
         self._recent_errors: deque[dict[str, str]] = deque(maxlen=RECENT_ERRORS)
+        self._outcomes: deque[tuple[float, bool]] = deque(maxlen=RECENT_OUTCOMES)
 
         self._tracing = Tracing(tracer)
         self._telemetry = ServiceTelemetry(
@@ -271,6 +275,15 @@ class ThreadedBackgroundService(ABC):
                 "stuck_after_seconds": self._stuck_after,
             }
 
+    def recent_outcomes(self) -> list[tuple[float, bool]]:
+        """``(unix time, failed)`` of the latest iterations, oldest first (skips excluded).
+
+        The health endpoint computes its error rate over a recent window from these, so a
+        service that recovered is not judged by failures long past.
+        """
+        with self._stats_lock:
+            return list(self._outcomes)
+
     # -- heartbeat -----------------------------------------------------------------------------
 
     def current_iteration_seconds(self) -> float:
@@ -371,6 +384,7 @@ class ThreadedBackgroundService(ABC):
             with self._stats_lock:
                 self._iterations += 1
                 self._last_success_time = now
+                self._outcomes.append((now, False))
             return IterationOutcome.SUCCEEDED
 
         if breaker is not None:
@@ -381,6 +395,7 @@ class ThreadedBackgroundService(ABC):
             self._iterations += 1
             self._errors += 1
             self._last_error_time = now
+            self._outcomes.append((now, True))
             self._recent_errors.append(
                 {"timestamp": utc_iso(now), "error": str(error), "type": type(error).__name__}
             )

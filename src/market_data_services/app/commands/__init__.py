@@ -8,10 +8,10 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from market_data_services.app.commands import db
+from market_data_services.app.commands import config, db, run, status
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-COMMANDS: list[Register] = [db.register]
+COMMANDS: list[Register] = [run.register, status.register, config.register, db.register]
 
 __all__ = ["COMMANDS", "Register"]
