@@ -513,9 +513,11 @@ class ConfigSource:
             self._read_file(layers)
         for key in self.keys.values():
             if key.env in self.environ:
-                layers.put(
-                    key.path, _from_text(self.environ[key.env], key.type, key.dotted), key.env
-                )
+                try:
+                    value = _from_text(self.environ[key.env], key.type, key.dotted)
+                except ConfigError as exc:
+                    raise ConfigError(exc.key, exc.problem, key.env) from None
+                layers.put(key.path, value, key.env)
         for override in self.overrides:
             key = self._key(override.key, override.source)
             value = override.value
