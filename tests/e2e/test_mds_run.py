@@ -1,0 +1,224 @@
+"""``mds run`` as a user starts it: a real process, a real SQLite file, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.e2e.mds_process import MdsProcess, wait_until
+
+#: DESIGN.md's metric contract: family name -> type.
+CONTRACT = {
+    "mds_service_iterations": "counter",
+    "mds_service_errors": "counter",
+    "mds_service_iterations_skipped": "counter",
+    "mds_service_iteration_duration_seconds": "histogram",
+    "mds_service_circuit_breaker_state": "gauge",
+    "mds_service_circuit_breaker_transitions": "counter",
+    "mds_service_running": "gauge",
+    "mds_service_last_success_timestamp_seconds": "gauge",
+    "mds_service_interval_seconds": "gauge",
+}
+
+#: Short intervals and an eager breaker, all through flags (nothing is edited for tests).
+FAST = [
+    "--demo",
+    "--speed",
+    "30",
+    "--set",
+    "services.demo_feed.interval_seconds=0.2",
+    "--set",
+    "services.demo_feed.circuit_breaker.failure_threshold=2",
+    "--set",
+    "services.demo_feed.circuit_breaker.timeout_seconds=0.5",
+    "--set",
+    "health.error_rate_window_seconds=2",
+]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def start(workdir: Path, *args: str, env: dict[str, str] | None = None) -> MdsProcess:
+    return MdsProcess(list(args), cwd=workdir, env=env)
+
+
+@pytest.fixture
+def mds(workdir: Path) -> Iterator[MdsProcess]:
+    process = start(workdir, *FAST)
+    yield process
+    process.close()
+
+
+def scrape(process: MdsProcess) -> dict[str, object]:
+    status, body = process.get("/metrics")
+    assert status == 200
+    return {family.name: family for family in text_string_to_metric_families(body)}
+
+
+def test_every_contract_metric_is_scraped_for_every_service(mds: MdsProcess) -> None:
+    services = set(json.loads(mds.get("/api/health/aggregators")[1])["services"])
+    assert "DemoFeedService" in services
+    wait_until(
+        lambda: all(s["iterations"] > 0 for s in mds.health()[1]["services"].values()),
+        30,
+        "every service iterated",
+    )
+    families = scrape(mds)
+    for name, kind in CONTRACT.items():
+        family = families.get(name)
+        assert family is not None, f"{name} missing from /metrics"
+        assert family.type == kind, name
+        labelled = {sample.labels.get("service") for sample in family.samples}
+        assert services <= labelled, f"{name} lacks {services - labelled}"
+
+
+def test_sigterm_stops_cleanly_with_exit_0(mds: MdsProcess) -> None:
+    wait_until(lambda: mds.health()[1]["services"]["DemoFeedService"]["iterations"] > 2, 30, "")
+    mds.signal(signal.SIGTERM)
+    assert mds.wait(timeout=5.0 + 10.0) == 0  # the feed's stop timeout, plus start-up slack
+    events = [record["event"] for record in mds.logs]
+    assert "mds.stopping" in events
+    assert events[-1] == "mds.stopped"
+    assert not [r for r in mds.logs if r["event"] == "mds.services_did_not_stop"]
+
+
+def test_sigint_stops_cleanly_too(mds: MdsProcess) -> None:
+    mds.signal(signal.SIGINT)
+    assert mds.wait(timeout=15.0) == 0
+
+
+def test_spans_are_flushed_at_shutdown(workdir: Path) -> None:
+    process = start(workdir, *FAST, "--trace-console")
+    try:
+        wait_until(
+            lambda: process.health()[1]["services"]["DemoFeedService"]["iterations"] > 0, 30, ""
+        )
+        process.signal(signal.SIGTERM)
+        assert process.wait(timeout=15.0) == 0
+    finally:
+        process.close()
+    spans = "".join(process.stdout)
+    assert '"name": "DemoFeedService.iteration"' in spans
+
+
+def test_second_signal_exits_at_once_with_128_plus_signal(workdir: Path) -> None:
+    # A lock held elsewhere with a long busy timeout keeps the feed's iteration in flight,
+    # so the clean shutdown would wait up to its stop timeout.
+    process = start(
+        workdir,
+        *FAST,
+        "--set",
+        "database.busy_timeout_seconds=60",
+        "--set",
+        "services.demo_feed.stop_timeout_seconds=60",
+    )
+    holder = sqlite3.connect(workdir / "mds.sqlite", timeout=5, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        wait_until(
+            lambda: (
+                process.health()[1]["services"]["DemoFeedService"]["current_iteration_seconds"]
+                > 0.5
+            ),
+            30,
+            "the feed's iteration waits on the lock",
+        )
+        process.signal(signal.SIGTERM)
+        process.wait_for_log("mds.stopping", 10)
+        process.signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 128 + signal.SIGTERM
+    finally:
+        holder.rollback()
+        holder.close()
+        process.close()
+
+
+def test_health_turns_503_while_the_database_is_locked_and_200_after(
+    workdir: Path,
+) -> None:
+    process = start(workdir, *FAST, "--set", "database.busy_timeout_seconds=0.1")
+    try:
+        wait_until(lambda: process.health()[0] == 200, 30, "healthy at start")
+        holder = sqlite3.connect(workdir / "mds.sqlite", timeout=5, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            wait_until(lambda: process.health()[0] == 503, 30, "degraded while locked")
+            _, report = process.health()
+            feed = report["services"]["DemoFeedService"]
+            assert feed["circuit_breaker"] in ("open", "half_open")
+            assert feed["errors"] >= 2
+            assert "locked" in feed["last_error"]["error"]
+            families = scrape(process)
+            states = {
+                s.labels["service"]: s.value
+                for s in families["mds_service_circuit_breaker_state"].samples
+            }
+            assert states["DemoFeedService"] in (1.0, 2.0)
+            wait_until(
+                lambda: (
+                    process.health()[1]["services"]["DemoFeedService"]["circuit_breaker"] == "open"
+                ),
+                30,
+                "breaker open",
+            )
+        finally:
+            holder.rollback()
+            holder.close()
+        wait_until(lambda: process.health()[0] == 200, 30, "healthy again after the lock")
+        assert process.proc.poll() is None  # the same process, no restart
+        feed = process.health()[1]["services"]["DemoFeedService"]
+        assert feed["circuit_breaker"] == "closed"
+    finally:
+        process.close()
+
+
+def test_config_error_exits_2_naming_the_key(workdir: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "market_data_services",
+            "run",
+            "--set",
+            "services.demo_feed.interval_seconds=-1",
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "services.demo_feed.interval_seconds: must be > 0, got -1" in result.stderr
+    assert not (workdir / "mds.sqlite").exists()  # nothing was started
+
+
+def test_address_in_use_exits_1(workdir: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "market_data_services", "run", "--listen", f"127.0.0.1:{port}"],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"http.listen: cannot listen on 127.0.0.1:{port}" in result.stderr
