@@ -22,7 +22,7 @@ class Recorded:
         self.written: list[tuple[int, int]] = []
         self.fail = False
 
-    def write(self, engine: Any, rows: Sequence[tuple[int, int]]) -> None:
+    def write(self, engine: Any, rows: Sequence[tuple[int, int]], registry: Any) -> None:
         if self.fail:
             raise RuntimeError("database is locked")
         self.written.extend(rows)

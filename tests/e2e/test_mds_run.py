@@ -222,3 +222,34 @@ def test_address_in_use_exits_1(workdir: Path) -> None:
         )
     assert result.returncode == 1
     assert f"http.listen: cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_a_symbol_change_in_the_config_file_applies_within_the_ttl(workdir: Path) -> None:
+    config = workdir / "mds.toml"
+    config.write_text('symbols = ["EUR/USD"]\nsymbol_cache_ttl_seconds = 0.5\n')
+    process = start(workdir, *FAST, "--config", str(config))
+    try:
+        assert process.health()[1]["services"]["DemoFeedService"]["symbols"] == ["EUR/USD"]
+        config.write_text('symbols = ["EUR/USD", "NZD/USD"]\nsymbol_cache_ttl_seconds = 0.5\n')
+        wait_until(
+            lambda: (
+                process.health()[1]["services"]["DemoFeedService"]["symbols"]
+                == ["EUR/USD", "NZD/USD"]
+            ),
+            15,
+            "the new symbol list is used",
+        )
+        # A broken edit keeps the last good list; the service goes on.
+        config.write_text("symbols = [\n")
+        wait_until(
+            lambda: any(r["event"] == "symbols.refresh_failed" for r in process.logs),
+            15,
+            "the failed refresh is logged",
+        )
+        assert process.health()[1]["services"]["DemoFeedService"]["symbols"] == [
+            "EUR/USD",
+            "NZD/USD",
+        ]
+        assert process.proc.poll() is None
+    finally:
+        process.close()

@@ -70,8 +70,13 @@ class Track(Protocol):
     def times_ms(self) -> Sequence[int]:
         """Sample times in ms, non-decreasing, at least one."""
 
-    def write(self, engine: Any, rows: Sequence[tuple[int, int]]) -> None:
-        """Write rows ``(index into times_ms, stamped ts_ms)``; raise when it fails."""
+    def write(
+        self, engine: Any, rows: Sequence[tuple[int, int]], registry: CollectorRegistry
+    ) -> None:
+        """Write rows ``(index into times_ms, stamped ts_ms)``; raise when it fails.
+
+        Metrics of the writing (ticks written, crossed, ...) go to ``registry``.
+        """
 
 
 class TickTrack:
@@ -87,7 +92,9 @@ class TickTrack:
         self.bids = bids
         self.asks = asks
 
-    def write(self, engine: Any, rows: Sequence[tuple[int, int]]) -> None:
+    def write(
+        self, engine: Any, rows: Sequence[tuple[int, int]], registry: CollectorRegistry
+    ) -> None:
         # Imported here until the tick writer lands on this branch.
         from market_data_services.aggregators.ticks import (  # type: ignore[import-not-found]  # noqa: PLC0415
             Tick,
@@ -101,6 +108,7 @@ class TickTrack:
                 Tick(symbol=symbol, ts_ms=ts, bid=bids[i], ask=asks[i], volume=None)
                 for i, ts in rows
             ],
+            registry=registry,
         )
 
 
@@ -200,7 +208,8 @@ class DemoFeedService(ThreadedBackgroundService):
         self.backfill_seconds = float(backfill_seconds)
         self._load_tracks = tracks
         self._latest_stored_ms = latest_stored_ms or _latest_stored_tick_ms
-        self._rows_total = _rows_counter(REGISTRY if registry is None else registry)
+        self._registry = REGISTRY if registry is None else registry
+        self._rows_total = _rows_counter(self._registry)
         # Set by the first iteration, then owned by the thread running iterations.
         self._replays: list[Replay] | None = None
         self._origin_ms = 0.0
@@ -225,7 +234,7 @@ class DemoFeedService(ThreadedBackgroundService):
                 continue
             with self.symbol_span(track.symbol):
                 stamped = [(row, int(self._origin_ms + offset / self.speed)) for row, offset in due]
-                track.write(self.engine, stamped)
+                track.write(self.engine, stamped, self._registry)
             # Only after a successful write: a failed one is retried with what came since.
             replay.cycle, replay.index = position
             self._rows_total.labels(track.kind, track.symbol).inc(len(due))
