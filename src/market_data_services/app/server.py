@@ -128,6 +128,19 @@ def make_app(
     return guarded
 
 
+class _Server(wsgi.Server):
+    """cheroot's server, logging through ``logging`` (it writes raw stderr by default)."""
+
+    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+        # Client mistakes (plain HTTP to TLS, resets) are INFO in cheroot; keep them quiet.
+        logger.log(
+            level if level >= logging.WARNING else logging.DEBUG,
+            "http.server_message",
+            exc_info=traceback,
+            extra={"detail": msg},
+        )
+
+
 @dataclass(frozen=True, kw_only=True)
 class TlsFiles:
     cert_file: str
@@ -150,7 +163,7 @@ class HttpServer:
         tls: TlsFiles | None = None,
         socket_timeout_seconds: int = 10,
     ) -> None:
-        self._server = wsgi.Server(
+        self._server = _Server(
             (host, port),
             app,
             numthreads=threads,
