@@ -47,6 +47,35 @@ def current(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+class SchemaNotCurrentError(RuntimeError):
+    """The database's schema is older (or newer) than this package's."""
+
+
+def ensure_current(engine: Engine, *, upgrade_sqlite: bool = True) -> None:
+    """Make sure the schema is the newest before work starts.
+
+    An embedded SQLite database is brought up to date on the spot (it belongs to this
+    program). A PostgreSQL database is shared, so migrating it is the operator's step:
+    when it is behind, this raises with the command to run.
+    """
+    revision = current(engine)
+    newest = head()
+    if revision == newest:
+        return
+    if upgrade_sqlite and engine.dialect.name == "sqlite":
+        upgrade(engine)
+        return
+    url = engine.url.render_as_string(hide_password=True)
+    if revision is None:
+        raise SchemaNotCurrentError(
+            f"the database has no schema yet; run `mds db upgrade --db {url}`"
+        )
+    raise SchemaNotCurrentError(
+        f"the database schema is at revision {revision}, this version needs {newest}; "
+        f"run `mds db upgrade --db {url}`"
+    )
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database to ``revision`` (the newest by default); safe to run again.
 
@@ -69,4 +98,12 @@ def _run(engine: Engine, action: Callable[[Config, str], None], revision: str) -
         action(_config(connection), revision)
 
 
-__all__ = ["SCRIPT_LOCATION", "current", "downgrade", "head", "upgrade"]
+__all__ = [
+    "SCRIPT_LOCATION",
+    "SchemaNotCurrentError",
+    "current",
+    "downgrade",
+    "ensure_current",
+    "head",
+    "upgrade",
+]

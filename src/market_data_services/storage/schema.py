@@ -27,7 +27,6 @@ from sqlalchemy import (
     Column,
     Double,
     Identity,
-    Index,
     Integer,
     MetaData,
     PrimaryKeyConstraint,
@@ -53,9 +52,10 @@ SYMBOL_LENGTH = 32
 # reused after deletes, which the aggregator's arrival watermark relies on.
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
-#: Raw quotes. ``id`` is the arrival order (the aggregator's watermark); a tick's identity
-#: is (symbol, ts, seq), where ``seq`` numbers ticks with equal ``ts`` in arrival order,
-#: so ingesting the same file twice adds nothing.
+#: Raw quotes. ``id`` is the arrival order: the aggregator reads what arrived since its
+#: watermark as an ``id`` range of the primary key. A tick's identity is (symbol, ts, seq),
+#: where ``seq`` numbers ticks with equal ``ts`` in arrival order, so ingesting the same
+#: file twice adds nothing; that unique index also serves reads by time.
 ticks = Table(
     "ticks",
     metadata,
@@ -67,7 +67,6 @@ ticks = Table(
     Column("ask", Double, nullable=False),
     Column("volume", Double, nullable=True, comment="NULL when the feed has none"),
     UniqueConstraint("symbol", "ts", "seq"),
-    Index(None, "symbol", "id"),
     sqlite_autoincrement=True,
 )
 

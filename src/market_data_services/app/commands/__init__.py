@@ -8,10 +8,16 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from market_data_services.app.commands import config, db, run, status
+from market_data_services.app.commands import config, db, ingest, run, status
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-COMMANDS: list[Register] = [run.register, status.register, config.register, db.register]
+COMMANDS: list[Register] = [
+    run.register,
+    status.register,
+    config.register,
+    db.register,
+    ingest.register,
+]
 
 __all__ = ["COMMANDS", "Register"]

@@ -32,7 +32,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("symbol", "ts", "seq", name="uq_ticks_symbol_ts_seq"),
         sqlite_autoincrement=True,
     )
-    op.create_index("ix_ticks_symbol_id", "ticks", ["symbol", "id"])
     op.create_table(
         "candles",
         sa.Column("symbol", sa.String(32), nullable=False),
@@ -72,5 +71,4 @@ def downgrade() -> None:
     op.drop_table("settings")
     op.drop_table("service_progress")
     op.drop_table("candles")
-    op.drop_index("ix_ticks_symbol_id", table_name="ticks")
     op.drop_table("ticks")
