@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
+from market_data_services.aggregators.ticks import Tick, write_ticks
 from market_data_services.runtime import ThreadedBackgroundService
 from market_data_services.storage.schema import ticks
 
@@ -95,12 +96,6 @@ class TickTrack:
     def write(
         self, engine: Any, rows: Sequence[tuple[int, int]], registry: CollectorRegistry
     ) -> None:
-        # Imported here until the tick writer lands on this branch.
-        from market_data_services.aggregators.ticks import (  # type: ignore[import-not-found]  # noqa: PLC0415
-            Tick,
-            write_ticks,
-        )
-
         symbol, bids, asks = self.symbol, self.bids, self.asks
         write_ticks(
             engine,
