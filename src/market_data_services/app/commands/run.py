@@ -17,6 +17,8 @@ import threading
 from types import FrameType
 from typing import Any
 
+from prometheus_client import disable_created_metrics
+
 from market_data_services.app.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from market_data_services.app.commands._options import add_config_options, config_source
 from market_data_services.app.config import ConfigError
@@ -61,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
     configure_logging(level=config.logging.level, fmt=config.logging.format)
+    # The *_created series add one series per counter and histogram child, which
+    # Prometheus does not use unless created-timestamp ingestion is switched on.
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     provider: Any = configure_tracing(console=config.telemetry.trace_console)
     signals = ShutdownSignals()
     signals.install()
