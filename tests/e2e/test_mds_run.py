@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import psycopg
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
@@ -288,3 +295,57 @@ def test_a_symbol_change_in_the_config_file_applies_within_the_ttl(workdir: Path
         assert process.proc.poll() is None
     finally:
         process.close()
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP trace receiver: keeps the decoded export requests."""
+
+    received: ClassVar[list[ExportTraceServiceRequest]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        if self.path == "/v1/traces":
+            request = ExportTraceServiceRequest()
+            request.ParseFromString(body)
+            self.received.append(request)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+        self.wfile.write(ExportTraceServiceResponse().SerializeToString())
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+def test_spans_go_to_the_otlp_endpoint_from_the_environment(workdir: Path) -> None:
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=receiver.serve_forever, daemon=True)
+    thread.start()
+    endpoint = f"http://127.0.0.1:{receiver.server_address[1]}"
+    process = start(
+        workdir,
+        *FAST,
+        env={"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "OTEL_SERVICE_NAME": "mds-e2e"},
+    )
+    try:
+        wait_until(
+            lambda: process.health()[1]["services"]["DemoFeedService"]["iterations"] > 1, 30, ""
+        )
+        process.signal(signal.SIGTERM)
+        assert process.wait(timeout=15.0) == 0
+    finally:
+        process.close()
+        receiver.shutdown()
+        thread.join(5)
+    names = set()
+    services = set()
+    for request in _Collector.received:
+        for resource_spans in request.resource_spans:
+            for attribute in resource_spans.resource.attributes:
+                if attribute.key == "service.name":
+                    services.add(attribute.value.string_value)
+            for scope in resource_spans.scope_spans:
+                names.update(span.name for span in scope.spans)
+    assert "DemoFeedService.iteration" in names
+    assert "DemoFeedService.symbol" in names
+    assert services == {"mds-e2e"}
