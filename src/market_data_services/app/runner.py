@@ -82,6 +82,15 @@ class Application:
             ) from exc
         self._migrate()
         self.services = self._build_services()
+        idle = [name for name in self.services if not config.symbols_for(name)]
+        if idle:
+            logger.warning(
+                "mds.no_symbols",
+                extra={
+                    "services": idle,
+                    "hint": "set symbols in the config file, MDS_SYMBOLS or --symbols",
+                },
+            )
         for name, service in self.services.items():
             if self._catalog[name].warm_up and not self._stopping.is_set():
                 outcome = service.run_once()
