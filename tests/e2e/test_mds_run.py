@@ -51,6 +51,12 @@ FAST = [
     "--set",
     "services.demo_feed.circuit_breaker.timeout_seconds=0.5",
     "--set",
+    "services.candles.interval_seconds=0.5",
+    "--set",
+    "services.candles.circuit_breaker.failure_threshold=2",
+    "--set",
+    "services.candles.circuit_breaker.timeout_seconds=0.5",
+    "--set",
     "health.error_rate_window_seconds=2",
 ]
 
@@ -200,19 +206,21 @@ def test_health_turns_503_while_the_database_is_locked_and_200_after(
     try:
         wait_until(lambda: process.health()[0] == 200, 30, "healthy at start")
         with write_lock(database_url):
-            wait_until(lambda: process.health()[0] == 503, 30, "degraded while locked")
-            _, report = process.health()
-            feed = report["services"]["DemoFeedService"]
-            assert feed["status"] == "degraded"
-            assert feed["errors"] >= 1
-            assert "lock" in feed["last_error"]["error"]
-            wait_until(
-                lambda: (
-                    process.health()[1]["services"]["DemoFeedService"]["circuit_breaker"] == "open"
-                ),
-                30,
-                "breaker open",
-            )
+            for service in ("DemoFeedService", "AggregatorService"):
+                wait_until(
+                    lambda service=service: (
+                        process.health()[1]["services"][service]["circuit_breaker"] == "open"
+                    ),
+                    30,
+                    f"{service}'s breaker opens",
+                )
+            status, report = process.health()
+            assert status == 503
+            assert report["overall_status"] == "degraded"
+            for entry in report["services"].values():
+                assert entry["status"] == "degraded"
+                assert entry["errors"] >= 2
+                assert "lock" in entry["last_error"]["error"]
             families = scrape(process)
             states = {
                 s.labels["service"]: s.value
@@ -222,8 +230,8 @@ def test_health_turns_503_while_the_database_is_locked_and_200_after(
             assert process.get("/readyz")[0] == 200  # alive and reachable: no restart wanted
         wait_until(lambda: process.health()[0] == 200, 30, "healthy again after the lock")
         assert process.proc.poll() is None  # the same process, no restart
-        feed = process.health()[1]["services"]["DemoFeedService"]
-        assert feed["circuit_breaker"] == "closed"
+        for entry in process.health()[1]["services"].values():
+            assert entry["circuit_breaker"] == "closed"
     finally:
         process.close()
 
