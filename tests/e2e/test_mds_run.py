@@ -360,3 +360,32 @@ def test_spans_go_to_the_otlp_endpoint_from_the_environment(workdir: Path) -> No
     assert "DemoFeedService.iteration" in names
     assert "DemoFeedService.symbol" in names
     assert services == {"mds-e2e"}
+
+
+def test_demo_with_default_settings_has_candles_and_market_metrics_within_a_minute(
+    workdir: Path,
+) -> None:
+    process = start(workdir, "--demo")
+    try:
+
+        def one_minute_candles() -> dict[str, float]:
+            family = scrape(process)["mds_candles_written"]
+            return {
+                s.labels["timeframe"]: s.value for s in family.samples if s.name.endswith("_total")
+            }
+
+        wait_until(lambda: one_minute_candles().get("1m", 0) > 0, 60, "1m candles written")
+        with sqlite3.connect(workdir / "mds.sqlite") as db:
+            rows = db.execute(
+                "SELECT symbol, COUNT(*) FROM candles WHERE timeframe = '1m' GROUP BY symbol"
+            ).fetchall()
+        assert {symbol for symbol, count in rows if count >= 3} == {"EUR/USD", "NZD/USD"}
+        families = scrape(process)
+        freshness = {s.labels["symbol"] for s in families["mds_data_freshness_seconds"].samples}
+        assert freshness == {"EUR/USD", "NZD/USD"}
+        ticks = families["mds_ticks_written"].samples
+        assert next(s.value for s in ticks if s.name.endswith("_total")) > 0
+        crossed = families["mds_ticks_crossed"].samples  # FXCM's crossed quotes are kept
+        assert next(s.value for s in crossed if s.name.endswith("_total")) > 0
+    finally:
+        process.close()
