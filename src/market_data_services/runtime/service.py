@@ -15,6 +15,7 @@ import random as _random
 import threading
 import time
 from abc import ABC, abstractmethod
+from bisect import bisect_left
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,7 @@ from typing import Any
 
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
+from prometheus_client.samples import Exemplar
 
 from market_data_services.runtime import _validate
 from market_data_services.runtime.breaker import CircuitBreaker, Permit
@@ -31,6 +33,7 @@ from market_data_services.runtime.symbols import (
     SymbolSource,
 )
 from market_data_services.runtime.telemetry import (
+    ITERATION_BUCKETS,
     IterationStats,
     ServiceTelemetry,
     Tracing,
@@ -211,7 +214,8 @@ class ThreadedBackgroundService(ABC):
 
     def run_once(self) -> IterationOutcome:
         """Run one iteration now, on this thread, through the same guarded path as the loop."""
-        if self.is_running():
+        thread = self._thread
+        if thread is not None and thread.is_alive():
             raise RuntimeError(
                 f"{self._name}: run_once() while the loop runs would race it; stop() first"
             )
@@ -373,7 +377,12 @@ class ThreadedBackgroundService(ABC):
                 breaker.record_failure(error, permit)
         now = self._wall_clock()
         with stats.lock:
-            stats.observe(duration, exemplar, now)
+            stats.iterations += 1
+            stats.duration_sum += duration
+            bucket = bisect_left(ITERATION_BUCKETS, duration)
+            stats.bucket_counts[bucket] += 1
+            if exemplar is not None:
+                stats.exemplars[bucket] = Exemplar(exemplar, duration, now)
             if error is None:
                 stats.last_success_time = now
                 return IterationOutcome.SUCCEEDED

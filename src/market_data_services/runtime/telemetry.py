@@ -14,7 +14,6 @@ import logging
 import os
 import threading
 import weakref
-from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -73,8 +72,9 @@ class IterationStats:
     """The numbers of one service's loop: the one source both ``get_metrics()`` and the
     Prometheus scrape read, so the two can never disagree.
 
-    Every field is guarded by ``lock``. The loop takes it once per iteration; a scrape
-    copies the fields under it and formats them outside.
+    Every field is guarded by ``lock``. The loop takes it once per iteration (and
+    updates the fields inline: this is the hot path); a scrape copies the fields under it
+    and formats them outside.
     """
 
     def __init__(self, recent_errors: int) -> None:
@@ -89,15 +89,6 @@ class IterationStats:
         self.duration_sum = 0.0
         self.bucket_counts = [0] * (len(ITERATION_BUCKETS) + 1)  # last one is +Inf
         self.exemplars: list[Exemplar | None] = [None] * (len(ITERATION_BUCKETS) + 1)
-
-    def observe(self, seconds: float, exemplar: dict[str, str] | None, now: float) -> None:
-        """Count one iteration and its duration (caller holds ``lock``)."""
-        self.iterations += 1
-        self.duration_sum += seconds
-        index = bisect_left(ITERATION_BUCKETS, seconds)
-        self.bucket_counts[index] += 1
-        if exemplar is not None:
-            self.exemplars[index] = Exemplar(exemplar, seconds, now)
 
     def histogram_buckets(self) -> list[tuple[str, float, Exemplar | None]]:
         """Cumulative buckets for exposition (caller holds ``lock``)."""
