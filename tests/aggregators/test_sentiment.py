@@ -416,3 +416,35 @@ def test_defaults_are_the_specifications(engine: Engine) -> None:
     assert sentiment.history_window_seconds == 3600.0
     assert sentiment.service_name == "SentimentAggregatorService"
     assert math.isclose(sentiment.thresholds.long_enter, 0.70)
+
+
+def test_other_settings_are_refused_until_rebuilt(engine: Engine) -> None:
+    readings = random_readings(10, 80)
+    write(engine, readings)
+    service(engine, ["EUR/USD"]).run_once()
+    changed = ContrarianThresholds(long_enter=0.8, long_exit=0.75)
+    refused = service(engine, ["EUR/USD"], thresholds=changed)
+    assert refused.run_once().value == "failed"
+    error = refused.get_metrics()["recent_errors"][-1]
+    assert error["type"] == "SettingsMismatchError"
+    assert "long_enter=0.7 " in error["error"] and "long_enter=0.8 " in error["error"]
+    service(engine, ["EUR/USD"], thresholds=changed, rebuild=True).run_once()
+    pairs = [(r.ts_ms, r.long_share) for r in readings]
+    assert_metrics_equal(
+        stored_metrics(engine, "EUR/USD"), expected(pairs, enter_long=0.8, exit_long=0.75)
+    )
+
+
+def test_catch_up_is_one_counted_iteration_and_raises_its_error(engine: Engine) -> None:
+    write(engine, random_readings(11, 40))
+    ticks = itertools.count(0.0, 100.0)
+    sentiment = service(engine, ["EUR/USD"], batch_size=7, clock=lambda: next(ticks))
+    sentiment.catch_up()
+    assert len(stored_metrics(engine, "EUR/USD")) == 40
+    assert sentiment.get_metrics()["iteration_count"] == 1
+    with engine.begin() as connection:
+        connection.exec_driver_sql("ALTER TABLE sentiment_metrics RENAME TO gone")
+    write(engine, [SentimentReading("EUR/USD", T0 + 10**9, 0.5)])
+    with pytest.raises(Exception, match="sentiment_metrics"):
+        sentiment.catch_up()
+    assert sentiment.get_metrics()["error_count"] == 1

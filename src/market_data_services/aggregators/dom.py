@@ -68,7 +68,7 @@ from market_data_services.aggregators._ingest import (
 )
 from market_data_services.aggregators._progress import read_progress, write_progress
 from market_data_services.aggregators._telemetry import families_for
-from market_data_services.runtime import ThreadedBackgroundService
+from market_data_services.runtime import IterationOutcome, ThreadedBackgroundService
 from market_data_services.runtime._validate import positive_int
 from market_data_services.storage.bulk import upsert_columns
 from market_data_services.storage.engine import begin_write
@@ -575,6 +575,9 @@ class DOMAggregatorService(ThreadedBackgroundService):
         # Owned by the thread running iterations (the loop, or run_once/catch_up's caller).
         self._per_symbol: dict[str, _SymbolMetrics] = {}
         self._latest_ts: dict[str, int] = {}
+        # Set and read on the thread calling catch_up (run_once refuses while the loop runs).
+        self._catch_up: list[str] | None = None
+        self._catch_up_error: Exception | None = None
 
     @property
     def service_name(self) -> str:
@@ -585,18 +588,34 @@ class DOMAggregatorService(ThreadedBackgroundService):
         return self._batch_size
 
     def _process_iteration(self) -> None:
+        request = self._catch_up
+        if request is not None:
+            try:
+                self._for_each_symbol(request, None)
+            except Exception as exc:
+                self._catch_up_error = exc
+                raise
+            return
         deadline = self._clock() + self.interval_seconds
         self._for_each_symbol(self.get_symbols(), deadline)
 
     def catch_up(self, symbols: Sequence[str] | None = None) -> None:
-        """Work until every symbol's stored snapshots have metrics (for backfills).
+        """Work until every stored snapshot of ``symbols`` (default: the service's) has
+        its metrics, however long it takes: the backfill of stored history.
 
-        Runs on the caller's thread, outside the loop; raises if the loop is running.
+        Runs one iteration through ``run_once()`` (so it is counted, traced and guarded by
+        the breaker) on the caller's thread; raises if the loop is running, if the
+        iteration failed (its error) or if the breaker is open.
         """
-        if self.is_running():
-            raise RuntimeError(f"{self.service_name}: catch_up() while the loop runs; stop() first")
         names = self.get_symbols() if symbols is None else [check_symbol(s) for s in symbols]
-        self._for_each_symbol(names, None)
+        self._catch_up, self._catch_up_error = names, None
+        try:
+            outcome = self.run_once()
+        finally:
+            self._catch_up = None
+        if self._catch_up_error is not None:
+            raise self._catch_up_error
+        _raise_if_skipped(self, outcome)
 
     def _for_each_symbol(self, symbols: Sequence[str], deadline: float | None) -> None:
         failures: list[Exception] = []
@@ -792,6 +811,15 @@ def _fetch(connection: Connection, sql: str, params: tuple[Any, ...]) -> list[tu
         return result
     finally:
         cursor.close()
+
+
+def _raise_if_skipped(service: ThreadedBackgroundService, outcome: IterationOutcome) -> None:
+    """A catch-up the open breaker skipped did nothing: say so instead of returning."""
+    if outcome is IterationOutcome.SKIPPED:
+        raise RuntimeError(
+            f"{service.service_name}: the circuit breaker is open, nothing was done; "
+            f"reset_circuit_breaker() to try now"
+        )
 
 
 def _previous_top(rows: Sequence[Any]) -> Top | None:

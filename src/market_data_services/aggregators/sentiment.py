@@ -29,7 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, delete, func, select, text
 from sqlalchemy.engine import Engine
 
 from market_data_services.aggregators._ingest import (
@@ -53,10 +53,16 @@ from market_data_services.aggregators._sentimentfiles import (
     read_readings,
 )
 from market_data_services.aggregators._telemetry import families_for
-from market_data_services.runtime import ThreadedBackgroundService
+from market_data_services.aggregators.candles import SettingsMismatchError
+from market_data_services.runtime import IterationOutcome, ThreadedBackgroundService
 from market_data_services.runtime._validate import fraction, positive_int, seconds
 from market_data_services.storage.engine import begin_write
-from market_data_services.storage.schema import sentiment_metrics, sentiment_readings
+from market_data_services.storage.schema import (
+    sentiment_metrics,
+    sentiment_readings,
+    service_progress,
+    settings,
+)
 from market_data_services.storage.upsert import upsert
 from market_data_services.timeutil import format_ms, parse_zone
 
@@ -83,6 +89,8 @@ DEFAULT_SUM_TOLERANCE = 0.01
 SOURCE_LENGTH = 32
 
 SERVICE_NAME = "SentimentAggregatorService"
+#: The ``settings`` key recording what the stored sentiment metrics were computed with.
+SETTING_KEY = "sentiment.settings"
 DEFAULT_BATCH_SIZE = 5000
 #: Default bound of each symbol's history deque (readings in the window kept).
 DEFAULT_HISTORY_MAX_READINGS = 10_000
@@ -613,6 +621,10 @@ class SentimentAggregatorService(ThreadedBackgroundService):
 
     The window lives in a bounded deque per symbol (``history_max_readings``), rebuilt
     from the database after a restart or a late reading, so neither resets the window.
+
+    The settings (window, EMA, thresholds, source) are recorded in the ``settings`` table;
+    a service configured differently fails its iterations with ``SettingsMismatchError``
+    until it is started with ``rebuild=True``, which recomputes every row.
     """
 
     def __init__(
@@ -628,6 +640,7 @@ class SentimentAggregatorService(ThreadedBackgroundService):
         source: str | None = None,
         history_max_readings: int = DEFAULT_HISTORY_MAX_READINGS,
         batch_size: int = DEFAULT_BATCH_SIZE,
+        rebuild: bool = False,
         registry: CollectorRegistry | None = None,
         **kwargs: Any,
     ) -> None:
@@ -659,6 +672,10 @@ class SentimentAggregatorService(ThreadedBackgroundService):
         # Owned by the thread running iterations (the loop, or run_once/catch_up's caller).
         self._histories: dict[str, _History] = {}
         self._per_symbol: dict[str, _SymbolMetrics] = {}
+        self._rebuild = bool(rebuild)
+        # Set and read on the thread calling catch_up (run_once refuses while the loop runs).
+        self._catch_up: list[str] | None = None
+        self._catch_up_error: Exception | None = None
 
     @property
     def service_name(self) -> str:
@@ -685,15 +702,85 @@ class SentimentAggregatorService(ThreadedBackgroundService):
         return [] if found is None else list(found.window)
 
     def _process_iteration(self) -> None:
+        request = self._catch_up
+        try:
+            self._ensure_settings()
+            if request is not None:
+                self._for_each_symbol(request, None)
+                return
+        except Exception as exc:
+            if request is not None:
+                self._catch_up_error = exc
+            raise
         deadline = self._clock() + self.interval_seconds
         self._for_each_symbol(self.get_symbols(), deadline)
 
     def catch_up(self, symbols: Sequence[str] | None = None) -> None:
-        """Work until every symbol's readings have metrics (for backfills)."""
-        if self.is_running():
-            raise RuntimeError(f"{self.service_name}: catch_up() while the loop runs; stop() first")
+        """Work until every reading of ``symbols`` (default: the service's) is in the
+        metrics, however long it takes: the backfill of stored history.
+
+        Runs one iteration through ``run_once()`` on the caller's thread; raises if the
+        loop is running, if the iteration failed (its error) or if the breaker is open.
+        """
         names = self.get_symbols() if symbols is None else [check_symbol(s) for s in symbols]
-        self._for_each_symbol(names, None)
+        self._catch_up, self._catch_up_error = names, None
+        try:
+            outcome = self.run_once()
+        finally:
+            self._catch_up = None
+        if self._catch_up_error is not None:
+            raise self._catch_up_error
+        if outcome is IterationOutcome.SKIPPED:
+            raise RuntimeError(
+                f"{self.service_name}: the circuit breaker is open, nothing was done; "
+                f"reset_circuit_breaker() to try now"
+            )
+
+    def settings_text(self) -> str:
+        """What the stored metrics depend on, as recorded in the ``settings`` table."""
+        th = self._thresholds
+        return (
+            f"window_seconds={self._window_ms / 1000:g} ema_alpha={self._alpha!r} "
+            f"long_enter={th.long_enter!r} long_exit={th.long_exit!r} "
+            f"short_enter={th.short_enter!r} short_exit={th.short_exit!r} "
+            f"source={'*' if self._source is None else repr(self._source)} "
+            f"history_max_readings={self._max_readings}"
+        )
+
+    def _ensure_settings(self) -> None:
+        """Record the settings; refuse (or, with ``rebuild``, redo everything) when the
+        stored metrics were computed with others, so rows of two settings never mix."""
+        wanted = self.settings_text()
+        with self.engine.connect() as connection:
+            stored = connection.execute(
+                select(settings.c.value).where(settings.c.key == SETTING_KEY)
+            ).scalar()
+        if stored == wanted:
+            return
+        if stored is not None and not self._rebuild:
+            raise SettingsMismatchError(
+                f"the sentiment metrics in this database were computed with {stored}; this "
+                f"service is configured with {wanted}. Configure the same, or recompute them "
+                f"(mds backfill --rebuild; rebuild=True)"
+            )
+        with begin_write(self.engine) as connection:
+            if stored is not None:
+                connection.execute(delete(sentiment_metrics))
+                connection.execute(
+                    delete(service_progress).where(service_progress.c.service == SERVICE_NAME)
+                )
+                logger.warning(
+                    "sentiment.rebuild",
+                    extra={"service": SERVICE_NAME, "previous": stored, "new": wanted},
+                )
+            upsert(
+                connection,
+                settings,
+                [(SETTING_KEY, wanted, int(self._wall_clock() * 1000))],
+                columns=("key", "value", "updated_at"),
+            )
+        self._histories.clear()
+        self._rebuild = False
 
     def _for_each_symbol(self, symbols: Sequence[str], deadline: float | None) -> None:
         failures: list[Exception] = []
@@ -848,11 +935,13 @@ __all__ = [
     "REJECT_REASONS",
     "SENTIMENT_WRITE_LOCK_KEY",
     "SERVICE_NAME",
+    "SETTING_KEY",
     "ContrarianThresholds",
     "NotASentimentFileError",
     "SentimentAggregatorService",
     "SentimentFile",
     "SentimentReading",
+    "SettingsMismatchError",
     "ingest_sentiment",
     "inspect_sentiment_files",
     "sentiment_ingest_metrics",
