@@ -837,6 +837,15 @@ def _previous_top(rows: Sequence[Any]) -> Top | None:
     return Top(float(b[first]), float(qb[first]), float(a[first]), float(qa[first]))
 
 
+def stored_dom_symbols(engine: Engine) -> list[str]:
+    """Every symbol with rows in ``dom_snapshots``, for backfills over the whole database."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(dom_snapshots.c.symbol).distinct().order_by(dom_snapshots.c.symbol)
+        )
+        return [row[0] for row in rows]
+
+
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DOM_WRITE_LOCK_KEY",
@@ -851,6 +860,7 @@ __all__ = [
     "ingest_dom",
     "inspect_dom_files",
     "pack_levels",
+    "stored_dom_symbols",
     "unpack_levels",
     "write_dom",
 ]

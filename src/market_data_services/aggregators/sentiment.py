@@ -927,6 +927,15 @@ class SentimentAggregatorService(ThreadedBackgroundService):
         return following
 
 
+def stored_sentiment_symbols(engine: Engine) -> list[str]:
+    """Every symbol with rows in ``sentiment_readings``, for backfills over the whole database."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(sentiment_readings.c.symbol).distinct().order_by(sentiment_readings.c.symbol)
+        )
+        return [row[0] for row in rows]
+
+
 __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_HISTORY_MAX_READINGS",
@@ -945,5 +954,6 @@ __all__ = [
     "ingest_sentiment",
     "inspect_sentiment_files",
     "sentiment_ingest_metrics",
+    "stored_sentiment_symbols",
     "write_sentiment",
 ]
