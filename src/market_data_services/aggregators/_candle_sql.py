@@ -8,6 +8,7 @@ are the first and last tick of the range by (ts, seq), found by two index seeks.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +26,18 @@ PRICE_SQL = {"mid": "{t}.bid + {t}.ask", "bid": "{t}.bid", "ask": "{t}.ask"}
 PRICE_SCALE = {"mid": 0.5, "bid": 1.0, "ask": 1.0}
 
 _MINUTES_SQLITE = "temp.mds_minutes"
+_OHLC = ("open", "high", "low", "close")
+_RECORD = np.dtype(
+    [
+        ("ts_open", np.int64),
+        ("open", np.float64),
+        ("high", np.float64),
+        ("low", np.float64),
+        ("close", np.float64),
+        ("volume", np.float64),
+        ("count", np.int64),
+    ]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,24 @@ class MinuteCandles:
             close=floats,
             volume=floats,
             count=ints,
+        )
+
+    @classmethod
+    def from_records(cls, records: Iterable[Sequence[Any]], scale: float = 1.0) -> MinuteCandles:
+        """From (ts_open, open, high, low, close, volume, count) tuples, converted in one
+        pass in C (``np.fromiter`` into a record array): no Python object per value."""
+        table = np.fromiter(records, dtype=_RECORD)
+        if not len(table):
+            return cls.empty()
+        prices = [table[name] * scale if scale != 1.0 else table[name].copy() for name in _OHLC]
+        return cls(
+            ts_open=table["ts_open"].copy(),
+            open=prices[0],
+            high=prices[1],
+            low=prices[2],
+            close=prices[3],
+            volume=table["volume"].copy(),
+            count=table["count"].copy(),
         )
 
     @classmethod
@@ -113,22 +144,23 @@ class MinuteCandles:
         )
 
 
-def _aggregate_sql(basis: str, minutes_source: str) -> str:
+def _aggregate_sql(basis: str, minutes_source: str, symbol: str = ":symbol") -> str:
+    """The one-minute aggregate; ``symbol`` is the placeholder in the driver's style."""
     price = PRICE_SQL[basis]
     return f"""
 SELECT mins.m,
   (SELECT {price.format(t="o")} FROM ticks AS o
-     WHERE o.symbol = :symbol AND o.ts >= mins.m AND o.ts < mins.m + 60000
+     WHERE o.symbol = {symbol} AND o.ts >= mins.m AND o.ts < mins.m + 60000
      ORDER BY o.ts, o.seq LIMIT 1),
   max({price.format(t="t")}),
   min({price.format(t="t")}),
   (SELECT {price.format(t="c")} FROM ticks AS c
-     WHERE c.symbol = :symbol AND c.ts >= mins.m AND c.ts < mins.m + 60000
+     WHERE c.symbol = {symbol} AND c.ts >= mins.m AND c.ts < mins.m + 60000
      ORDER BY c.ts DESC, c.seq DESC LIMIT 1),
   sum(coalesce(t.volume, 1)),
   count(*)
 FROM {minutes_source}
-JOIN ticks AS t ON t.symbol = :symbol AND t.ts >= mins.m AND t.ts < mins.m + 60000
+JOIN ticks AS t ON t.symbol = {symbol} AND t.ts >= mins.m AND t.ts < mins.m + 60000
 GROUP BY mins.m
 ORDER BY mins.m
 """
@@ -161,13 +193,25 @@ def aggregate_minutes(
             connection.exec_driver_sql(
                 f"INSERT INTO {_MINUTES_SQLITE} (m) VALUES (?)", [(m,) for m in minutes.tolist()]
             )
-        sql = text(_aggregate_sql(basis, f"{_MINUTES_SQLITE} AS mins"))
-        rows = connection.execute(sql, {"symbol": symbol}).all()
-        connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
+        sql = _aggregate_sql(basis, f"{_MINUTES_SQLITE} AS mins")
+        params: dict[str, Any] = {"symbol": symbol}
     else:
-        sql = text(_aggregate_sql(basis, "unnest(CAST(:minutes AS BIGINT[])) AS mins(m)"))
-        rows = connection.execute(sql, {"symbol": symbol, "minutes": minutes.tolist()}).all()
-    return MinuteCandles.from_rows(list(rows), PRICE_SCALE[basis])
+        source = "unnest(CAST(%(minutes)s AS BIGINT[])) AS mins(m)"
+        sql = _aggregate_sql(basis, source, "%(symbol)s")
+        params = {"symbol": symbol, "minutes": minutes.tolist()}
+    # Straight from the driver's cursor into numpy, on this connection and transaction:
+    # one row per minute, without building a SQLAlchemy Row for each.
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        cursor.execute(sql, params)
+        candles = MinuteCandles.from_records(cursor, PRICE_SCALE[basis])
+    finally:
+        cursor.close()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
+    return candles
 
 
 def read_minute_candles(
