@@ -32,3 +32,7 @@ def require_executable(name: str, debian_package: str) -> str:
         )
     assert path is not None
     return path
+
+
+# Database fixtures (database_url, engine, database_factory) for every test directory.
+pytest_plugins = ("tests.databases",)

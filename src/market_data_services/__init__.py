@@ -2,10 +2,13 @@
 
 The public API is re-exported here::
 
-    from market_data_services import ThreadedBackgroundService, CircuitBreaker
+    from market_data_services import AggregatorService, CircuitBreaker, ThreadedBackgroundService
 """
 
+import logging
+
 from market_data_services._version import __version__
+from market_data_services.aggregators.candles import AggregatorService
 from market_data_services.runtime import (
     CircuitBreaker,
     CircuitBreakerError,
@@ -16,7 +19,11 @@ from market_data_services.runtime import (
     WebhookNotifier,
 )
 
+# A library logs; the application decides where to (``mds`` configures handlers).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
 __all__ = [
+    "AggregatorService",
     "CircuitBreaker",
     "CircuitBreakerError",
     "CircuitBreakerState",

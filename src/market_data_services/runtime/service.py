@@ -16,6 +16,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -47,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 #: How many errors ``get_metrics()["recent_errors"]`` keeps (the specification's 10).
 RECENT_ERRORS = 10
+
+#: How many iteration outcomes ``recent_outcomes()`` keeps, for windowed error rates.
+RECENT_OUTCOMES = 1000
 
 
 class IterationOutcome(enum.StrEnum):
@@ -131,6 +135,8 @@ class ThreadedBackgroundService(ABC):
 
         # The loop's numbers, for get_metrics() and the scrape alike (own lock inside).
         self._stats = IterationStats(RECENT_ERRORS)
+        # (unix time, failed) of the latest iterations; guarded by self._stats.lock.
+        self._outcomes: deque[tuple[float, bool]] = deque(maxlen=RECENT_OUTCOMES)
         self._iteration_numbers = itertools.count(1)  # next() is atomic under the GIL
 
         self._tracing = Tracing(tracer)
@@ -280,6 +286,15 @@ class ThreadedBackgroundService(ABC):
             "stuck_after_seconds": self._stuck_after,
         }
 
+    def recent_outcomes(self) -> list[tuple[float, bool]]:
+        """``(unix time, failed)`` of the latest iterations, oldest first (skips excluded).
+
+        The health endpoint computes its error rate over a recent window from these, so a
+        service that recovered is not judged by failures long past.
+        """
+        with self._stats.lock:
+            return list(self._outcomes)
+
     # -- heartbeat -----------------------------------------------------------------------------
 
     def current_iteration_seconds(self) -> float:
@@ -378,6 +393,7 @@ class ThreadedBackgroundService(ABC):
         now = self._wall_clock()
         with stats.lock:
             stats.iterations += 1
+            self._outcomes.append((now, error is not None))
             stats.duration_sum += duration
             bucket = bisect_left(ITERATION_BUCKETS, duration)
             stats.bucket_counts[bucket] += 1

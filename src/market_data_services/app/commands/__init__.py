@@ -8,8 +8,17 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from market_data_services.app.commands import backfill, config, db, ingest, run, status
+
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-COMMANDS: list[Register] = []
+COMMANDS: list[Register] = [
+    run.register,
+    status.register,
+    config.register,
+    db.register,
+    ingest.register,
+    backfill.register,
+]
 
 __all__ = ["COMMANDS", "Register"]

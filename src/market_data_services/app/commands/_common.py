@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
-#: The embedded default: a SQLite file in the working directory.
-DEFAULT_DATABASE_URL = "sqlite:///mds.sqlite"
+# The embedded default, a SQLite file in the working directory, is the configuration's.
+from market_data_services.app.config import DEFAULT_DATABASE_URL
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # something failed at run time

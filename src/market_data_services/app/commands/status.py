@@ -1,0 +1,137 @@
+"""``mds status [URL]``: a running instance's services as a table, from its health endpoint.
+
+Exit status: 0 when every service is healthy, 1 when one is degraded or the instance
+cannot be reached, 2 for bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import ssl
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from market_data_services.app.commands._common import EXIT_FAILURE, EXIT_OK
+from market_data_services.app.config import DEFAULT_LISTEN
+from market_data_services.app.server import HEALTH_PATH
+
+COLUMNS = (
+    "SERVICE",
+    "STATUS",
+    "RUNNING",
+    "BREAKER",
+    "ITERATIONS",
+    "ERRORS",
+    "ERROR RATE",
+    "RECENT",
+    "LAST SUCCESS",
+)
+
+
+def health_url(url: str | None) -> str:
+    """The health endpoint of ``url`` (a base URL, ``host:port``, or the endpoint itself)."""
+    text = url or f"http://{DEFAULT_LISTEN}"
+    if "://" not in text:
+        text = f"http://{text}"
+    parts = urlsplit(text)
+    path = parts.path.rstrip("/")
+    if not path.endswith(HEALTH_PATH):
+        path = path + HEALTH_PATH
+    return urlunsplit(parts._replace(path=path))
+
+
+def fetch(url: str, *, timeout: float, insecure: bool, cafile: str | None) -> tuple[int, Any]:
+    parts = urlsplit(url)
+    headers = {"Accept": "application/json"}
+    if parts.username is not None:
+        credentials = f"{parts.username}:{parts.password or ''}".encode()
+        headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
+        netloc = parts.netloc.rpartition("@")[2]
+        url = urlunsplit(parts._replace(netloc=netloc))
+    context = None
+    if parts.scheme == "https":
+        context = ssl.create_default_context(cafile=cafile)
+        if insecure:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 503:  # degraded: the body is the report
+            return exc.code, json.load(exc)
+        raise
+
+
+def render(report: dict[str, Any]) -> str:
+    rows = [COLUMNS]
+    for name, svc in report.get("services", {}).items():
+        rows.append(
+            (
+                name,
+                str(svc.get("status", "?")),
+                "yes" if svc.get("running") else "no",
+                str(svc.get("circuit_breaker", "?")),
+                str(svc.get("iterations", "?")),
+                str(svc.get("errors", "?")),
+                str(svc.get("error_rate", "?")),
+                str(svc.get("recent_error_rate", "-")),
+                str(svc.get("last_success") or "never"),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.append("")
+    lines.append(f"overall: {report.get('overall_status', '?')}")
+    for name, svc in report.get("services", {}).items():
+        for reason in svc.get("reasons", []):
+            lines.append(f"  {name}: {reason}")
+    return "\n".join(lines) + "\n"
+
+
+def status(args: argparse.Namespace) -> int:
+    url = health_url(args.url)
+    try:
+        code, report = fetch(url, timeout=args.timeout, insecure=args.insecure, cafile=args.cacert)
+    except urllib.error.HTTPError as exc:
+        print(f"mds: {url}: HTTP {exc.code} {exc.reason}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (OSError, ValueError) as exc:
+        print(f"mds: cannot read {url}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        sys.stdout.write(render(report))
+    return EXIT_OK if code == 200 else EXIT_FAILURE
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "status",
+        help="show a running instance's services from its health endpoint",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "url",
+        nargs="?",
+        help=f"base URL or HOST:PORT of the instance (default http://{DEFAULT_LISTEN}); "
+        "https://user:password@host:port for basic auth",
+    )
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--cacert", metavar="FILE", help="CA certificate to trust for https")
+    parser.add_argument(
+        "--insecure", action="store_true", help="do not verify the server's TLS certificate"
+    )
+    parser.set_defaults(handler=status)

@@ -1,0 +1,224 @@
+"""``Application``: one ``mds run`` — database, services, HTTP server, and their shutdown."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import sqlalchemy as sa
+from prometheus_client import REGISTRY, CollectorRegistry, Info
+
+from market_data_services._version import __version__
+from market_data_services.app.auth import BasicAuth
+from market_data_services.app.config import Config, ConfigSource, mask_url
+from market_data_services.app.health import HealthRule, health_report
+from market_data_services.app.server import HttpServer, TlsFiles, make_app
+from market_data_services.app.services import SERVICES, ServiceContext, ServiceEntry
+from market_data_services.runtime import ThreadedBackgroundService
+from market_data_services.storage.engine import create_engine, is_sqlite
+from market_data_services.storage.migrate import upgrade
+
+logger = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """``mds run`` could not start (database, migration, address in use)."""
+
+
+def _symbol_provider(source: ConfigSource, name: str) -> Any:
+    def provider() -> tuple[str, ...]:
+        return source.load().symbols_for(name)
+
+    return provider
+
+
+class Application:
+    """Builds and runs the enabled services and the HTTP server.
+
+    The constructor does no I/O. ``start()`` opens the database, upgrades an embedded
+    one, builds the services, runs the warm-up iterations (the demo feed's backfill),
+    starts the loops and the HTTP server. ``shutdown()`` stops them all.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        source: ConfigSource,
+        *,
+        registry: CollectorRegistry | None = None,
+        catalog: Mapping[str, ServiceEntry] | None = None,
+    ) -> None:
+        self.config = config
+        self._source = source
+        self.registry = REGISTRY if registry is None else registry
+        self._catalog = SERVICES if catalog is None else catalog
+        self._rule = HealthRule(
+            error_rate_threshold=config.health.error_rate_threshold,
+            error_rate_window_seconds=config.health.error_rate_window_seconds,
+        )
+        self.engine: Any = None
+        # Replaced whole (never mutated) by start(); HTTP threads read the reference.
+        self.services: dict[str, ThreadedBackgroundService] = {}
+        self.http: HttpServer | None = None
+        self._started = threading.Event()
+        self._stopping = threading.Event()
+
+    # -- start -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        config = self.config
+        Info("mds_build", "Version of market-data-services.", registry=self.registry).info(
+            {"version": __version__}
+        )
+        self.engine = self._create_engine()
+        self.http = self._create_http()
+        try:
+            self.http.start()
+        except OSError as exc:
+            raise StartupError(
+                f"http.listen: cannot listen on {config.http.listen}: {exc}"
+            ) from exc
+        self._migrate()
+        self.services = self._build_services()
+        idle = [name for name in self.services if not config.symbols_for(name)]
+        if idle:
+            logger.warning(
+                "mds.no_symbols",
+                extra={
+                    "services": idle,
+                    "hint": "set symbols in the config file, MDS_SYMBOLS or --symbols",
+                },
+            )
+        for name, service in self.services.items():
+            if self._catalog[name].warm_up and not self._stopping.is_set():
+                outcome = service.run_once()
+                logger.info("service.warmed_up", extra={"service": name, "outcome": outcome.value})
+        for service in self.services.values():
+            if not self._stopping.is_set():
+                service.start()
+        self._started.set()
+        logger.info(
+            "mds.running",
+            extra={"url": self.http.url, "services": list(self.services), "version": __version__},
+        )
+
+    def _create_engine(self) -> Any:
+        db = self.config.database
+        timeout_ms = int(db.busy_timeout_seconds * 1000)
+        try:
+            if is_sqlite(db.url):
+                return create_engine(db.url, sqlite_busy_timeout_ms=timeout_ms)
+            # PostgreSQL: the same setting bounds how long a statement waits for a lock.
+            return create_engine(
+                db.url,
+                connect_args={"connect_timeout": 10, "options": f"-c lock_timeout={timeout_ms}"},
+            )
+        except Exception as exc:
+            raise StartupError(f"database.url: {exc}") from exc
+
+    def _migrate(self) -> None:
+        mode = self.config.database.migrate
+        if mode == "never" or (mode == "auto" and not is_sqlite(self.engine)):
+            return
+        try:
+            upgrade(self.engine)
+        except Exception as exc:
+            raise StartupError(f"cannot upgrade the database schema: {exc}") from exc
+        logger.info("database.upgraded", extra={"url": self._masked_url()})
+
+    def _masked_url(self) -> str:
+        return mask_url(self.config.database.url)
+
+    def _build_services(self) -> dict[str, ThreadedBackgroundService]:
+        services: dict[str, ThreadedBackgroundService] = {}
+        for name in self.config.enabled_services():
+            entry = self._catalog[name]
+            ctx = ServiceContext(
+                name=name,
+                service_name=entry.service_name,
+                engine=self.engine,
+                config=self.config.services[name],
+                registry=self.registry,
+                symbol_provider=_symbol_provider(self._source, name),
+                symbol_cache_ttl_seconds=self.config.symbol_cache_ttl_seconds,
+            )
+            services[name] = entry.factory(ctx)
+        return services
+
+    def _create_http(self) -> HttpServer:
+        http = self.config.http
+        auth = None
+        if http.basic_auth_username is not None:
+            auth = BasicAuth(
+                http.basic_auth_username,
+                password=http.basic_auth_password,
+                password_hash=http.basic_auth_password_hash,
+            )
+        tls = None
+        if http.tls_cert_file is not None and http.tls_key_file is not None:
+            tls = TlsFiles(cert_file=http.tls_cert_file, key_file=http.tls_key_file)
+        app = make_app(registry=self.registry, health=self.health, ready=self.ready, auth=auth)
+        return HttpServer(app, host=http.host, port=http.port, threads=http.threads, tls=tls)
+
+    # -- checks the HTTP server asks -----------------------------------------------------------
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        return health_report(list(self.services.values()), self._rule)
+
+    def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Ready: started, not stopping, database answers, every service loop alive."""
+        checks: dict[str, Any] = {}
+        database_ok = False
+        if self.engine is not None:
+            try:
+                with self.engine.connect() as connection:
+                    connection.execute(sa.text("SELECT 1"))
+                database_ok = True
+            except Exception as exc:
+                checks["database_error"] = type(exc).__name__
+        checks["database"] = database_ok
+        services = self.services
+        checks["services"] = {svc.service_name: svc.is_running() for svc in services.values()}
+        checks["started"] = self._started.is_set()
+        checks["stopping"] = self._stopping.is_set()
+        ok = (
+            database_ok
+            and checks["started"]
+            and not checks["stopping"]
+            and all(checks["services"].values())
+        )
+        return ok, checks
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    def shutdown(self) -> bool:
+        """Stop every service (in parallel, each within its stop timeout), then the server.
+
+        Returns whether every service stopped in time.
+        """
+        self._stopping.set()
+        results: dict[str, bool] = {}  # each key written by one stopper thread
+        stoppers = []
+        for name, service in self.services.items():
+            timeout = self.config.services[name].stop_timeout_seconds
+
+            def stop(
+                name: str = name, service: ThreadedBackgroundService = service, t: float = timeout
+            ) -> None:
+                results[name] = service.stop(t)
+
+            thread = threading.Thread(target=stop, name=f"mds-stop-{name}", daemon=True)
+            thread.start()
+            stoppers.append((thread, timeout))
+        for thread, timeout in stoppers:
+            thread.join(timeout + 1.0)
+        if self.http is not None:
+            self.http.stop()
+        if self.engine is not None:
+            self.engine.dispose()
+        late = [name for name in self.services if not results.get(name, False)]
+        if late:
+            logger.error("mds.services_did_not_stop", extra={"services": late})
+        return not late

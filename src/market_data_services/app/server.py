@@ -1,0 +1,209 @@
+"""The HTTP side of ``mds run``: one small WSGI app served by cheroot.
+
+Routes: ``/metrics`` (prometheus_client's own WSGI app: text or OpenMetrics by the
+scraper's Accept header, gzip when asked), ``/healthz`` (the process answers),
+``/readyz`` (database reachable, services started), ``/api/health/aggregators`` (the
+specification's JSON, 200 or 503), anything else 404.
+
+cheroot (CherryPy's server) parses HTTP for us: a thread pool so scrapes run
+concurrently, socket timeouts against slow clients, TLS through the standard ``ssl``
+module, and years of hardening against malformed requests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from market_data_services._version import __version__
+from market_data_services.app.auth import BasicAuth
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+logger = logging.getLogger(__name__)
+
+HealthCheck = Callable[[], tuple[int, dict[str, Any]]]
+ReadyCheck = Callable[[], tuple[bool, dict[str, Any]]]
+
+HEALTH_PATH = "/api/health/aggregators"
+_JSON = "application/json"
+_TEXT = "text/plain; charset=utf-8"
+_REASONS = {
+    200: "200 OK",
+    401: "401 Unauthorized",
+    404: "404 Not Found",
+    405: "405 Method Not Allowed",
+    500: "500 Internal Server Error",
+    503: "503 Service Unavailable",
+}
+
+
+def _respond(
+    start_response: StartResponse,
+    status: int,
+    body: bytes,
+    content_type: str,
+    extra: Iterable[tuple[str, str]] = (),
+    *,
+    head: bool = False,
+) -> list[bytes]:
+    headers = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+        *extra,
+    ]
+    start_response(_REASONS[status], headers)
+    return [] if head else [body]
+
+
+def _json(data: Any) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
+def make_app(
+    *,
+    registry: CollectorRegistry,
+    health: HealthCheck,
+    ready: ReadyCheck,
+    auth: BasicAuth | None = None,
+) -> WSGIApplication:
+    """The WSGI app. ``/healthz`` answers without credentials (it tells nothing but "up")."""
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "") or "/"
+        method = environ.get("REQUEST_METHOD", "GET")
+        head = method == "HEAD"
+        if path not in ("/metrics", "/healthz", "/readyz", HEALTH_PATH, "/"):
+            return _respond(start_response, 404, b"not found\n", _TEXT, head=head)
+        if method not in ("GET", "HEAD"):
+            return _respond(
+                start_response, 405, b"method not allowed\n", _TEXT, [("Allow", "GET, HEAD")]
+            )
+        if path == "/healthz":
+            return _respond(start_response, 200, b"ok\n", _TEXT, head=head)
+        if auth is not None and not auth.check(environ.get("HTTP_AUTHORIZATION")):
+            return _respond(
+                start_response,
+                401,
+                b"unauthorized\n",
+                _TEXT,
+                [("WWW-Authenticate", 'Basic realm="mds", charset="UTF-8"')],
+                head=head,
+            )
+        if path == "/metrics":
+            metrics: Iterable[bytes] = metrics_app(environ, start_response)
+            return metrics
+        if path == HEALTH_PATH:
+            status, body = health()
+            return _respond(start_response, status, _json(body), _JSON, head=head)
+        if path == "/readyz":
+            ok, checks = ready()
+            return _respond(
+                start_response, 200 if ok else 503, _json({"ready": ok, **checks}), _JSON, head=head
+            )
+        index = (f"mds {__version__}\n\n/metrics\n/healthz\n/readyz\n{HEALTH_PATH}\n").encode()
+        return _respond(start_response, 200, index, _TEXT, head=head)
+
+    def guarded(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            result: Iterable[bytes] = app(environ, start_response)
+            return result
+        except Exception:
+            # A failing health or readiness check must not take the server down; cheroot
+            # would answer 500 too, but without our log line.
+            logger.exception("http.handler_failed", extra={"path": environ.get("PATH_INFO")})
+            return _respond(start_response, 500, b"internal error\n", _TEXT, [], head=False)
+
+    return guarded
+
+
+class _Server(wsgi.Server):
+    """cheroot's server, logging through ``logging`` (it writes raw stderr by default)."""
+
+    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
+        # Client mistakes (plain HTTP to TLS, resets) are INFO in cheroot; keep them quiet.
+        logger.log(
+            level if level >= logging.WARNING else logging.DEBUG,
+            "http.server_message",
+            exc_info=traceback,
+            extra={"detail": msg},
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TlsFiles:
+    cert_file: str
+    key_file: str
+
+
+class HttpServer:
+    """cheroot serving ``app`` on a named thread; ``start()`` binds, ``stop()`` ends it.
+
+    The constructor does no I/O. ``start()`` raises OSError when the address is taken.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApplication,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        threads: int = 8,
+        tls: TlsFiles | None = None,
+        socket_timeout_seconds: int = 10,
+    ) -> None:
+        self._server = _Server(
+            (host, port),
+            app,
+            numthreads=threads,
+            server_name="mds",
+            timeout=socket_timeout_seconds,
+            shutdown_timeout=2,
+        )
+        self._tls = tls
+        self._thread: threading.Thread | None = None  # owned by the thread calling start/stop
+
+    def start(self) -> None:
+        if self._tls is not None:
+            self._server.ssl_adapter = BuiltinSSLAdapter(self._tls.cert_file, self._tls.key_file)
+        self._server.prepare()
+        self._thread = threading.Thread(target=self._serve, name="mds-http", daemon=True)
+        self._thread.start()
+        logger.info("http.listening", extra={"url": self.url})
+
+    def _serve(self) -> None:
+        try:
+            self._server.serve()
+        except Exception:
+            logger.exception("http.server_failed")
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound host and port (the real port when 0 was asked for)."""
+        host, port = self._server.bind_addr[:2]
+        return str(host), int(port)
+
+    @property
+    def url(self) -> str:
+        host, port = self.address
+        if ":" in host:
+            host = f"[{host}]"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{host}:{port}"
+
+    def stop(self) -> None:
+        self._server.stop()
+        if self._thread is not None:
+            self._thread.join(5.0)
+        logger.info("http.stopped")

@@ -1,0 +1,170 @@
+"""The service catalog: every service ``mds run`` can start, one entry each.
+
+An entry names the service's config section (``[services.<name>]``), its defaults, its
+own keys (a frozen dataclass whose fields become keys of that section) and a factory
+that builds it from a :class:`ServiceContext`. Adding a service is adding one entry to
+``SERVICES``; the configuration, ``mds config show``, the environment variables, the
+health endpoint and shutdown pick it up from here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from market_data_services.aggregators.candles import PRICE_BASES, AggregatorService
+from market_data_services.app.config import BreakerConfig, ConfigError, ServiceConfig
+from market_data_services.demo import DemoFeedService
+from market_data_services.runtime import CircuitBreaker, ThreadedBackgroundService
+from market_data_services.timeutil import parse_day_start
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceContext:
+    """What a factory gets: the engine, its settings, and the shared plumbing."""
+
+    name: str  # the catalog key
+    service_name: str
+    engine: Any
+    config: ServiceConfig
+    registry: CollectorRegistry
+    symbol_provider: Callable[[], Iterable[str]]
+    symbol_cache_ttl_seconds: float
+
+    @property
+    def options(self) -> Any:
+        return self.config.options
+
+    def base_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``ThreadedBackgroundService`` from the common settings."""
+        breaker: BreakerConfig = self.config.circuit_breaker
+        return {
+            "interval_seconds": self.config.interval_seconds,
+            "registry": self.registry,
+            "symbol_provider": self.symbol_provider,
+            "symbol_cache_ttl_seconds": self.symbol_cache_ttl_seconds,
+            "first_start_jitter_seconds": self.config.first_start_jitter_seconds,
+            "stuck_after_seconds": self.config.stuck_after_seconds,
+            "circuit_breaker": CircuitBreaker(
+                failure_threshold=breaker.failure_threshold,
+                timeout=breaker.timeout_seconds,
+                half_open_max_calls=breaker.half_open_max_calls,
+                name=self.service_name,
+            ),
+        }
+
+
+Factory = Callable[[ServiceContext], ThreadedBackgroundService]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceEntry:
+    service_name: str  # what the service calls itself: metric label, health key
+    factory: Factory
+    description: str
+    defaults: ServiceConfig = field(default_factory=ServiceConfig)
+    #: A frozen dataclass of the service's own keys, or None.
+    options: type | None = None
+    #: Run one iteration before the other services start (the demo feed's backfill).
+    warm_up: bool = False
+
+
+# -- candles -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class CandleOptions:
+    """Keys of ``[services.candles]`` beyond the common ones."""
+
+    #: Where the daily candle opens: "HH:MM ZONE" ("17:00 America/New_York" for forex).
+    day_start: str = "00:00 UTC"
+    #: Which price the candles are built from: mid, bid or ask.
+    price_basis: str = "mid"
+    #: How long after a bucket's end it is first written (late ticks update it later).
+    lateness_seconds: float = 2.0
+    #: Rebuild stored candles made with another basis or day start instead of failing.
+    rebuild: bool = False
+    #: Symbols built in parallel.
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        try:
+            parse_day_start(self.day_start)
+        except ValueError as exc:
+            raise ConfigError("day_start", str(exc)) from None
+        if self.price_basis not in PRICE_BASES:
+            valid = ", ".join(PRICE_BASES)
+            raise ConfigError("price_basis", f"must be one of {valid}; got {self.price_basis!r}")
+        if not (math.isfinite(self.lateness_seconds) and self.lateness_seconds >= 0):
+            raise ConfigError("lateness_seconds", f"must be >= 0, got {self.lateness_seconds:g}")
+        if not 1 <= self.workers <= 64:
+            raise ConfigError("workers", f"must be 1..64, got {self.workers}")
+
+
+def _candles(ctx: ServiceContext) -> ThreadedBackgroundService:
+    options: CandleOptions = ctx.options
+    return AggregatorService(
+        ctx.engine,
+        day_start=options.day_start,
+        price_basis=options.price_basis,
+        lateness_seconds=options.lateness_seconds,
+        rebuild=options.rebuild,
+        workers=options.workers,
+        **ctx.base_kwargs(),
+    )
+
+
+# -- the demo feed -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoOptions:
+    """Keys of ``[services.demo_feed]`` beyond the common ones."""
+
+    #: Sample seconds replayed per wall-clock second.
+    speed: float = 1.0
+    #: Wall-clock seconds of data written, stamped in the recent past, at start.
+    backfill_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.speed) and 0 < self.speed <= 100_000):
+            raise ConfigError("speed", f"must satisfy 0 < speed <= 100000, got {self.speed:g}")
+        if not (math.isfinite(self.backfill_seconds) and 0 <= self.backfill_seconds <= 86_400):
+            raise ConfigError(
+                "backfill_seconds", f"must be 0..86400, got {self.backfill_seconds:g}"
+            )
+
+
+def _demo_feed(ctx: ServiceContext) -> ThreadedBackgroundService:
+    options: DemoOptions = ctx.options
+    return DemoFeedService(
+        ctx.engine,
+        speed=options.speed,
+        backfill_seconds=options.backfill_seconds,
+        **ctx.base_kwargs(),
+    )
+
+
+SERVICES: dict[str, ServiceEntry] = {
+    "candles": ServiceEntry(
+        service_name="AggregatorService",
+        factory=_candles,
+        description="builds 1m to 1d candles from the ticks table",
+        defaults=ServiceConfig(interval_seconds=60.0, stop_timeout_seconds=10.0),
+        options=CandleOptions,
+    ),
+    "demo_feed": ServiceEntry(
+        service_name="DemoFeedService",
+        factory=_demo_feed,
+        description="replays the packaged sample ticks as if they arrived now (--demo)",
+        defaults=ServiceConfig(enabled=False, interval_seconds=1.0, stop_timeout_seconds=5.0),
+        options=DemoOptions,
+        warm_up=True,
+    ),
+}
+
+__all__ = ["SERVICES", "CandleOptions", "DemoOptions", "ServiceContext", "ServiceEntry"]

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from market_data_services.app.cli import main
+from market_data_services.app.commands._progress import ProgressBar
+from market_data_services.storage import create_engine, ticks
+from tests.aggregators.conftest import shared_data
+from tests.databases import DatabaseFactory
+
+SUNDAY = (
+    shared_data() / "forex_ticks" / "lean_fxcm" / "eurusd" / "20140504_eurusd_tick_quote.csv.gz"
+)
+
+
+def count(url: str) -> int:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        value = connection.execute(select(func.count()).select_from(ticks)).scalar_one()
+    engine.dispose()
+    return value
+
+
+def test_ingest_prints_a_summary_and_stores_the_ticks(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    code = main(
+        [
+            "ingest",
+            "ticks",
+            str(SUNDAY),
+            "--symbol",
+            "EUR/USD",
+            "--layout",
+            "lean",
+            "--tz",
+            "UTC-05:00",
+            "--db",
+            database_url,
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "1 files, 8,025 rows: 8,025 ticks accepted (8,025 new, 0 already stored)" in out
+    assert count(database_url) == 8_025
+
+
+def test_ingest_of_a_file_that_is_not_ticks_exits_2_with_one_line(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello\nworld\n")
+    code = main(
+        ["ingest", "ticks", str(SUNDAY), str(notes), "--symbol", "EUR/USD", "--db", database_url]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.strip().splitlines() == [
+        f"mds ingest ticks: {notes}: not a tick file: the first line 'hello' is neither a "
+        "header 'timestamp,bid,ask[,volume][,symbol]' (plain) nor LEAN rows "
+        "'ms_since_midnight,bid,ask' (lean)"
+    ]
+
+
+def test_ingest_rejections_are_listed_with_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("timestamp,bid,ask\n1000,1.1,1.2\n2000,-1,1.2\n")
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert main(["ingest", "ticks", str(path), "--symbol", "X", "--db", url]) == 0
+    captured = capsys.readouterr()
+    assert f"rejected: {path}:3: price must be > 0, got bid -1.0 ask 1.2" in captured.err
+    assert "rejected by reason: non_positive_price 1" in captured.out
+
+
+def test_missing_path_and_bad_zone_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert main(["ingest", "ticks", str(tmp_path / "nope.csv"), "--symbol", "X", "--db", url]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+    assert (
+        main(["ingest", "ticks", str(SUNDAY), "--symbol", "X", "--tz", "Mars/Base", "--db", url])
+        == 2
+    )
+    assert "unknown time zone 'Mars/Base'" in capsys.readouterr().err
+
+
+@pytest.mark.postgres
+def test_ingest_refuses_a_postgres_database_without_schema(
+    database_factory: DatabaseFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database_url = database_factory.postgres_url()
+    code = main(["ingest", "ticks", str(SUNDAY), "--symbol", "X", "--db", database_url])
+    assert code == 2
+    assert "run `mds db upgrade --db" in capsys.readouterr().err
+
+
+def test_progress_bar_draws_on_a_terminal_and_stays_silent_otherwise() -> None:
+    terminal = io.StringIO()
+    bar = ProgressBar(4, unit="files", stream=terminal, enabled=True, min_interval=0)
+    bar.update(1, "a.csv")
+    bar.update(4, "d.csv")
+    bar.close()
+    assert "\r[######..................] 1/4 files  a.csv" in terminal.getvalue()
+    assert "[########################] 4/4 files  d.csv" in terminal.getvalue()
+    assert terminal.getvalue().endswith("\n")
+    pipe = io.StringIO()
+    quiet = ProgressBar(4, unit="files", stream=pipe)
+    quiet.update(4)
+    quiet.close()
+    assert pipe.getvalue() == ""
+
+
+def test_the_readme_ingest_example_runs_as_written(tmp_path: Path) -> None:
+    """`mds ingest ticks ../shared/data/... --db sqlite:///mds.sqlite`, from the repo root."""
+    folder = shared_data() / "forex_ticks" / "lean_fxcm" / "nzdusd"
+    work = tmp_path / "repo"
+    work.mkdir()
+    (tmp_path / "shared").symlink_to(shared_data().parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "market_data_services",
+            "ingest",
+            "ticks",
+            "../shared/data/forex_ticks/lean_fxcm/nzdusd/20140504_nzdusd_tick_quote.csv.gz",
+            "--symbol",
+            "NZD/USD",
+            "--layout",
+            "lean",
+            "--tz",
+            "UTC-05:00",
+            "--db",
+            "sqlite:///mds.sqlite",
+        ],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert folder.is_dir()
+    assert count(f"sqlite:///{work / 'mds.sqlite'}") == 21_018

@@ -1,0 +1,328 @@
+"""The HTTP server in-process: real cheroot on a free port, real services, real clients."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families
+
+from market_data_services.app.auth import BasicAuth, hash_password
+from market_data_services.app.health import HealthRule, health_report
+from market_data_services.app.server import HEALTH_PATH, HttpServer, TlsFiles, make_app
+from market_data_services.runtime import CircuitBreaker, ThreadedBackgroundService
+from tests.conftest import require_executable
+
+
+class ToyService(ThreadedBackgroundService):
+    """Fails while ``failing`` is set, like a service whose database is locked."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(None, ["EUR/USD"], **kwargs)
+        self.failing = threading.Event()
+
+    @property
+    def service_name(self) -> str:
+        return "ToyService"
+
+    def _process_iteration(self) -> None:
+        if self.failing.is_set():
+            raise RuntimeError("database is locked")
+
+
+def get(
+    url: str, *, headers: dict[str, str] | None = None, context: ssl.SSLContext | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture
+def toy(registry: CollectorRegistry) -> Iterator[ToyService]:
+    service = ToyService(
+        interval_seconds=0.02,
+        registry=registry,
+        circuit_breaker=CircuitBreaker(failure_threshold=2, timeout=0.2, name="ToyService"),
+    )
+    yield service
+    service.stop(2.0)
+
+
+def serve(
+    registry: CollectorRegistry,
+    services: list[ThreadedBackgroundService],
+    *,
+    auth: BasicAuth | None = None,
+    tls: TlsFiles | None = None,
+    rule: HealthRule | None = None,
+) -> HttpServer:
+    rule = rule or HealthRule(error_rate_window_seconds=0.5)
+    app = make_app(
+        registry=registry,
+        health=lambda: health_report(services, rule),
+        ready=lambda: (all(s.is_running() for s in services), {}),
+        auth=auth,
+    )
+    server = HttpServer(app, host="127.0.0.1", port=0, threads=4, tls=tls)
+    server.start()
+    return server
+
+
+@pytest.fixture
+def server(registry: CollectorRegistry, toy: ToyService) -> Iterator[HttpServer]:
+    http = serve(registry, [toy])
+    yield http
+    http.stop()
+
+
+def test_metrics_are_prometheus_text_and_openmetrics_when_asked(
+    server: HttpServer, toy: ToyService
+) -> None:
+    toy.start()
+    wait_for(lambda: toy.get_metrics()["iteration_count"] > 0)
+    status, headers, body = get(f"{server.url}/metrics")
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain")
+    names = {f.name for f in text_string_to_metric_families(body.decode())}
+    assert {"mds_service_iterations", "mds_service_circuit_breaker_state"} <= names
+
+    status, headers, body = get(
+        f"{server.url}/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    families = {f.name: f for f in parse_om(body.decode())}
+    iterations = families["mds_service_iterations"]
+    assert next(s.value for s in iterations.samples if s.name.endswith("_total")) > 0
+
+
+def test_metrics_are_gzipped_for_a_scraper_that_accepts_it(server: HttpServer) -> None:
+    status, headers, body = get(f"{server.url}/metrics", headers={"Accept-Encoding": "gzip"})
+    assert status == 200
+    assert headers.get("Content-Encoding") == "gzip"
+    assert body[:2] == b"\x1f\x8b"
+
+
+def test_health_turns_503_when_the_breaker_opens_and_200_after_recovery(
+    server: HttpServer, toy: ToyService
+) -> None:
+    toy.start()
+    wait_for(lambda: get(server.url + HEALTH_PATH)[0] == 200)
+    status, _, body = get(server.url + HEALTH_PATH)
+    report = json.loads(body)
+    assert report["overall_status"] == "healthy"
+    entry = report["services"]["ToyService"]
+    assert entry["status"] == "healthy"
+    assert entry["circuit_breaker"] == "closed"
+    assert entry["error_rate"] == "0.00%"
+
+    toy.failing.set()
+    wait_for(
+        lambda: (
+            json.loads(get(server.url + HEALTH_PATH)[2])["services"]["ToyService"][
+                "circuit_breaker"
+            ]
+            == "open"
+        )
+    )
+    status, _, body = get(server.url + HEALTH_PATH)
+    assert status == 503
+    degraded = json.loads(body)
+    assert degraded["overall_status"] == "degraded"
+    entry = degraded["services"]["ToyService"]
+    assert entry["status"] == "degraded"
+    assert "circuit breaker open" in entry["reasons"]
+    assert entry["last_error"]["type"] == "RuntimeError"
+
+    toy.failing.clear()
+    wait_for(lambda: get(server.url + HEALTH_PATH)[0] == 200)
+    recovered = json.loads(get(server.url + HEALTH_PATH)[2])["services"]["ToyService"]
+    assert recovered["circuit_breaker"] == "closed"
+    assert recovered["errors"] >= 2  # the lifetime count keeps the incident
+    assert recovered["reasons"] == []
+
+
+def test_a_stopped_service_is_degraded(
+    registry: CollectorRegistry, toy: ToyService, server: HttpServer
+) -> None:
+    status, _, body = get(server.url + HEALTH_PATH)
+    assert status == 503
+    assert json.loads(body)["services"]["ToyService"]["reasons"] == ["not running"]
+
+
+def test_unknown_paths_are_404_and_other_methods_405(server: HttpServer) -> None:
+    assert get(f"{server.url}/nope")[0] == 404
+    assert get(f"{server.url}/metrics/extra")[0] == 404
+    request = urllib.request.Request(f"{server.url}/metrics", data=b"x", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as post:
+        urllib.request.urlopen(request, timeout=5)
+    assert post.value.code == 405
+    assert post.value.headers["Allow"] == "GET, HEAD"
+
+
+def test_healthz_answers_and_readyz_follows_the_services(
+    server: HttpServer, toy: ToyService
+) -> None:
+    assert get(f"{server.url}/healthz")[:3:2] == (200, b"ok\n")
+    assert get(f"{server.url}/readyz")[0] == 503
+    toy.start()
+    status, _, body = get(f"{server.url}/readyz")
+    assert status == 200
+    assert json.loads(body)["ready"] is True
+
+
+def test_concurrent_scrapes_all_succeed(server: HttpServer, toy: ToyService) -> None:
+    toy.start()
+
+    def scrape(_: int) -> int:
+        return get(f"{server.url}/metrics")[0]
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(scrape, range(64)))
+    assert statuses == [200] * 64
+
+
+def test_malformed_requests_do_not_hurt_the_server(server: HttpServer) -> None:
+    host, port = server.address
+    garbage = [
+        b"\x00\xff\xfe garbage\r\n\r\n",
+        b"GET /metrics HTTP/9.9\r\n\r\n",
+        b"GET " + b"/a" * 40_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        b"GET /metrics HTTP/1.1\r\n" + b"X: " + b"y" * 100_000 + b"\r\n\r\n",
+        b"GET /metrics",  # then hang up half-way
+    ]
+    for payload in garbage:
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.sendall(payload)
+            sock.shutdown(socket.SHUT_WR)
+            with contextlib.suppress(OSError):
+                sock.recv(65536)
+    assert get(f"{server.url}/metrics")[0] == 200
+    assert get(f"{server.url}/healthz")[0] == 200
+
+
+def test_basic_auth_guards_everything_but_healthz(
+    registry: CollectorRegistry, toy: ToyService
+) -> None:
+    http = serve(
+        registry,
+        [toy],
+        auth=BasicAuth("prom", password_hash=hash_password("s3cret", iterations=1000)),
+    )
+    try:
+        good = "Basic " + base64.b64encode(b"prom:s3cret").decode()
+        bad = "Basic " + base64.b64encode(b"prom:wrong").decode()
+        for path in ("/metrics", HEALTH_PATH, "/readyz"):
+            status, headers, _ = get(http.url + path)
+            assert status == 401
+            assert headers["WWW-Authenticate"].startswith("Basic ")
+            assert get(http.url + path, headers={"Authorization": bad})[0] == 401
+        assert get(f"{http.url}/metrics", headers={"Authorization": good})[0] == 200
+        # The second request takes the cached path; it must give the same answer.
+        assert get(f"{http.url}/metrics", headers={"Authorization": good})[0] == 200
+        assert get(f"{http.url}/metrics", headers={"Authorization": bad})[0] == 401
+        assert get(f"{http.url}/healthz")[0] == 200
+    finally:
+        http.stop()
+
+
+def test_basic_auth_rejects_malformed_headers() -> None:
+    auth = BasicAuth("prom", password="pw")
+    assert auth.check("Basic " + base64.b64encode(b"prom:pw").decode())
+    for header in (
+        None,
+        "",
+        "Bearer x",
+        "Basic !!!",
+        "Basic " + base64.b64encode(b"prom").decode(),
+    ):
+        assert not auth.check(header)
+    assert not auth.check("Basic " + base64.b64encode(b"other:pw").decode())
+
+
+def make_certificate(directory: Path) -> TlsFiles:
+    openssl = require_executable("openssl", "openssl")
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return TlsFiles(cert_file=str(cert), key_file=str(key))
+
+
+def test_tls_serves_https_with_the_given_certificate(
+    tmp_path: Path, registry: CollectorRegistry, toy: ToyService
+) -> None:
+    tls = make_certificate(tmp_path)
+    http = serve(registry, [toy], tls=tls)
+    try:
+        assert http.url.startswith("https://")
+        context = ssl.create_default_context(cafile=tls.cert_file)
+        status, _, body = get(f"{http.url}/metrics", context=context)
+        assert status == 200
+        assert b"mds_service_iterations_total" in body
+        # Plain HTTP gets an error or a reset, never the metrics.
+        with pytest.raises(OSError):
+            urllib.request.urlopen(http.url.replace("https", "http") + "/metrics", timeout=5)
+    finally:
+        http.stop()
+
+
+def test_start_fails_when_the_address_is_taken(registry: CollectorRegistry) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        app = make_app(registry=registry, health=lambda: (200, {}), ready=lambda: (True, {}))
+        with pytest.raises(OSError):
+            HttpServer(app, host="127.0.0.1", port=port).start()
