@@ -2,10 +2,11 @@
 
 The public API is re-exported here::
 
-    from market_data_services import ThreadedBackgroundService, CircuitBreaker
+    from market_data_services import AggregatorService, CircuitBreaker, ThreadedBackgroundService
 """
 
 from market_data_services._version import __version__
+from market_data_services.aggregators.candles import AggregatorService
 from market_data_services.runtime import (
     CircuitBreaker,
     CircuitBreakerError,
@@ -17,6 +18,7 @@ from market_data_services.runtime import (
 )
 
 __all__ = [
+    "AggregatorService",
     "CircuitBreaker",
     "CircuitBreakerError",
     "CircuitBreakerState",

@@ -273,7 +273,9 @@ def test_directories_are_searched_for_tick_files(engine: Engine, tmp_path: Path)
 # -- write_ticks -------------------------------------------------------------------------------
 
 
-def test_write_ticks_validates_stores_and_is_idempotent(engine: Engine) -> None:
+def test_write_ticks_in_batch_numbering_validates_stores_and_is_idempotent(
+    engine: Engine,
+) -> None:
     base = 1_699_999_000_000
     batch = [
         Tick("EUR/USD", base, 1.10, 1.11, 2.0),
@@ -282,8 +284,12 @@ def test_write_ticks_validates_stores_and_is_idempotent(engine: Engine) -> None:
         ("EUR/USD", "soon", 1.10, 1.12, None),
         ("GBP/USD", base, 1.30, 1.31, None),
     ]
-    first = write_ticks(engine, batch, symbols=["EUR/USD"], wall_clock=lambda: NOW)
-    second = write_ticks(engine, batch, symbols=["EUR/USD"], wall_clock=lambda: NOW)
+    first = write_ticks(
+        engine, batch, symbols=["EUR/USD"], wall_clock=lambda: NOW, numbering="batch"
+    )
+    second = write_ticks(
+        engine, batch, symbols=["EUR/USD"], wall_clock=lambda: NOW, numbering="batch"
+    )
     assert (first.written, first.rejected, second.written, second.duplicates) == (2, 3, 0, 2)
     assert sorted(first.rejected_by_reason.items()) == [
         ("malformed", 1),
@@ -310,3 +316,25 @@ def test_unknown_symbol_rejections_never_become_metric_labels(engine: Engine) ->
     }
     assert all(dict(label)["reason"] != "SYM0" for label in labels)
     assert sample(registry, "mds_ticks_rejected_total", reason="unknown_symbol") == 5
+
+
+def test_write_ticks_appends_equal_times_split_over_calls_in_arrival_order(
+    engine: Engine,
+) -> None:
+    base = 1_699_999_000_000
+    write_ticks(engine, [("X", base, 1.0, 1.1), ("X", base, 1.0, 1.2)], wall_clock=lambda: NOW)
+    report = write_ticks(
+        engine, [("X", base, 1.0, 1.3), ("X", base + 1, 1.0, 1.4)], wall_clock=lambda: NOW
+    )
+    assert report.written == 2
+    assert [(r[1] - base, r[2], r[4]) for r in stored(engine)] == [  # type: ignore[operator]
+        (0, 0, 1.1),
+        (0, 1, 1.2),
+        (0, 2, 1.3),
+        (1, 0, 1.4),
+    ]
+
+
+def test_write_ticks_refuses_an_unknown_numbering(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="valid: append, batch"):
+        write_ticks(engine, [], numbering="file")

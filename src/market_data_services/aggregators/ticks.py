@@ -80,6 +80,8 @@ TICK_WRITE_LOCK_KEY = zlib.crc32(b"market_data_services.ticks.write")
 
 _TICK_COLUMNS = ("symbol", "ts", "seq", "bid", "ask")
 _TICK_KEY = ("symbol", "ts", "seq")
+#: How ``write_ticks`` numbers ticks with equal times (see its docstring).
+NUMBERINGS = ("append", "batch")
 #: Rows per transaction when a file is long.
 CHUNK_ROWS = 250_000
 
@@ -351,6 +353,7 @@ def _store(
     now_ms: int,
     report: IngestReport,
     metrics: _Families,
+    after_stored: bool = False,
 ) -> None:
     report.rows += len(raw) + len(raw.rejections)
     checked = _check(raw, policy, now_ms)
@@ -358,10 +361,14 @@ def _store(
     accepted = int(keep.sum())
     written = 0
     if accepted:
-        seq = numbering.number(raw.symbol_codes[keep], raw.ts[keep])
-        columns, rows = _rows(raw, keep, seq)
+        codes, stamps = raw.symbol_codes[keep], raw.ts[keep]
+        seq = numbering.number(codes, stamps)
         with begin_write(engine) as connection:
             _lock_tick_writes(connection)
+            if after_stored:
+                # Inside the write lock, so no other writer can take the same numbers.
+                seq = seq + _next_seq(connection, raw.symbols, codes, stamps)
+            columns, rows = _rows(raw, keep, seq)
             written = upsert(
                 connection,
                 ticks,
@@ -393,6 +400,38 @@ def _store(
     metrics.duplicates.inc(accepted - written)
     metrics.crossed.inc(checked.crossed)
     metrics.locked.inc(checked.locked)
+
+
+def _next_seq(
+    connection: Connection,
+    symbols: list[str],
+    codes: npt.NDArray[np.int32],
+    stamps: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """Per row, how many ticks are already stored with the same symbol and time."""
+    offsets = np.zeros(len(stamps), dtype=np.int64)
+    query = text(
+        "SELECT ts, max(seq) + 1 FROM ticks "
+        "WHERE symbol = :symbol AND ts >= :low AND ts <= :high GROUP BY ts"
+    )
+    for code, name in enumerate(symbols):
+        rows = np.flatnonzero(codes == code)
+        if not len(rows):
+            continue
+        mine = stamps[rows]
+        found = connection.execute(
+            query, {"symbol": name, "low": int(mine.min()), "high": int(mine.max())}
+        ).all()
+        if not found:
+            continue
+        known = np.array([r[0] for r in found], dtype=np.int64)
+        following = np.array([r[1] for r in found], dtype=np.int64)
+        at = np.searchsorted(known, mine)
+        inside = at < len(known)
+        hit = np.zeros(len(mine), dtype=np.bool_)
+        hit[inside] = known[at[inside]] == mine[inside]
+        offsets[rows[hit]] = following[at[hit]]
+    return offsets
 
 
 def _policy(
@@ -517,14 +556,23 @@ def write_ticks(
     wall_clock: Callable[[], float] = time.time,
     source: str = "write_ticks",
     max_examples: int = 100,
+    numbering: str = "append",
 ) -> IngestReport:
     """Validate and store ``(symbol, ts_ms, bid, ask, volume | None)`` records in one
     transaction; ``ts_ms`` is UTC epoch milliseconds.
 
     ``symbols``, when given, is the set of symbols accepted (others are rejected as
-    ``unknown_symbol``). Records with equal (symbol, ts_ms) are numbered in the order
-    given, so sending the same batch again adds nothing.
+    ``unknown_symbol``). Records with equal (symbol, ts_ms) keep the order given.
+
+    ``numbering`` says what a record with the same symbol and time as a stored tick is:
+
+    - ``"append"`` (default, a live feed): a new tick that arrived after the stored ones;
+      ticks with equal times split over several calls are all kept, in arrival order;
+    - ``"batch"`` (a replayable batch): ticks are numbered within the call, so sending
+      the same batch again adds nothing, like loading a file twice.
     """
+    if numbering not in NUMBERINGS:
+        raise ValueError(f"unknown numbering {numbering!r}; valid: {', '.join(NUMBERINGS)}")
     policy = _policy(symbols, reject_crossed, future_tolerance_seconds)
     raw = _records_to_raw(records, source)
     report = IngestReport(max_examples=max_examples)
@@ -536,6 +584,7 @@ def write_ticks(
         now_ms=int(wall_clock() * 1000),
         report=report,
         metrics=tick_metrics(registry),
+        after_stored=numbering == "append",
     )
     return report
 
@@ -592,6 +641,7 @@ __all__ = [
     "CHUNK_ROWS",
     "DEFAULT_FUTURE_TOLERANCE_SECONDS",
     "LAYOUTS",
+    "NUMBERINGS",
     "REJECT_REASONS",
     "TICK_WRITE_LOCK_KEY",
     "IngestProgress",

@@ -75,7 +75,7 @@ class TextFormatter(logging.Formatter):
 
 
 def _text(value: Any) -> str:
-    text = str(value)
+    text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
     return json.dumps(text) if (" " in text or not text or '"' in text) else text
 
 

@@ -16,9 +16,11 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from market_data_services.aggregators.candles import PRICE_BASES, AggregatorService
 from market_data_services.app.config import BreakerConfig, ConfigError, ServiceConfig
 from market_data_services.demo import DemoFeedService
 from market_data_services.runtime import CircuitBreaker, ThreadedBackgroundService
+from market_data_services.timeutil import parse_day_start
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,6 +73,51 @@ class ServiceEntry:
     warm_up: bool = False
 
 
+# -- candles -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class CandleOptions:
+    """Keys of ``[services.candles]`` beyond the common ones."""
+
+    #: Where the daily candle opens: "HH:MM ZONE" ("17:00 America/New_York" for forex).
+    day_start: str = "00:00 UTC"
+    #: Which price the candles are built from: mid, bid or ask.
+    price_basis: str = "mid"
+    #: How long after a bucket's end it is first written (late ticks update it later).
+    lateness_seconds: float = 2.0
+    #: Rebuild stored candles made with another basis or day start instead of failing.
+    rebuild: bool = False
+    #: Symbols built in parallel.
+    workers: int = 1
+
+    def __post_init__(self) -> None:
+        try:
+            parse_day_start(self.day_start)
+        except ValueError as exc:
+            raise ConfigError("day_start", str(exc)) from None
+        if self.price_basis not in PRICE_BASES:
+            valid = ", ".join(PRICE_BASES)
+            raise ConfigError("price_basis", f"must be one of {valid}; got {self.price_basis!r}")
+        if not (math.isfinite(self.lateness_seconds) and self.lateness_seconds >= 0):
+            raise ConfigError("lateness_seconds", f"must be >= 0, got {self.lateness_seconds:g}")
+        if not 1 <= self.workers <= 64:
+            raise ConfigError("workers", f"must be 1..64, got {self.workers}")
+
+
+def _candles(ctx: ServiceContext) -> ThreadedBackgroundService:
+    options: CandleOptions = ctx.options
+    return AggregatorService(
+        ctx.engine,
+        day_start=options.day_start,
+        price_basis=options.price_basis,
+        lateness_seconds=options.lateness_seconds,
+        rebuild=options.rebuild,
+        workers=options.workers,
+        **ctx.base_kwargs(),
+    )
+
+
 # -- the demo feed -------------------------------------------------------------------------
 
 
@@ -103,6 +150,13 @@ def _demo_feed(ctx: ServiceContext) -> ThreadedBackgroundService:
 
 
 SERVICES: dict[str, ServiceEntry] = {
+    "candles": ServiceEntry(
+        service_name="AggregatorService",
+        factory=_candles,
+        description="builds 1m to 1d candles from the ticks table",
+        defaults=ServiceConfig(interval_seconds=60.0, stop_timeout_seconds=10.0),
+        options=CandleOptions,
+    ),
     "demo_feed": ServiceEntry(
         service_name="DemoFeedService",
         factory=_demo_feed,
@@ -113,4 +167,4 @@ SERVICES: dict[str, ServiceEntry] = {
     ),
 }
 
-__all__ = ["SERVICES", "DemoOptions", "ServiceContext", "ServiceEntry"]
+__all__ = ["SERVICES", "CandleOptions", "DemoOptions", "ServiceContext", "ServiceEntry"]
