@@ -23,9 +23,7 @@ RUNBOOK_URL = (
 
 #: Metrics the rules or dashboards use that the service does not export yet, with the
 #: work that adds them. Each is reported as a skip until it is exported.
-AWAITED_METRICS: dict[str, str] = {
-    "mds_market_data_age_seconds": "the candle service's freshness gauge (branch storage)",
-}
+AWAITED_METRICS: dict[str, str] = {}
 
 #: Series Prometheus makes itself rather than scraping them.
 PROMETHEUS_SERIES = frozenset({"up"})
