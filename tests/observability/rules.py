@@ -23,7 +23,16 @@ RUNBOOK_URL = (
 
 #: Metrics the rules or dashboards use that the service does not export yet, with the
 #: work that adds them. Each is reported as a skip until it is exported.
-AWAITED_METRICS: dict[str, str] = {}
+_BOOK = "DOMAggregatorService (branch book)"
+_SENTIMENT = "SentimentAggregatorService (branch book)"
+AWAITED_METRICS: dict[str, str] = {
+    "mds_dom_spread_bps": _BOOK,
+    "mds_dom_microprice": _BOOK,
+    "mds_dom_imbalance_ratio": _BOOK,
+    "mds_sentiment_long_share_ratio": _SENTIMENT,
+    "mds_sentiment_long_share_ema_ratio": _SENTIMENT,
+    "mds_sentiment_signal": _SENTIMENT,
+}
 
 #: Series Prometheus makes itself rather than scraping them.
 PROMETHEUS_SERIES = frozenset({"up"})
