@@ -9,6 +9,8 @@ elsewhere, which is done here, programmatically, on copies:
 - ``alertmanager_config``: the shipped Alertmanager configuration with each webhook URL
   pointed at the test's receiver (``<url>/<receiver name>``) and the grouping waits
   shortened.
+- ``prometheus_config``: deploy/prometheus.yml with its targets, rule files and
+  Alertmanager replaced by the test's, scraping and evaluating every second.
 """
 
 from __future__ import annotations
@@ -218,28 +220,28 @@ def alertmanager(executable: str, config: dict[str, Any], directory: Path) -> It
         server.close()
 
 
-@contextlib.contextmanager
-def prometheus(
-    executable: str,
+def prometheus_config(
+    shipped: Path,
     *,
-    directory: Path,
     rule_files: list[Path],
     targets: list[str],
     alertmanager_url: str,
-    interval: str = "1s",
-) -> Iterator[Server]:
-    """Prometheus scraping ``targets`` as job ``mds`` every ``interval``."""
+    interval: str,
+) -> dict[str, Any]:
+    """The shipped Prometheus config, pointed at the test's servers and rule copies."""
+    config: dict[str, Any] = yaml.safe_load(shipped.read_text())
+    config["global"].update(scrape_interval=interval, evaluation_interval=interval)
+    config["rule_files"] = [str(path) for path in rule_files]
+    (manager,) = config["alerting"]["alertmanagers"]
+    manager["static_configs"] = [{"targets": [alertmanager_url.removeprefix("http://")]}]
+    (job,) = config["scrape_configs"]
+    job["static_configs"] = [{"targets": targets}]
+    return config
+
+
+@contextlib.contextmanager
+def prometheus(executable: str, config: dict[str, Any], directory: Path) -> Iterator[Server]:
     directory.mkdir(parents=True, exist_ok=True)
-    config = {
-        "global": {"scrape_interval": interval, "evaluation_interval": interval},
-        "rule_files": [str(path) for path in rule_files],
-        "alerting": {
-            "alertmanagers": [
-                {"static_configs": [{"targets": [alertmanager_url.removeprefix("http://")]}]}
-            ]
-        },
-        "scrape_configs": [{"job_name": "mds", "static_configs": [{"targets": targets}]}],
-    }
     config_file = directory / "prometheus.yml"
     config_file.write_text(yaml.safe_dump(config, sort_keys=False))
     port = free_port()

@@ -30,6 +30,7 @@ from tests.e2e.monitoring import (
     alertmanager,
     alertmanager_config,
     prometheus,
+    prometheus_config,
     scaled_rules,
 )
 from tests.observability.dashboards import dashboards, queries, variable_queries
@@ -37,6 +38,8 @@ from tests.observability.promql import metric_names
 from tests.observability.rules import ALERTMANAGER_CONFIG, AWAITED_METRICS, RULE_FILES
 
 pytestmark = pytest.mark.slow
+
+PROMETHEUS_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "prometheus.yml"
 
 #: Every `for:` and range of the shipped rules runs 30 times faster: `for: 1m` is 2 s.
 TIME_SCALE = 1 / 30
@@ -148,14 +151,15 @@ def test_locked_database_opens_the_candle_breaker_pages_and_resolves_and_dashboa
         target = mds.url.removeprefix("http://")
         rules_dir = tmp_path / "rules"
         rules_dir.mkdir()
+        config = prometheus_config(
+            PROMETHEUS_CONFIG,
+            rule_files=scaled_rules(RULE_FILES, rules_dir, TIME_SCALE),
+            targets=[target],
+            alertmanager_url=am.url,
+            interval="1s",
+        )
         prom = stack.enter_context(
-            prometheus(
-                prometheus_executable,
-                directory=tmp_path / "prometheus",
-                rule_files=scaled_rules(RULE_FILES, rules_dir, TIME_SCALE),
-                targets=[target],
-                alertmanager_url=am.url,
-            )
+            prometheus(prometheus_executable, config, tmp_path / "prometheus")
         )
 
         def candles_scraped_running() -> bool:
