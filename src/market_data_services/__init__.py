@@ -5,6 +5,8 @@ The public API is re-exported here::
     from market_data_services import AggregatorService, CircuitBreaker, ThreadedBackgroundService
 """
 
+import logging
+
 from market_data_services._version import __version__
 from market_data_services.aggregators.candles import AggregatorService
 from market_data_services.runtime import (
@@ -16,6 +18,9 @@ from market_data_services.runtime import (
     ThreadedBackgroundService,
     WebhookNotifier,
 )
+
+# A library logs; the application decides where to (``mds`` configures handlers).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AggregatorService",

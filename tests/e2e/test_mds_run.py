@@ -11,6 +11,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
@@ -24,6 +25,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
+from market_data_services.aggregators.ticks import Tick, write_ticks
+from market_data_services.storage import create_engine, upgrade
 from tests.e2e.mds_process import MdsProcess, wait_until
 
 #: DESIGN.md's metric contract: family name -> type.
@@ -360,3 +363,78 @@ def test_spans_go_to_the_otlp_endpoint_from_the_environment(workdir: Path) -> No
     assert "DemoFeedService.iteration" in names
     assert "DemoFeedService.symbol" in names
     assert services == {"mds-e2e"}
+
+
+def test_demo_with_default_settings_has_candles_and_market_metrics_within_a_minute(
+    workdir: Path,
+) -> None:
+    process = start(workdir, "--demo")
+    try:
+
+        def one_minute_candles() -> dict[str, float]:
+            family = scrape(process)["mds_candles_written"]
+            return {
+                s.labels["timeframe"]: s.value for s in family.samples if s.name.endswith("_total")
+            }
+
+        wait_until(lambda: one_minute_candles().get("1m", 0) > 0, 60, "1m candles written")
+        with sqlite3.connect(workdir / "mds.sqlite") as db:
+            rows = db.execute(
+                "SELECT symbol, COUNT(*) FROM candles WHERE timeframe = '1m' GROUP BY symbol"
+            ).fetchall()
+        assert {symbol for symbol, count in rows if count >= 3} == {"EUR/USD", "NZD/USD"}
+        families = scrape(process)
+        freshness = {s.labels["symbol"] for s in families["mds_data_freshness_seconds"].samples}
+        assert freshness == {"EUR/USD", "NZD/USD"}
+        ticks = families["mds_ticks_written"].samples
+        assert next(s.value for s in ticks if s.name.endswith("_total")) > 0
+        crossed = families["mds_ticks_crossed"].samples  # FXCM's crossed quotes are kept
+        assert next(s.value for s in crossed if s.name.endswith("_total")) > 0
+    finally:
+        process.close()
+
+
+def test_without_demo_an_empty_database_runs_healthy_and_warns_of_no_symbols(
+    workdir: Path,
+) -> None:
+    process = start(workdir)
+    try:
+        status, report = process.health()
+        assert status == 200, report
+        assert list(report["services"]) == ["AggregatorService"]
+        warning = process.wait_for_log("mds.no_symbols", 10)
+        assert warning["services"] == ["candles"]
+    finally:
+        process.close()
+
+
+def test_without_demo_an_existing_database_gets_its_candles(workdir: Path) -> None:
+    url = f"sqlite:///{workdir / 'existing.sqlite'}"
+    engine = create_engine(url)
+    upgrade(engine)
+    now_ms = int(time.time() * 1000)
+    start_ms = now_ms - now_ms % 60_000 - 180_000  # three whole minutes ago
+    write_ticks(
+        engine,
+        [
+            Tick("EUR/USD", start_ms + i * 1_000, 1.1 + i * 1e-5, 1.1001 + i * 1e-5)
+            for i in range(150)
+        ],
+    )
+    engine.dispose()
+    process = start(workdir, "--db", url, "--symbols", "EUR/USD")
+    try:
+        wait_until(
+            lambda: process.health()[1]["services"]["AggregatorService"]["iterations"] > 0,
+            30,
+            "the candle service iterated",
+        )
+        assert process.health()[0] == 200
+    finally:
+        process.close()
+    with sqlite3.connect(workdir / "existing.sqlite") as db:
+        minutes = db.execute(
+            "SELECT ts_open, open FROM candles WHERE symbol = 'EUR/USD' AND timeframe = '1m' "
+            "ORDER BY ts_open"
+        ).fetchall()
+    assert [ts for ts, _ in minutes[:2]] == [start_ms, start_ms + 60_000]

@@ -10,6 +10,7 @@ buckets are plain UTC minutes: every day start is a whole minute in UTC.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from types import MappingProxyType
 
 import numpy as np
@@ -53,7 +54,17 @@ class Bucketing:
             return start, start + DAY_MS
         if len(ts) == 0:
             return ts.copy(), ts.copy()
-        bounds = np.array(self.day_start.boundaries(int(ts.min()), int(ts.max())), dtype=np.int64)
+        low, high = int(ts.min()), int(ts.max())
+        if (high - low) // DAY_MS <= 4 * len(ts):
+            # Dense: every day start in the span, then a binary search per moment.
+            bounds = np.array(self.day_start.boundaries(low, high), dtype=np.int64)
+        else:
+            # Sparse (say, one late tick months back): only the days that are needed.
+            needed: set[int] = set()
+            for moment in np.unique(ts).tolist():
+                day = self.day_start.day_of(moment)
+                needed.update((self.day_start.at(day), self.day_start.at(day + timedelta(days=1))))
+            bounds = np.array(sorted(needed), dtype=np.int64)
         index = np.searchsorted(bounds, ts, side="right") - 1
         return bounds[index], bounds[index + 1]
 

@@ -306,7 +306,8 @@ class AggregatorService(ThreadedBackgroundService):
         end_ms: int | None = None,
         progress: Callable[[BackfillProgress], None] | None = None,
     ) -> PassReport:
-        """Build every closed bucket of the stored history (or of ``[start_ms, end_ms)``).
+        """Build every closed bucket of the stored history, or every bucket that overlaps
+        ``[start_ms, end_ms)`` (the window is widened to whole trading days).
 
         Runs one iteration through ``run_once()``, the loop's guarded and instrumented
         path, so it counts in the service's metrics and spans. Raises the iteration's
@@ -510,10 +511,16 @@ class AggregatorService(ThreadedBackgroundService):
         results: list[_Built] = []
         if span is not None:
             first, last = span
+            # A window is widened to whole trading days: every bucket that overlaps it
+            # is rebuilt from all of its ticks, never from part of them.
             if request is not None and request.start_ms is not None:
-                first = max(first, request.start_ms)
+                first = max(
+                    first, self._day_start.boundaries(request.start_ms, request.start_ms)[0]
+                )
             if request is not None and request.end_ms is not None:
-                last = min(last, request.end_ms - 1)
+                last = min(
+                    last, self._day_start.boundaries(request.end_ms - 1, request.end_ms - 1)[-1] - 1
+                )
             windows = self._windows(first, last) if first <= last else []
             lowest, highest = first - first % MINUTE_MS, last - last % MINUTE_MS + MINUTE_MS
             for number, (start, end) in enumerate(windows, start=1):

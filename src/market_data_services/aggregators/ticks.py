@@ -51,7 +51,7 @@ from market_data_services.aggregators._tickfiles import (
 )
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.schema import SYMBOL_LENGTH, ticks
-from market_data_services.storage.upsert import upsert
+from market_data_services.storage.upsert import insert, upsert
 from market_data_services.timeutil import format_ms, parse_zone
 
 #: Why a row can be rejected: the ``reason`` label of ``mds_ticks_rejected_total``.
@@ -369,15 +369,19 @@ def _store(
                 # Inside the write lock, so no other writer can take the same numbers.
                 seq = seq + _next_seq(connection, raw.symbols, codes, stamps)
             columns, rows = _rows(raw, keep, seq)
-            written = upsert(
-                connection,
-                ticks,
-                rows,
-                columns=columns,
-                key=_TICK_KEY,
-                update=(),
-                batch_size=CHUNK_ROWS,
-            )
+            if _nothing_stored_in_range(connection, raw.symbols, codes, stamps):
+                # The common first load: no stored tick can conflict, skip the checks.
+                written = insert(connection, ticks, rows, columns=columns, batch_size=CHUNK_ROWS)
+            else:
+                written = upsert(
+                    connection,
+                    ticks,
+                    rows,
+                    columns=columns,
+                    key=_TICK_KEY,
+                    update=(),
+                    batch_size=CHUNK_ROWS,
+                )
             if written < 0:  # pragma: no cover - both our drivers report it
                 written = accepted
         kept_ts = raw.ts[keep]
@@ -400,6 +404,26 @@ def _store(
     metrics.duplicates.inc(accepted - written)
     metrics.crossed.inc(checked.crossed)
     metrics.locked.inc(checked.locked)
+
+
+def _nothing_stored_in_range(
+    connection: Connection,
+    symbols: list[str],
+    codes: npt.NDArray[np.int32],
+    stamps: npt.NDArray[np.int64],
+) -> bool:
+    """Whether no tick is stored for any symbol of the batch within its time span."""
+    query = text(
+        "SELECT 1 FROM ticks WHERE symbol = :symbol AND ts >= :low AND ts <= :high LIMIT 1"
+    )
+    for code, name in enumerate(symbols):
+        mine = stamps[codes == code]
+        if not len(mine):
+            continue
+        bounds = {"symbol": name, "low": int(mine.min()), "high": int(mine.max())}
+        if connection.execute(query, bounds).first() is not None:
+            return False
+    return True
 
 
 def _next_seq(

@@ -12,12 +12,12 @@ import logging
 import threading
 import urllib.error
 import urllib.request
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from market_data_services.runtime import _validate
 from market_data_services.runtime.breaker import StateChange
+from market_data_services.runtime.events import EventDispatcher
 from market_data_services.runtime.service import utc_iso
 
 logger = logging.getLogger(__name__)
@@ -68,62 +68,41 @@ class WebhookNotifier:
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         self.states = states  # only these new states are sent; None sends all
         self._open = opener or urllib.request.urlopen
-        self._max_queue = _validate.positive_int(max_queue, "max_queue")
-        # The queue, the thread and the counters are guarded by _cond.
-        self._cond = threading.Condition()
-        self._queue: deque[StateChange] = deque()
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self.sent = 0
-        self.failed = 0
-        self.dropped = 0
-        self._accepted = 0
+        # Its own worker thread and bounded queue: a hanging webhook holds up only this.
+        self._dispatcher = EventDispatcher(
+            max_queue=_validate.positive_int(max_queue, "max_queue"), name="mds-webhook-notifier"
+        )
         self._wake = threading.Event()  # set by close() to cut a backoff wait short
+        self._counts_lock = threading.Lock()
+        self.sent = 0  # guarded by _counts_lock, like failed
+        self.failed = 0
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped because ``max_queue`` were already waiting."""
+        return self._dispatcher.dropped
 
     def __call__(self, event: StateChange) -> None:
         if self.states is not None and event.new.value not in self.states:
             return
-        with self._cond:
-            if self._closed:
-                return
-            if len(self._queue) >= self._max_queue:
-                self._queue.popleft()
-                self.dropped += 1
-            self._queue.append(event)
-            self._accepted += 1
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._work, name="mds-webhook-notifier", daemon=True
-                )
-                self._thread.start()
-            self._cond.notify()
+        self._dispatcher.submit(lambda: self._send(event))
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every accepted event has been sent or given up on."""
+        return self._dispatcher.flush(timeout)
 
     def close(self, timeout: float = 5.0) -> bool:
-        """Stop after the queued events have been tried; return whether the thread ended."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-            thread = self._thread
+        """Try what is queued without backoff waits; return whether the worker ended."""
         self._wake.set()
-        if thread is None:
-            return True
-        thread.join(timeout)
-        return not thread.is_alive()
+        return self._dispatcher.shutdown(timeout)
 
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: bool(self._queue) or self._closed)
-                if not self._queue:
-                    return
-                event = self._queue.popleft()
-            ok = self._post(event_payload(event))
-            with self._cond:
-                if ok:
-                    self.sent += 1
-                else:
-                    self.failed += 1
-                self._cond.notify_all()
+    def _send(self, event: StateChange) -> None:
+        ok = self._post(event_payload(event))
+        with self._counts_lock:
+            if ok:
+                self.sent += 1
+            else:
+                self.failed += 1
 
     def _post(self, payload: dict[str, Any]) -> bool:
         body = json.dumps(payload).encode()
@@ -148,10 +127,3 @@ class WebhookNotifier:
                 break
             delay *= 2
         return False
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until every accepted event has been sent or given up on."""
-        with self._cond:
-            return self._cond.wait_for(
-                lambda: self.sent + self.failed + self.dropped >= self._accepted, timeout
-            )

@@ -9,11 +9,13 @@ keeps the numbers ``get_metrics()`` and the health endpoint report.
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import random as _random
 import threading
 import time
 from abc import ABC, abstractmethod
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -22,6 +24,7 @@ from typing import Any
 
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
+from prometheus_client.samples import Exemplar
 
 from market_data_services.runtime import _validate
 from market_data_services.runtime.breaker import CircuitBreaker, Permit
@@ -31,6 +34,8 @@ from market_data_services.runtime.symbols import (
     SymbolSource,
 )
 from market_data_services.runtime.telemetry import (
+    ITERATION_BUCKETS,
+    IterationStats,
     ServiceTelemetry,
     Tracing,
     child_span,
@@ -128,21 +133,16 @@ class ThreadedBackgroundService(ABC):
         # Written only by the thread running an iteration; read anywhere (one reference).
         self._iteration_started: float | None = None
 
-        # Counters for get_metrics(): guarded by _stats_lock.
-        self._stats_lock = threading.Lock()
-        self._iteration_number = 0  # iterations started (the span attribute)
-        self._iterations = 0
-        self._errors = 0
-        self._skipped = 0
-        self._overruns = 0
-        self._last_error_time: float | None = None
-        self._last_success_time: float | None = None
-        self._recent_errors: deque[dict[str, str]] = deque(maxlen=RECENT_ERRORS)
+        # The loop's numbers, for get_metrics() and the scrape alike (own lock inside).
+        self._stats = IterationStats(RECENT_ERRORS)
+        # (unix time, failed) of the latest iterations; guarded by self._stats.lock.
         self._outcomes: deque[tuple[float, bool]] = deque(maxlen=RECENT_OUTCOMES)
+        self._iteration_numbers = itertools.count(1)  # next() is atomic under the GIL
 
         self._tracing = Tracing(tracer)
         self._telemetry = ServiceTelemetry(
             name,
+            stats=self._stats,
             registry=registry,
             interval_seconds=self._interval,
             breaker=circuit_breaker,
@@ -220,7 +220,8 @@ class ThreadedBackgroundService(ABC):
 
     def run_once(self) -> IterationOutcome:
         """Run one iteration now, on this thread, through the same guarded path as the loop."""
-        if self.is_running():
+        thread = self._thread
+        if thread is not None and thread.is_alive():
             raise RuntimeError(
                 f"{self._name}: run_once() while the loop runs would race it; stop() first"
             )
@@ -255,25 +256,35 @@ class ThreadedBackgroundService(ABC):
             symbols = []
             logger.debug("service.symbols_unavailable", extra={"service": self._name, "err": exc})
         in_progress = self.current_iteration_seconds()
-        with self._stats_lock:
-            return {
-                "service_name": self._name,
-                "is_running": self.is_running(),
-                "iteration_count": self._iterations,
-                "error_count": self._errors,
-                "last_error_time": self._last_error_time,
-                "circuit_breaker_state": breaker.state.value if breaker else "closed",
-                "recent_errors": list(self._recent_errors),
-                "interval_seconds": self._interval,
-                "symbols": symbols,
-                "circuit_breaker_enabled": breaker is not None,
-                "skipped_count": self._skipped,
-                "overrun_count": self._overruns,
-                "last_success_time": self._last_success_time,
-                "current_iteration_seconds": in_progress,
-                "stuck": in_progress > self._stuck_after,
-                "stuck_after_seconds": self._stuck_after,
+        stats = self._stats
+        with stats.lock:
+            counts = {
+                "iteration_count": stats.iterations,
+                "error_count": stats.errors,
+                "last_error_time": stats.last_error_time,
+                "recent_errors": list(stats.recent_errors),
+                "skipped_count": stats.skipped,
+                "overrun_count": stats.overruns,
+                "last_success_time": stats.last_success_time,
             }
+        return {
+            "service_name": self._name,
+            "is_running": self.is_running(),
+            "iteration_count": counts["iteration_count"],
+            "error_count": counts["error_count"],
+            "last_error_time": counts["last_error_time"],
+            "circuit_breaker_state": breaker.state.value if breaker else "closed",
+            "recent_errors": counts["recent_errors"],
+            "interval_seconds": self._interval,
+            "symbols": symbols,
+            "circuit_breaker_enabled": breaker is not None,
+            "skipped_count": counts["skipped_count"],
+            "overrun_count": counts["overrun_count"],
+            "last_success_time": counts["last_success_time"],
+            "current_iteration_seconds": in_progress,
+            "stuck": in_progress > self._stuck_after,
+            "stuck_after_seconds": self._stuck_after,
+        }
 
     def recent_outcomes(self) -> list[tuple[float, bool]]:
         """``(unix time, failed)`` of the latest iterations, oldest first (skips excluded).
@@ -281,7 +292,7 @@ class ThreadedBackgroundService(ABC):
         The health endpoint computes its error rate over a recent window from these, so a
         service that recovered is not judged by failures long past.
         """
-        with self._stats_lock:
+        with self._stats.lock:
             return list(self._outcomes)
 
     # -- heartbeat -----------------------------------------------------------------------------
@@ -324,28 +335,25 @@ class ThreadedBackgroundService(ABC):
             if delay <= 0:
                 # Overran: start the next one at once and measure the grid from there, so a
                 # slow iteration never causes a burst of catch-up runs.
-                self._telemetry.overruns.inc()
-                with self._stats_lock:
-                    self._overruns += 1
+                with self._stats.lock:
+                    self._stats.overruns += 1
                 next_start = clock()
             elif stop.wait(delay):
                 break
 
     def _iterate(self) -> IterationOutcome:
         breaker = self._circuit_breaker
+        stats = self._stats
         permit: Permit | None = None
         if breaker is not None:
             permit = breaker.acquire()
             if permit is None:
-                self._telemetry.skipped.inc()
-                with self._stats_lock:
-                    self._skipped += 1
+                with stats.lock:
+                    stats.skipped += 1
                 logger.debug("service.iteration_skipped", extra={"service": self._name})
                 return IterationOutcome.SKIPPED
 
-        with self._stats_lock:
-            self._iteration_number += 1
-            number = self._iteration_number
+        number = next(self._iteration_numbers)
         tracer = self._tracing.tracer()
         clock = self._clock
         span = token = None
@@ -354,9 +362,14 @@ class ThreadedBackgroundService(ABC):
         try:
             if tracer is not None:
                 span, token = start_span(
-                    tracer, self._span_name, {"mds.service": self._name, "mds.iteration": number}
+                    tracer,
+                    self._span_name,
+                    {
+                        "mds.service": self._name,
+                        "mds.iteration": number,
+                        "mds.symbol_count": len(self.get_symbols()),
+                    },
                 )
-                span.set_attribute("mds.symbol_count", len(self.get_symbols()))
             self._process_iteration()
         except Exception as exc:
             error = exc
@@ -372,31 +385,26 @@ class ThreadedBackgroundService(ABC):
         if span is not None:
             exemplar = exemplar_for(span)
             end_span(span, token, error)
-        telemetry = self._telemetry
-        telemetry.duration.observe(duration, exemplar)
-        telemetry.iterations.inc()
-
-        if error is None:
-            if breaker is not None:
-                breaker.record_success(permit)
-            now = self._wall_clock()
-            telemetry.last_success.set(now)
-            with self._stats_lock:
-                self._iterations += 1
-                self._last_success_time = now
-                self._outcomes.append((now, False))
-            return IterationOutcome.SUCCEEDED
-
         if breaker is not None:
-            breaker.record_failure(error, permit)
-        telemetry.errors.inc()
+            if error is None:
+                breaker.record_success(permit)
+            else:
+                breaker.record_failure(error, permit)
         now = self._wall_clock()
-        with self._stats_lock:
-            self._iterations += 1
-            self._errors += 1
-            self._last_error_time = now
-            self._outcomes.append((now, True))
-            self._recent_errors.append(
+        with stats.lock:
+            stats.iterations += 1
+            self._outcomes.append((now, error is not None))
+            stats.duration_sum += duration
+            bucket = bisect_left(ITERATION_BUCKETS, duration)
+            stats.bucket_counts[bucket] += 1
+            if exemplar is not None:
+                stats.exemplars[bucket] = Exemplar(exemplar, duration, now)
+            if error is None:
+                stats.last_success_time = now
+                return IterationOutcome.SUCCEEDED
+            stats.errors += 1
+            stats.last_error_time = now
+            stats.recent_errors.append(
                 {"timestamp": utc_iso(now), "error": str(error), "type": type(error).__name__}
             )
         logger.error(

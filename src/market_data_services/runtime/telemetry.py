@@ -1,27 +1,37 @@
 """Prometheus metrics and OpenTelemetry spans for the service loop.
 
-The metric families follow the contract in DESIGN.md. They are created once per
-``CollectorRegistry`` and shared by every service in it (label ``service``); each service
-resolves its labelled children once, at construction, so every series exists before the
-first iteration and the loop never looks a child up.
+The metric families follow the contract in DESIGN.md. One collector per
+``CollectorRegistry`` reads every service's ``IterationStats`` at scrape time, so every
+series exists from construction, the loop pays for one lock per iteration instead of a
+library call per metric, and ``get_metrics()`` and ``/metrics`` report the same numbers.
+Transitions are counted by a listener into a labelled Counter whose children are
+resolved once.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NoOpTracerProvider, ProxyTracerProvider, Status, StatusCode
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Exemplar
+from prometheus_client.utils import floatToGoString
 
 from market_data_services.runtime.breaker import CircuitBreakerState, StateChange
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -53,112 +63,176 @@ ITERATION_BUCKETS: tuple[float, ...] = (
 
 _TRACER_NAME = "market_data_services"
 _NO_OP_PROVIDERS = (ProxyTracerProvider, NoOpTracerProvider)
+_UNKNOWN = object()
+_ENV_PROVIDER = bool(os.environ.get("OTEL_PYTHON_TRACER_PROVIDER"))
+_BUCKET_LABELS = [floatToGoString(b) for b in ITERATION_BUCKETS] + ["+Inf"]  # type: ignore[no-untyped-call]
 
 
-class _ListenerErrors(Collector):
-    """``mds_service_listener_errors_total``, read from the breakers at scrape time."""
+class IterationStats:
+    """The numbers of one service's loop: the one source both ``get_metrics()`` and the
+    Prometheus scrape read, so the two can never disagree.
+
+    Every field is guarded by ``lock``. The loop takes it once per iteration (and
+    updates the fields inline: this is the hot path); a scrape copies the fields under it
+    and formats them outside.
+    """
+
+    def __init__(self, recent_errors: int) -> None:
+        self.lock = threading.Lock()
+        self.iterations = 0
+        self.errors = 0
+        self.skipped = 0
+        self.overruns = 0
+        self.last_error_time: float | None = None
+        self.last_success_time: float | None = None
+        self.recent_errors: deque[dict[str, str]] = deque(maxlen=recent_errors)
+        self.duration_sum = 0.0
+        self.bucket_counts = [0] * (len(ITERATION_BUCKETS) + 1)  # last one is +Inf
+        self.exemplars: list[Exemplar | None] = [None] * (len(ITERATION_BUCKETS) + 1)
+
+    def histogram_buckets(self) -> list[tuple[str, float, Exemplar | None]]:
+        """Cumulative buckets for exposition (caller holds ``lock``)."""
+        total = 0
+        buckets = []
+        for label, count, exemplar in zip(
+            _BUCKET_LABELS, self.bucket_counts, self.exemplars, strict=True
+        ):
+            total += count
+            buckets.append((label, float(total), exemplar))
+        return buckets
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    stats: IterationStats
+    interval_seconds: float
+    breaker: CircuitBreaker | None
+    is_running: Callable[[], bool]
+    in_progress_seconds: Callable[[], float]
+    is_stuck: Callable[[], bool]
+
+
+class _ServiceCollector(Collector):
+    """The loop metrics of every service in one registry, read at scrape time."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._breakers: dict[str, CircuitBreaker] = {}  # guarded by _lock
+        self._sources: dict[str, _Source] = {}  # guarded by _lock
 
-    def track(self, service: str, breaker: CircuitBreaker) -> None:
+    def track(self, service: str, source: _Source) -> None:
         with self._lock:
-            self._breakers[service] = breaker
+            if service in self._sources:
+                logger.warning("telemetry.service_replaced", extra={"service": service})
+            self._sources[service] = source
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(
+        labels = ["service"]
+        state = GaugeMetricFamily(
+            "mds_service_circuit_breaker_state",
+            "Circuit breaker state: 0 closed, 1 half_open, 2 open.",
+            labels=labels,
+        )
+        iterations = CounterMetricFamily(
+            "mds_service_iterations",
+            "Iterations the service loop ran (failed ones included, skipped ones not).",
+            labels=labels,
+        )
+        errors = CounterMetricFamily("mds_service_errors", "Iterations that raised.", labels=labels)
+        skipped = CounterMetricFamily(
+            "mds_service_iterations_skipped",
+            "Iterations skipped because the circuit breaker was open.",
+            labels=labels,
+        )
+        overruns = CounterMetricFamily(
+            "mds_service_iteration_overruns",
+            "Iterations that ended after the next one was due.",
+            labels=labels,
+        )
+        duration = HistogramMetricFamily(
+            "mds_service_iteration_duration_seconds", "Time one iteration took.", labels=labels
+        )
+        running = GaugeMetricFamily(
+            "mds_service_running", "1 while the service's loop thread is alive.", labels=labels
+        )
+        last_success = GaugeMetricFamily(
+            "mds_service_last_success_timestamp_seconds",
+            "Unix time of the last iteration that succeeded (0 before the first).",
+            labels=labels,
+        )
+        interval = GaugeMetricFamily(
+            "mds_service_interval_seconds",
+            "The configured interval between iteration starts.",
+            labels=labels,
+        )
+        stuck = GaugeMetricFamily(
+            "mds_service_iteration_stuck",
+            "1 while the current iteration has run past its deadline.",
+            labels=labels,
+        )
+        in_progress = GaugeMetricFamily(
+            "mds_service_iteration_in_progress_seconds",
+            "How long the current iteration has been running (0 between iterations).",
+            labels=labels,
+        )
+        listener_errors = CounterMetricFamily(
             "mds_service_listener_errors",
             "Circuit-breaker listener calls that raised (each was logged).",
-            labels=["service"],
+            labels=labels,
         )
         with self._lock:
-            breakers = list(self._breakers.items())
-        for service, breaker in breakers:
-            family.add_metric([service], breaker.listener_errors)
-        yield family
+            sources = list(self._sources.items())
+        for service, source in sources:
+            label = [service]
+            breaker = source.breaker
+            # Reading the state applies transitions that time caused; the transition
+            # counter, collected after this collector, then shows them in this scrape.
+            state.add_metric(label, breaker.state.code if breaker else 0)
+            listener_errors.add_metric(label, breaker.listener_errors if breaker else 0)
+            stats = source.stats
+            with stats.lock:
+                counts = (stats.iterations, stats.errors, stats.skipped, stats.overruns)
+                last = stats.last_success_time or 0.0
+                buckets = stats.histogram_buckets()
+                duration_sum = stats.duration_sum
+            iterations.add_metric(label, counts[0])
+            errors.add_metric(label, counts[1])
+            skipped.add_metric(label, counts[2])
+            overruns.add_metric(label, counts[3])
+            duration.add_metric(label, buckets, duration_sum)  # type: ignore[arg-type]
+            last_success.add_metric(label, last)
+            interval.add_metric(label, source.interval_seconds)
+            running.add_metric(label, 1.0 if source.is_running() else 0.0)
+            in_progress.add_metric(label, source.in_progress_seconds())
+            stuck.add_metric(label, 1.0 if source.is_stuck() else 0.0)
+        yield from (
+            state,
+            iterations,
+            errors,
+            skipped,
+            overruns,
+            duration,
+            running,
+            last_success,
+            interval,
+            stuck,
+            in_progress,
+            listener_errors,
+        )
 
 
 class _Families:
-    """The metric families of one registry."""
+    """The metric objects of one registry."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        labels = ["service"]
-        # The state gauge is registered before the transition counter: reading the gauge
-        # at scrape time can apply a time-caused transition, which the counter then shows
-        # in the same scrape.
-        self.state = Gauge(
-            "mds_service_circuit_breaker_state",
-            "Circuit breaker state: 0 closed, 1 half_open, 2 open.",
-            labels,
-            registry=registry,
-        )
+        # Registered before the transition counter: see _ServiceCollector.collect.
+        self.services = _ServiceCollector()
+        registry.register(self.services)
         self.transitions = Counter(
             "mds_service_circuit_breaker_transitions",
             "Circuit breaker transitions into each state.",
-            [*labels, "state"],
+            ["service", "state"],
             registry=registry,
         )
-        self.iterations = Counter(
-            "mds_service_iterations",
-            "Iterations the service loop ran (failed ones included, skipped ones not).",
-            labels,
-            registry=registry,
-        )
-        self.errors = Counter(
-            "mds_service_errors", "Iterations that raised.", labels, registry=registry
-        )
-        self.skipped = Counter(
-            "mds_service_iterations_skipped",
-            "Iterations skipped because the circuit breaker was open.",
-            labels,
-            registry=registry,
-        )
-        self.overruns = Counter(
-            "mds_service_iteration_overruns",
-            "Iterations that ended after the next one was due.",
-            labels,
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "mds_service_iteration_duration_seconds",
-            "Time one iteration took.",
-            labels,
-            buckets=ITERATION_BUCKETS,
-            registry=registry,
-        )
-        self.running = Gauge(
-            "mds_service_running",
-            "1 while the service's loop thread is alive.",
-            labels,
-            registry=registry,
-        )
-        self.last_success = Gauge(
-            "mds_service_last_success_timestamp_seconds",
-            "Unix time of the last iteration that succeeded (0 before the first).",
-            labels,
-            registry=registry,
-        )
-        self.interval = Gauge(
-            "mds_service_interval_seconds",
-            "The configured interval between iteration starts.",
-            labels,
-            registry=registry,
-        )
-        self.stuck = Gauge(
-            "mds_service_iteration_stuck",
-            "1 while the current iteration has run past its deadline.",
-            labels,
-            registry=registry,
-        )
-        self.in_progress = Gauge(
-            "mds_service_iteration_in_progress_seconds",
-            "How long the current iteration has been running (0 between iterations).",
-            labels,
-            registry=registry,
-        )
-        self.listener_errors = _ListenerErrors()
-        registry.register(self.listener_errors)
 
 
 _families: weakref.WeakKeyDictionary[CollectorRegistry, _Families] = weakref.WeakKeyDictionary()
@@ -174,12 +248,13 @@ def _families_for(registry: CollectorRegistry) -> _Families:
 
 
 class ServiceTelemetry:
-    """The labelled children of one service, resolved once."""
+    """Puts one service's loop on a registry; its transition children resolved once."""
 
     def __init__(
         self,
         service: str,
         *,
+        stats: IterationStats,
         registry: CollectorRegistry | None = None,
         interval_seconds: float,
         breaker: CircuitBreaker | None,
@@ -188,27 +263,16 @@ class ServiceTelemetry:
         is_stuck: Callable[[], bool],
     ) -> None:
         families = _families_for(REGISTRY if registry is None else registry)
-        self.iterations = families.iterations.labels(service)
-        self.errors = families.errors.labels(service)
-        self.skipped = families.skipped.labels(service)
-        self.overruns = families.overruns.labels(service)
-        self.duration = families.duration.labels(service)
-        self.last_success = families.last_success.labels(service)
         self._transitions = {
             state: families.transitions.labels(service, state.value)
             for state in CircuitBreakerState
         }
-        families.interval.labels(service).set(interval_seconds)
-        families.running.labels(service).set_function(lambda: 1.0 if is_running() else 0.0)
-        families.in_progress.labels(service).set_function(in_progress_seconds)
-        families.stuck.labels(service).set_function(lambda: 1.0 if is_stuck() else 0.0)
-        state = families.state.labels(service)
-        if breaker is None:
-            state.set(0)
-        else:
-            state.set_function(lambda: breaker.state.code)
+        families.services.track(
+            service,
+            _Source(stats, interval_seconds, breaker, is_running, in_progress_seconds, is_stuck),
+        )
+        if breaker is not None:
             breaker.add_listener(self.on_transition, synchronous=True)
-            families.listener_errors.track(service, breaker)
 
     def on_transition(self, event: StateChange) -> None:
         self._transitions[event.new].inc()
@@ -230,6 +294,11 @@ class Tracing:
         """The tracer to use now, or None when spans would not be recorded anywhere."""
         if self._fixed is not None:
             return self._fixed
+        # get_tracer_provider() looks up an environment variable on every call while no
+        # provider is set (about 2 us); the module global answers the same question in
+        # nanoseconds. The public call stays the fallback if the global ever moves.
+        if getattr(trace, "_TRACER_PROVIDER", _UNKNOWN) is None and not _ENV_PROVIDER:
+            return None
         provider = trace.get_tracer_provider()
         if isinstance(provider, _NO_OP_PROVIDERS):
             return None
@@ -257,11 +326,11 @@ def end_span(span: trace.Span, token: object, exc: BaseException | None = None) 
 
 
 def exemplar_for(span: trace.Span) -> dict[str, str] | None:
-    """The trace_id/span_id exemplar of a recording span, for the duration histogram."""
+    """The trace_id/span_id exemplar of a sampled span, for the duration histogram."""
     ctx = span.get_span_context()
-    if not ctx.is_valid or not span.is_recording():
+    if not ctx.trace_flags.sampled:  # also false for the invalid (no-op) span
         return None
-    return {"trace_id": format(ctx.trace_id, "032x"), "span_id": format(ctx.span_id, "016x")}
+    return {"trace_id": f"{ctx.trace_id:032x}", "span_id": f"{ctx.span_id:016x}"}
 
 
 def child_span(

@@ -207,4 +207,48 @@ def upsert(
     return written
 
 
-__all__ = ["COPY_THRESHOLD", "DEFAULT_BATCH_SIZE", "upsert", "upsert_sql"]
+def insert(
+    connection: Connection,
+    table: Table,
+    rows: Iterable[Sequence[Any]],
+    *,
+    columns: Sequence[str],
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> int:
+    """Insert rows known not to conflict with stored ones: the fastest path, ``COPY``
+    straight into the table on PostgreSQL, plain ``executemany`` on SQLite. A conflict
+    raises IntegrityError and rolls back the caller's transaction. Returns the count."""
+    names = list(columns)
+    unknown = [c for c in names if c not in table.c]
+    if unknown:
+        raise ValueError(
+            f"{table.name} has no column {unknown[0]!r}; columns: {', '.join(table.c.keys())}"
+        )
+    dialect = connection.dialect
+    preparer = dialect.identifier_preparer
+    target = preparer.format_table(table)
+    column_list = ", ".join(preparer.quote(c) for c in names)
+    iterator = iter(rows)
+    total = 0
+    if dialect.name == "postgresql":
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f"COPY {target} ({column_list}) FROM STDIN") as copy,
+        ):
+            for row in iterator:
+                copy.write_row(row)
+                total += 1
+        return total
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO {target} ({column_list}) VALUES ({', '.join([mark] * len(names))})"
+    batch = list(islice(iterator, batch_size))
+    while batch:
+        connection.exec_driver_sql(sql, batch)
+        total += len(batch)
+        batch = list(islice(iterator, batch_size))
+    return total
+
+
+__all__ = ["COPY_THRESHOLD", "DEFAULT_BATCH_SIZE", "insert", "upsert", "upsert_sql"]

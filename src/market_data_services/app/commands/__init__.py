@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from market_data_services.app.commands import config, db, ingest, run, status
+from market_data_services.app.commands import backfill, config, db, ingest, run, status
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -18,6 +18,7 @@ COMMANDS: list[Register] = [
     config.register,
     db.register,
     ingest.register,
+    backfill.register,
 ]
 
 __all__ = ["COMMANDS", "Register"]

@@ -1,0 +1,170 @@
+"""``mds backfill``: candles for every closed bucket of the stored ticks."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy.exc import SQLAlchemyError
+
+from market_data_services.aggregators.candles import (
+    PRICE_BASES,
+    TIMEFRAMES,
+    AggregatorService,
+    BackfillProgress,
+    SettingsMismatchError,
+    all_stored_symbols,
+)
+from market_data_services.aggregators.ticks import check_symbol
+from market_data_services.app.commands._common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    add_db_option,
+    database_url,
+)
+from market_data_services.app.commands._progress import ProgressBar
+from market_data_services.app.commands.db import describe_db_error
+from market_data_services.storage.engine import create_engine
+from market_data_services.storage.migrate import SchemaNotCurrentError, ensure_current
+from market_data_services.timeutil import format_ms, parse_day_start, parse_timestamp_ms, parse_zone
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "backfill",
+        help="build candles for every closed bucket of the stored ticks",
+        description=(
+            "Build 1m, 5m, 15m, 30m, 1h, 4h and 1d candles from the stored ticks, through "
+            "the same code as the live AggregatorService. Idempotent: run it again and the "
+            "tables stay the same."
+        ),
+    )
+    add_db_option(parser)
+    parser.add_argument(
+        "--symbol",
+        action="append",
+        metavar="SYM",
+        help="a symbol to backfill (repeat for several; default: every symbol with ticks)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="start",
+        metavar="TIME",
+        help="first moment to rebuild (ISO-8601 or epoch ms; default: the first tick)",
+    )
+    parser.add_argument(
+        "--to",
+        dest="end",
+        metavar="TIME",
+        help="end of the window, exclusive (default: the last tick)",
+    )
+    parser.add_argument(
+        "--tz",
+        default="UTC",
+        metavar="ZONE",
+        help="zone of --from/--to when they carry no offset (default: UTC)",
+    )
+    parser.add_argument(
+        "--price-basis", choices=PRICE_BASES, default="mid", help="price of a tick (default: mid)"
+    )
+    parser.add_argument(
+        "--day-start",
+        default="00:00 UTC",
+        metavar="'HH:MM ZONE'",
+        help="when the daily candle opens, e.g. '17:00 America/New_York' (default: 00:00 UTC)",
+    )
+    parser.add_argument(
+        "--lateness",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="a bucket is built this long after it ends (default: 2)",
+    )
+    parser.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="when the stored candles use another price basis or day start, delete and "
+        "rebuild them all",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        metavar="N",
+        help="symbols built in parallel (default: 2)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", help="no progress bar, even on a terminal"
+    )
+    parser.set_defaults(handler=_backfill)
+
+
+def _backfill(args: argparse.Namespace) -> int:
+    name = "mds backfill"
+    try:
+        zone = parse_zone(args.tz)
+        start = None if args.start is None else parse_timestamp_ms(args.start, zone)
+        end = None if args.end is None else parse_timestamp_ms(args.end, zone)
+        day_start = parse_day_start(args.day_start)
+        symbols = None if args.symbol is None else [check_symbol(s) for s in args.symbol]
+        engine = create_engine(database_url(args))
+    except ValueError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    started = time.monotonic()
+    try:
+        ensure_current(engine)
+        if symbols is None:
+            symbols = all_stored_symbols(engine)
+        if not symbols:
+            print("no ticks stored: nothing to backfill (load some with `mds ingest ticks`)")
+            return EXIT_OK
+        service = AggregatorService(
+            engine,
+            symbols=symbols,
+            day_start=day_start,
+            price_basis=args.price_basis,
+            lateness_seconds=args.lateness,
+            rebuild=args.rebuild,
+            workers=args.workers,
+            registry=CollectorRegistry(),
+        )
+        bar = ProgressBar(len(symbols), unit="symbols", enabled=False if args.no_progress else None)
+        lock = threading.Lock()  # the callback runs on the worker threads
+        finished: set[str] = set()
+
+        def progress(event: BackfillProgress) -> None:
+            with lock:
+                if event.steps_done == event.steps_total:
+                    finished.add(event.symbol)
+                bar.update(
+                    len(finished),
+                    f"{event.symbol} {format_ms(event.window_start_ms)[:10]} "
+                    f"({event.steps_done}/{event.steps_total})",
+                )
+
+        try:
+            report = service.backfill(start_ms=start, end_ms=end, progress=progress)
+        finally:
+            bar.close()
+    except (SettingsMismatchError, SchemaNotCurrentError, ValueError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SQLAlchemyError as exc:
+        print(f"{name}: database error: {describe_db_error(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        engine.dispose()
+    elapsed = time.monotonic() - started
+    per_tf = ", ".join(f"{tf} {report.candles[tf]:,}" for tf in TIMEFRAMES)
+    noun = "symbol" if len(symbols) == 1 else "symbols"
+    print(
+        f"{len(symbols)} {noun}, {report.minutes_built:,} minutes scanned, "
+        f"{report.candles_written:,} candles written ({per_tf}) in {elapsed:.1f} s; "
+        f"price basis {args.price_basis}, day start {day_start}"
+    )
+    return EXIT_OK

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from market_data_services.app.cli import main
+from market_data_services.storage import candles, create_engine, settings
+from tests.aggregators.conftest import shared_data
+from tests.aggregators.reference import stored_candles
+
+FXCM = shared_data() / "forex_ticks" / "lean_fxcm"
+SUNDAY = "20140504_{pair}_tick_quote.csv.gz"
+
+
+def ingest(url: str, pair: str, symbol: str) -> None:
+    path = FXCM / pair / SUNDAY.format(pair=pair)
+    args = ["ingest", "ticks", str(path), "--symbol", symbol, "--tz", "UTC-05:00", "--db", url]
+    assert main(args) == 0
+
+
+def candle_counts(url: str) -> dict[tuple[str, str], int]:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(candles.c.symbol, candles.c.timeframe, func.count()).group_by(
+                candles.c.symbol, candles.c.timeframe
+            )
+        ).all()
+    engine.dispose()
+    return {(s, tf): n for s, tf, n in rows}
+
+
+def stored_settings(url: str) -> dict[str, str]:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(select(settings.c.key, settings.c.value)).all()
+    engine.dispose()
+    return dict(rows)
+
+
+@pytest.fixture
+def loaded(database_url: str) -> str:
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    ingest(database_url, "eurusd", "EUR/USD")
+    ingest(database_url, "nzdusd", "NZD/USD")
+    return database_url
+
+
+def test_backfill_builds_every_symbol_and_records_its_settings(
+    loaded: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["backfill", "--db", loaded, "--price-basis", "bid", "--day-start", "00:00 UTC-05:00"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("2 symbols, ")
+    assert "price basis bid, day start 00:00 UTC-05:00" in out
+    counts = candle_counts(loaded)
+    assert {s for s, _ in counts} == {"EUR/USD", "NZD/USD"}
+    assert counts[("EUR/USD", "1d")] == 1  # Sunday evening is one UTC-5 day
+    assert stored_settings(loaded) == {
+        "candles.price_basis": "bid",
+        "candles.day_start": "00:00 UTC-05:00",
+    }
+
+
+def test_backfill_with_other_settings_exits_2_until_rebuild(
+    loaded: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["backfill", "--db", loaded]) == 0
+    before = candle_counts(loaded)
+    capsys.readouterr()
+    assert main(["backfill", "--db", loaded, "--price-basis", "ask"]) == 2
+    err = capsys.readouterr().err
+    assert "built with price basis 'mid'" in err and "--rebuild" in err
+    assert err.strip().count("\n") == 0
+    assert main(["backfill", "--db", loaded, "--price-basis", "ask", "--rebuild"]) == 0
+    assert candle_counts(loaded) == before
+    assert stored_settings(loaded)["candles.price_basis"] == "ask"
+
+
+def test_backfill_of_one_symbol_and_a_window_rebuilds_whole_days(loaded: str) -> None:
+    args = ["backfill", "--db", loaded, "--symbol", "NZD/USD"]
+    window = ["--from", "2014-05-04T20:00:00", "--to", "2014-05-04T21:00:00"]
+    assert main(args + window) == 0
+    engine = create_engine(loaded)
+    windowed = stored_candles(engine)
+    assert {s for s, _, _ in windowed} == {"NZD/USD"}
+    assert main(args) == 0
+    may_4 = (1_399_161_600_000, 1_399_248_000_000)  # 2014-05-04 00:00 UTC to 05-05
+    full = {k: v for k, v in stored_candles(engine).items() if may_4[0] <= k[2] < may_4[1]}
+    engine.dispose()
+    assert windowed == full  # the window's whole day was built from all its ticks
+
+
+def test_backfill_on_an_empty_database_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["backfill", "--db", f"sqlite:///{tmp_path / 'empty.sqlite'}"]) == 0
+    assert "nothing to backfill" in capsys.readouterr().out
+
+
+def test_backfill_refuses_a_bad_day_start(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backfill", "--day-start", "noon"]) == 2
+    assert "day start must look like 'HH:MM ZONE'" in capsys.readouterr().err
