@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from tests.conftest import dies_with_parent
+
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _RANGE = re.compile(r"\[((?:\d+(?:ms|s|m|h|d|w|y))+)\]")
@@ -150,7 +152,9 @@ class Server:
         self.url = url
         self.log = log
         self._log_file = log.open("w")
-        self.proc = subprocess.Popen(command, stdout=self._log_file, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            dies_with_parent(command), stdout=self._log_file, stderr=subprocess.STDOUT
+        )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
