@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 ARGS   ?=
 
-.PHONY: run test lint pytest bench clean
+.PHONY: run test lint pytest bench bench-candles clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ test: lint pytest
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/overhead.py
+
+bench-candles: $(VENV)/.installed
+	$(BIN)/python benchmarks/candles.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

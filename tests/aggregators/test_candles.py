@@ -318,3 +318,18 @@ def test_bad_options_are_refused_with_the_choices(engine: Engine) -> None:
         AggregatorService(engine, day_start="5pm", registry=CollectorRegistry())
     with pytest.raises(ValueError, match="lateness_seconds must be >= 0"):
         AggregatorService(engine, lateness_seconds=-1, registry=CollectorRegistry())
+
+
+def test_ticks_arriving_during_a_backfill_are_built_by_the_next_pass(engine: Engine) -> None:
+    ticks = ticks_every(T0, 300, 60_000)  # five hours, one tick a minute
+    write_ticks(engine, as_records(ticks))
+    clock = FakeClock(T0 / 1000 + 86_400 * 2)
+    svc = service(engine, clock)
+    arriving = RefTick("EUR/USD", T0 + 30_000, 0, 1.2, 1.2001)
+
+    def meanwhile(_: object) -> None:
+        write_ticks(engine, as_records([arriving]))
+
+    svc.backfill(progress=meanwhile)
+    run(svc)
+    assert stored_candles(engine) == expected_candles([*ticks, arriving])

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from sqlalchemy import func, select
 
@@ -97,9 +95,10 @@ def test_backfill_of_one_symbol_and_a_window_rebuilds_whole_days(loaded: str) ->
 
 
 def test_backfill_on_an_empty_database_says_so(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["backfill", "--db", f"sqlite:///{tmp_path / 'empty.sqlite'}"]) == 0
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    assert main(["backfill", "--db", database_url]) == 0
     assert "nothing to backfill" in capsys.readouterr().out
 
 

@@ -71,15 +71,16 @@ def test_ingest_of_a_file_that_is_not_ticks_exits_2_with_one_line(
 
 
 def test_ingest_rejections_are_listed_with_file_and_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "t.csv"
     path.write_text("timestamp,bid,ask\n1000,1.1,1.2\n2000,-1,1.2\n")
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    assert main(["ingest", "ticks", str(path), "--symbol", "X", "--db", url]) == 0
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    assert main(["ingest", "ticks", str(path), "--symbol", "X", "--db", database_url]) == 0
     captured = capsys.readouterr()
     assert f"rejected: {path}:3: price must be > 0, got bid -1.0 ask 1.2" in captured.err
     assert "rejected by reason: non_positive_price 1" in captured.out
+    assert count(database_url) == 1
 
 
 def test_missing_path_and_bad_zone_are_usage_errors(

@@ -109,3 +109,29 @@ def test_upsert_names_an_unknown_column(engine: Engine) -> None:
 def test_upsert_needs_the_key_columns_in_the_rows(engine: Engine) -> None:
     with engine.begin() as connection, pytest.raises(ValueError, match="key column 'ts_open'"):
         upsert(connection, candles, [("X", "1m")], columns=["symbol", "timeframe"])
+
+
+def test_large_batches_with_different_columns_on_one_connection(engine: Engine) -> None:
+    """PostgreSQL stages big batches in a temporary table kept per connection."""
+    many = 1_500  # above the COPY threshold
+    with engine.begin() as connection:
+        first = upsert(
+            connection,
+            ticks,
+            [("X", i, 0, 1.0, 1.1) for i in range(many)],
+            columns=["symbol", "ts", "seq", "bid", "ask"],
+            key=["symbol", "ts", "seq"],
+            update=(),
+        )
+        second = upsert(
+            connection,
+            ticks,
+            [("X", i, 0, 1.0, 1.1, 2.0) for i in range(many, 2 * many)],
+            columns=["symbol", "ts", "seq", "bid", "ask", "volume"],
+            key=["symbol", "ts", "seq"],
+            update=(),
+        )
+    with engine.connect() as connection:
+        volumes = connection.execute(select(ticks.c.volume).order_by(ticks.c.id)).scalars().all()
+    assert (first, second) == (many, many)
+    assert volumes == [None] * many + [2.0] * many

@@ -8,12 +8,13 @@ are the first and last tick of the range by (ts, seq), found by two index seeks.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, bindparam, text
+from sqlalchemy import Connection, text
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -25,6 +26,18 @@ PRICE_SQL = {"mid": "{t}.bid + {t}.ask", "bid": "{t}.bid", "ask": "{t}.ask"}
 PRICE_SCALE = {"mid": 0.5, "bid": 1.0, "ask": 1.0}
 
 _MINUTES_SQLITE = "temp.mds_minutes"
+_OHLC = ("open", "high", "low", "close")
+_RECORD = np.dtype(
+    [
+        ("ts_open", np.int64),
+        ("open", np.float64),
+        ("high", np.float64),
+        ("low", np.float64),
+        ("close", np.float64),
+        ("volume", np.float64),
+        ("count", np.int64),
+    ]
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +64,24 @@ class MinuteCandles:
             close=floats,
             volume=floats,
             count=ints,
+        )
+
+    @classmethod
+    def from_records(cls, records: Iterable[Sequence[Any]], scale: float = 1.0) -> MinuteCandles:
+        """From (ts_open, open, high, low, close, volume, count) tuples, converted in one
+        pass in C (``np.fromiter`` into a record array): no Python object per value."""
+        table = np.fromiter(records, dtype=_RECORD)
+        if not len(table):
+            return cls.empty()
+        prices = [table[name] * scale if scale != 1.0 else table[name].copy() for name in _OHLC]
+        return cls(
+            ts_open=table["ts_open"].copy(),
+            open=prices[0],
+            high=prices[1],
+            low=prices[2],
+            close=prices[3],
+            volume=table["volume"].copy(),
+            count=table["count"].copy(),
         )
 
     @classmethod
@@ -113,22 +144,23 @@ class MinuteCandles:
         )
 
 
-def _aggregate_sql(basis: str, minutes_source: str) -> str:
+def _aggregate_sql(basis: str, minutes_source: str, symbol: str = ":symbol") -> str:
+    """The one-minute aggregate; ``symbol`` is the placeholder in the driver's style."""
     price = PRICE_SQL[basis]
     return f"""
 SELECT mins.m,
   (SELECT {price.format(t="o")} FROM ticks AS o
-     WHERE o.symbol = :symbol AND o.ts >= mins.m AND o.ts < mins.m + 60000
+     WHERE o.symbol = {symbol} AND o.ts >= mins.m AND o.ts < mins.m + 60000
      ORDER BY o.ts, o.seq LIMIT 1),
   max({price.format(t="t")}),
   min({price.format(t="t")}),
   (SELECT {price.format(t="c")} FROM ticks AS c
-     WHERE c.symbol = :symbol AND c.ts >= mins.m AND c.ts < mins.m + 60000
+     WHERE c.symbol = {symbol} AND c.ts >= mins.m AND c.ts < mins.m + 60000
      ORDER BY c.ts DESC, c.seq DESC LIMIT 1),
   sum(coalesce(t.volume, 1)),
   count(*)
 FROM {minutes_source}
-JOIN ticks AS t ON t.symbol = :symbol AND t.ts >= mins.m AND t.ts < mins.m + 60000
+JOIN ticks AS t ON t.symbol = {symbol} AND t.ts >= mins.m AND t.ts < mins.m + 60000
 GROUP BY mins.m
 ORDER BY mins.m
 """
@@ -137,8 +169,8 @@ ORDER BY mins.m
 def aggregate_minutes(
     connection: Connection, symbol: str, minutes: IntArray, basis: str
 ) -> MinuteCandles:
-    """One-minute candles of ``symbol`` for the minute starts in ``minutes`` (those with
-    ticks; an empty minute gives no candle)."""
+    """One-minute candles of ``symbol`` for the minute starts in ``minutes`` (sorted,
+    unique; a minute without ticks gives no candle)."""
     if len(minutes) == 0:
         return MinuteCandles.empty()
     if connection.dialect.name == "sqlite":
@@ -149,16 +181,37 @@ def aggregate_minutes(
             f"(m INTEGER PRIMARY KEY)"
         )
         connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
-        connection.exec_driver_sql(
-            f"INSERT INTO {_MINUTES_SQLITE} (m) VALUES (?)", [(m,) for m in minutes.tolist()]
-        )
-        sql = text(_aggregate_sql(basis, f"{_MINUTES_SQLITE} AS mins"))
-        rows = connection.execute(sql, {"symbol": symbol}).all()
-        connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
+        first, last = int(minutes[0]), int(minutes[-1])
+        if last - first == (len(minutes) - 1) * 60_000:
+            # A contiguous run (a backfill step): generated inside SQLite, no binding.
+            connection.exec_driver_sql(
+                f"WITH RECURSIVE r(m) AS (SELECT ? UNION ALL SELECT m + 60000 FROM r "
+                f"WHERE m < ?) INSERT INTO {_MINUTES_SQLITE} (m) SELECT m FROM r",
+                (first, last),
+            )
+        else:
+            connection.exec_driver_sql(
+                f"INSERT INTO {_MINUTES_SQLITE} (m) VALUES (?)", [(m,) for m in minutes.tolist()]
+            )
+        sql = _aggregate_sql(basis, f"{_MINUTES_SQLITE} AS mins")
+        params: dict[str, Any] = {"symbol": symbol}
     else:
-        sql = text(_aggregate_sql(basis, "unnest(CAST(:minutes AS BIGINT[])) AS mins(m)"))
-        rows = connection.execute(sql, {"symbol": symbol, "minutes": minutes.tolist()}).all()
-    return MinuteCandles.from_rows(list(rows), PRICE_SCALE[basis])
+        source = "unnest(CAST(%(minutes)s AS BIGINT[])) AS mins(m)"
+        sql = _aggregate_sql(basis, source, "%(symbol)s")
+        params = {"symbol": symbol, "minutes": minutes.tolist()}
+    # Straight from the driver's cursor into numpy, on this connection and transaction:
+    # one row per minute, without building a SQLAlchemy Row for each.
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        cursor.execute(sql, params)
+        candles = MinuteCandles.from_records(cursor, PRICE_SCALE[basis])
+    finally:
+        cursor.close()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
+    return candles
 
 
 def read_minute_candles(
@@ -185,16 +238,17 @@ def new_tick_minutes(
     """
     if not symbols or up_to_id <= after_id:
         return {}
+    # No symbol condition in SQL: given one, a planner may walk the (symbol, ts) index,
+    # which is the whole table, instead of the id range. Others' rows are dropped here.
     sql = text(
         "SELECT symbol, ts / 60000 AS m FROM ticks "
-        "WHERE id > :after AND id <= :upto AND symbol IN :symbols "
-        "GROUP BY symbol, ts / 60000"
-    ).bindparams(bindparam("symbols", expanding=True))
+        "WHERE id > :after AND id <= :upto GROUP BY symbol, ts / 60000"
+    )
+    wanted = set(symbols)
     found: dict[str, list[int]] = {}
-    for symbol, minute in connection.execute(
-        sql, {"after": after_id, "upto": up_to_id, "symbols": symbols}
-    ):
-        found.setdefault(symbol, []).append(int(minute) * 60_000)
+    for symbol, minute in connection.execute(sql, {"after": after_id, "upto": up_to_id}):
+        if symbol in wanted:
+            found.setdefault(symbol, []).append(int(minute) * 60_000)
     return {s: np.unique(np.array(m, dtype=np.int64)) for s, m in found.items()}
 
 

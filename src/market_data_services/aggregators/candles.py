@@ -371,7 +371,7 @@ class AggregatorService(ThreadedBackgroundService):
                     empty = np.empty(0, dtype=np.int64)
                     minutes = dirty.get(symbol, empty)
                     return [self._build(symbol, minutes, states[symbol].pending, cutoff)]
-                return self._build_history(symbol, states[symbol], cutoff, request)
+                return self._build_history(symbol, watermark, cutoff, request)
 
         # Incremental symbols are written together at the end (one short transaction);
         # a history is written step by step inside _build_history.
@@ -500,14 +500,17 @@ class AggregatorService(ThreadedBackgroundService):
     # -- building -------------------------------------------------------------------------------
 
     def _build_history(
-        self, symbol: str, state: _State, cutoff: int, request: _Backfill | None
+        self, symbol: str, watermark: int, cutoff: int, request: _Backfill | None
     ) -> list[_Built]:
         """Every minute of the symbol's history (or the window), step by step, each step
-        written at once; then the watermark, unless a window was asked for."""
+        written at once; then the watermark, unless a window was asked for.
+
+        ``watermark`` was read before the time range is, so every tick up to it falls in
+        the range built; ticks arriving meanwhile are left for the next pass.
+        """
         engine: Engine = self.engine
         with engine.connect() as connection:
             span = tick_time_range(connection, symbol)
-        watermark_target = None
         results: list[_Built] = []
         if span is not None:
             first, last = span
@@ -543,13 +546,8 @@ class AggregatorService(ThreadedBackgroundService):
                         )
                     )
         if request is None or (request.start_ms is None and request.end_ms is None):
-            watermark_target = True
-        if watermark_target:
             pending = _merge_pending([b.pending for b in results])
-            with self.engine.connect() as connection:
-                watermark = max_tick_id(connection)
             self._write_progress({symbol: pending}, [symbol], watermark)
-        del state
         return results
 
     def _windows(self, first: int, last: int) -> list[tuple[int, int]]:

@@ -120,10 +120,11 @@ def _copy_upsert(
     with raw.cursor() as cursor:
         # One per connection; ``mds_ord`` keeps the arrival order. Emptied before and after
         # use, so a failed statement cannot leave rows for the next caller.
+        # Every column of the table (no constraints come along), so one stage serves
+        # calls that write different column sets on the same connection.
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS "
-            f"SELECT {column_list} FROM {dialect.identifier_preparer.format_table(table)} "
-            f"WITH NO DATA"
+            f"SELECT * FROM {dialect.identifier_preparer.format_table(table)} WITH NO DATA"
         )
         cursor.execute(
             f"ALTER TABLE {stage} ADD COLUMN IF NOT EXISTS mds_ord bigint "
