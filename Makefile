@@ -20,8 +20,8 @@ run: $(VENV)/.installed
 	$(BIN)/mds run --demo $(ARGS)
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks dashboards
+	$(BIN)/ruff format --check src tests benchmarks dashboards
 	$(BIN)/mypy
 
 pytest: $(VENV)/.installed

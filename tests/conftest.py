@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 
 import pytest
 
@@ -36,3 +37,17 @@ def require_executable(name: str, debian_package: str) -> str:
 
 # Database fixtures (database_url, engine, database_factory) for every test directory.
 pytest_plugins = ("tests.databases",)
+
+
+def dies_with_parent(command: list[str]) -> list[str]:
+    """``command`` wrapped so that the kernel kills it if the test process dies.
+
+    Without it, a test run that is killed (a timeout, Ctrl-C twice) leaves ``mds run``,
+    Prometheus or Alertmanager running with nobody reading their pipes. util-linux's
+    ``setpriv --pdeathsig`` sets the parent-death signal and execs the command, which
+    avoids ``preexec_fn`` (unsafe in a process with threads).
+    """
+    setpriv = shutil.which("setpriv")
+    if sys.platform != "linux" or setpriv is None:
+        return command
+    return [setpriv, "--pdeathsig", "KILL", "--", *command]

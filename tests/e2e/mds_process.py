@@ -21,6 +21,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import dies_with_parent
+
 START_TIMEOUT_SECONDS = 30.0
 
 
@@ -47,7 +49,7 @@ class MdsProcess:
             *args,
         ]
         self.proc = subprocess.Popen(
-            command,
+            dies_with_parent(command),
             cwd=cwd,
             env=environment,
             stdout=subprocess.PIPE,

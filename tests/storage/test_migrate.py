@@ -10,6 +10,7 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Engine
 
 from market_data_services.storage import create_engine, current, metadata, migrate, upgrade
+from tests.conftest import dies_with_parent
 
 
 def test_upgrade_creates_every_table_and_records_the_head(database_url: str) -> None:
@@ -45,7 +46,12 @@ def test_downgrade_to_base_removes_our_tables(engine: Engine) -> None:
 def test_processes_upgrading_at_once_leave_one_schema(database_url: str) -> None:
     command = [sys.executable, "-m", "market_data_services", "db", "upgrade", "--db", database_url]
     processes = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            dies_with_parent(command),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(3)
     ]
     results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in processes]
