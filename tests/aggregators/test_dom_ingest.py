@@ -296,3 +296,25 @@ def test_packed_levels_round_trip_exactly() -> None:
     np.testing.assert_array_equal(unpack_levels(pack_levels(levels)), levels)
     with pytest.raises(ValueError, match="multiple of 16 bytes"):
         unpack_levels(b"\x00" * 15)
+
+
+def test_binance_snap_then_set_rows_rebuild_the_book(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "depth.csv"
+    header = "symbol,timestamp,first_update_id,last_update_id,side,update_type,price,qty,pu\n"
+    path.write_text(
+        header
+        + "BTCUSDT,1699999000000,1,1,b,snap,100.0,1.0,-1\n"  # 2: a snapshot of 2+2 levels
+        + "BTCUSDT,1699999000000,1,1,b,snap,99.0,2.0,-1\n"
+        + "BTCUSDT,1699999000000,1,1,a,snap,102.0,3.0,-1\n"
+        + "BTCUSDT,1699999000000,1,1,a,snap,101.0,4.0,-1\n"  # out of order: sorted
+        + "BTCUSDT,1699999000100,2,2,b,set,100.0,0,1\n"  # 6: removes the best bid
+        + "BTCUSDT,1699999000100,2,2,a,set,100.5,5.0,1\n"
+        + "BTCUSDT,1699999000200,3,3,b,set,98.0,-1,2\n"  # 8: negative: not applied
+    )
+    report = ingest_dom(engine, path, wall_clock=lambda: NOW)
+    assert [(r.reason, r.line) for r in report.rejections] == [("non_positive_size", 8)]
+    books = stored(engine)
+    assert [b.ts for b in books] == [1_699_999_000_000, 1_699_999_000_100]
+    np.testing.assert_array_equal(books[0].asks, [[101.0, 4.0], [102.0, 3.0]])
+    np.testing.assert_array_equal(books[1].bids, [[99.0, 2.0]])
+    np.testing.assert_array_equal(books[1].asks, [[100.5, 5.0], [101.0, 4.0], [102.0, 3.0]])
