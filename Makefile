@@ -31,6 +31,7 @@ test: lint pytest
 
 bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/dom.py
 
 bench-candles: $(VENV)/.installed
 	$(BIN)/python benchmarks/candles.py $(ARGS)

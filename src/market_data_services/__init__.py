@@ -9,6 +9,8 @@ import logging
 
 from market_data_services._version import __version__
 from market_data_services.aggregators.candles import AggregatorService
+from market_data_services.aggregators.dom import DOMAggregatorService
+from market_data_services.aggregators.sentiment import SentimentAggregatorService
 from market_data_services.runtime import (
     CircuitBreaker,
     CircuitBreakerError,
@@ -27,7 +29,9 @@ __all__ = [
     "CircuitBreaker",
     "CircuitBreakerError",
     "CircuitBreakerState",
+    "DOMAggregatorService",
     "IterationOutcome",
+    "SentimentAggregatorService",
     "StateChange",
     "ThreadedBackgroundService",
     "WebhookNotifier",

@@ -21,3 +21,19 @@ def ticks_dir() -> Path:
     if not path.is_dir():
         unavailable(f"the shared market data ({path})", "set MDS_SHARED_DATA to its folder")
     return path
+
+
+@pytest.fixture(scope="session")
+def orderbook_dir() -> Path:
+    path = shared_data() / "orderbook"
+    if not path.is_dir():
+        unavailable(f"the shared market data ({path})", "set MDS_SHARED_DATA to its folder")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sentiment_dir() -> Path:
+    path = shared_data() / "sentiment"
+    if not path.is_dir():
+        unavailable(f"the shared market data ({path})", "set MDS_SHARED_DATA to its folder")
+    return path

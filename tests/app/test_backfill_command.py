@@ -1,10 +1,18 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import func, select
 
 from market_data_services.app.cli import main
-from market_data_services.storage import candles, create_engine, settings
+from market_data_services.storage import (
+    candles,
+    create_engine,
+    dom_metrics,
+    sentiment_metrics,
+    settings,
+)
 from tests.aggregators.conftest import shared_data
 from tests.aggregators.reference import stored_candles
 
@@ -105,3 +113,65 @@ def test_backfill_on_an_empty_database_says_so(
 def test_backfill_refuses_a_bad_day_start(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["backfill", "--day-start", "noon"]) == 2
     assert "day start must look like 'HH:MM ZONE'" in capsys.readouterr().err
+
+
+ORDERBOOK = shared_data() / "orderbook" / "bybit_2024-12-01_XRPUSDT_ob500.data.gz"
+IG = shared_data() / "sentiment" / "ig_client_sentiment.csv.gz"
+
+
+@pytest.fixture
+def market(database_url: str) -> str:
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    assert main(["ingest", "dom", str(ORDERBOOK), "--db", database_url]) == 0
+    assert main(["ingest", "sentiment", str(IG), "--tz", "UTC+02:00", "--db", database_url]) == 0
+    return database_url
+
+
+def signals(url: str) -> dict[str, list[int]]:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(sentiment_metrics.c.symbol, sentiment_metrics.c.signal).order_by(
+                sentiment_metrics.c.ts
+            )
+        ).all()
+        books = connection.execute(select(func.count()).select_from(dom_metrics)).scalar_one()
+    engine.dispose()
+    out: dict[str, list[int]] = {"books": [books]}
+    for symbol, signal in rows:
+        out.setdefault(symbol, []).append(signal)
+    return out
+
+
+def test_backfill_computes_book_and_sentiment_metrics_once(
+    market: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["backfill", "--db", market, "--kind", "dom", "--kind", "sentiment"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("order books: 1 symbol, 50 new snapshots computed in ")
+    assert out[1].startswith("sentiment: 29 symbols, 87 new readings computed in ")
+    stored = signals(market)
+    assert stored["books"] == [50]
+    assert stored["EUR/USD"] == [0, 0, 0]  # 39 % long: neither threshold
+    assert stored["USD/CHF"] == [-1, -1, -1]  # 79 % long: the crowd is long
+    assert stored["CHF/JPY"] == [1, 1, 1]  # 21 % long
+    assert main(["backfill", "--db", market, "--kind", "dom", "--kind", "sentiment"]) == 0
+    again = capsys.readouterr().out
+    assert "0 new snapshots" in again and "0 new readings" in again
+
+
+def test_backfill_takes_the_sentiment_settings_from_the_configuration(
+    market: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "mds.toml"
+    config.write_text("[services.sentiment]\nlong_enter = 0.38\nlong_exit = 0.36\n")
+    args = ["backfill", "--db", market, "--kind", "sentiment", "--config", str(config)]
+    assert main(args) == 0
+    assert signals(market)["EUR/USD"] == [-1, -1, -1]  # 39 % is now crowd long
+    config.write_text("[services.sentiment]\nlong_enter = 0.4\nlong_exit = 0.36\n")
+    capsys.readouterr()
+    assert main(args) == 2
+    assert "computed with window_seconds=3600" in capsys.readouterr().err
+    assert main([*args, "--rebuild"]) == 0
+    assert signals(market)["EUR/USD"] == [0, 0, 0]

@@ -139,6 +139,31 @@ def test_demo_without_symbols_works_on_the_sample_pairs() -> None:
     assert config.symbols == DEMO_SYMBOLS
 
 
+def test_demo_gives_each_service_the_symbols_it_has_data_for() -> None:
+    flags = [
+        Override("services.demo_feed.enabled", True, "--demo"),
+        Override("services.sentiment.symbols", "EUR/USD", "--set"),
+    ]
+    config = ConfigSource(environ={}, overrides=flags).load()
+    assert config.symbols_for("candles") == ("EUR/USD", "NZD/USD")
+    assert config.symbols_for("dom") == ("XRPUSDT",)
+    assert config.symbols_for("sentiment") == ("EUR/USD",)  # configured: kept
+    assert config.symbols_for("demo_feed") == DEMO_SYMBOLS
+
+
+def test_book_and_sentiment_keys_are_checked_naming_the_key() -> None:
+    bad = [Override("services.sentiment.long_exit", "0.9", "--set")]
+    with pytest.raises(ConfigError, match=r"services\.sentiment\.long_enter: thresholds must"):
+        ConfigSource(environ={}, overrides=bad).load()
+    env = {"MDS_SERVICES_DOM_BATCH_SIZE": "1"}
+    with pytest.raises(ConfigError, match=r"services\.dom\.batch_size: must be 2\.\.1000000"):
+        ConfigSource(environ=env).load()
+    config = ConfigSource(environ={"MDS_SERVICES_SENTIMENT_EMA_ALPHA": "0.25"}).load()
+    assert config.services["sentiment"].options.ema_alpha == 0.25
+    assert config.services["dom"].interval_seconds == 5.0  # the specification's
+    assert config.services["sentiment"].interval_seconds == 30.0
+
+
 def test_repeated_or_malformed_symbols_are_rejected() -> None:
     with pytest.raises(ConfigError, match="repeated symbols"):
         ConfigSource(environ={"MDS_SYMBOLS": "EUR/USD,EUR/USD"}).load()

@@ -156,3 +156,64 @@ def test_the_readme_ingest_example_runs_as_written(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert folder.is_dir()
     assert count(f"sqlite:///{work / 'mds.sqlite'}") == 21_018
+
+
+ORDERBOOK = shared_data() / "orderbook"
+IG = shared_data() / "sentiment" / "ig_client_sentiment.csv.gz"
+
+
+def test_ingest_dom_prints_a_summary_of_the_books(
+    database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    capsys.readouterr()
+    path = ORDERBOOK / "bybit_2024-12-01_XRPUSDT_ob500.data.gz"
+    assert main(["ingest", "dom", str(path), "--db", database_url]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "1 files, 50 rows: 50 snapshots accepted (50 new, 0 already stored); 0 rejected; "
+        "0 crossed and 0 locked books; from 2024-12-01T00:00:00.691Z to 2024-12-01T00:00:05.490Z"
+    ]
+
+
+def test_ingest_dom_reports_a_one_sided_file_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    path = ORDERBOOK / "binance_btcusdt-depth-snap.csv.gz"
+    assert main(["ingest", "dom", str(path), "--db", url]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"rejected: {path}:2: BTCUSDT at 2022-11-01T23:49:39.146Z: bids only (100 levels), "
+        "no asks: one side is not a book"
+    ]
+    assert "rejected by reason: one_sided 1" in captured.out
+
+
+def test_ingest_dom_of_a_file_that_is_not_books_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.csv"
+    notes.write_text("name,age\n")
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert main(["ingest", "dom", str(notes), "--db", url]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"mds ingest dom: {notes}: not an order-book file: the first line")
+
+
+def test_ingest_sentiment_reads_the_ig_export_in_the_given_zone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert main(["ingest", "sentiment", str(IG), "--tz", "UTC+02:00", "--db", url]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "1 files, 87 rows: 87 readings accepted (87 new, 0 already stored); 0 rejected; "
+        "from 2021-02-14T10:46:55.000Z to 2021-02-14T10:53:43.000Z"
+    ]
+
+
+def test_ingest_sentiment_of_a_tick_file_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert main(["ingest", "sentiment", str(SUNDAY), "--db", url]) == 2
+    assert "not a sentiment file" in capsys.readouterr().err

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from market_data_services.demo import DEMO_SYMBOLS, DemoFeedService, read_tick_sample
 from market_data_services.demo.feed import TICK_SAMPLES, Replay
+from market_data_services.demo.market import BOOK_SAMPLES, SENTIMENT_SYMBOLS
 
 
 class Recorded:
@@ -56,7 +57,9 @@ def test_packaged_samples_load_and_cover_the_demo_symbols() -> None:
         assert len(track.times_ms) > 1000
         assert track.times_ms == sorted(track.times_ms)
         assert all(b > 0 and a > 0 for b, a in zip(track.bids, track.asks, strict=True))
-    assert set(DEMO_SYMBOLS) == set(TICK_SAMPLES)
+    # The tick pairs, and the order-book stream's symbol (sentiment covers the pairs).
+    assert set(DEMO_SYMBOLS) == set(TICK_SAMPLES) | set(BOOK_SAMPLES)
+    assert set(SENTIMENT_SYMBOLS) <= set(TICK_SAMPLES)
 
 
 def test_replay_plays_forwards_then_backwards_keeping_the_spacing() -> None:

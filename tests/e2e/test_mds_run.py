@@ -394,6 +394,37 @@ def test_demo_with_default_settings_has_candles_and_market_metrics_within_a_minu
         process.close()
 
 
+def test_demo_has_book_and_sentiment_metrics_within_a_minute(workdir: Path) -> None:
+    process = start(workdir, "--demo")
+    try:
+
+        def gauge(name: str, symbol: str) -> float | None:
+            family = scrape(process).get(name)
+            samples = [] if family is None else family.samples  # type: ignore[attr-defined]
+            return next((s.value for s in samples if s.labels.get("symbol") == symbol), None)
+
+        wait_until(lambda: gauge("mds_dom_spread", "XRPUSDT") is not None, 60, "book metrics")
+        wait_until(
+            lambda: gauge("mds_sentiment_long_share_ratio", "EUR/USD") is not None,
+            60,
+            "sentiment metrics",
+        )
+        assert gauge("mds_dom_spread", "XRPUSDT") > 0  # type: ignore[operator]
+        assert gauge("mds_sentiment_long_share_ratio", "EUR/USD") == 0.39  # IG: 39 % long
+        assert gauge("mds_sentiment_signal", "NZD/USD") == 0  # 38 %: neither threshold
+        with sqlite3.connect(workdir / "mds.sqlite") as db:
+            books = db.execute("SELECT COUNT(*) FROM dom_metrics").fetchone()[0]
+            readings = db.execute("SELECT COUNT(DISTINCT symbol) FROM sentiment_metrics").fetchone()
+        assert books > 100
+        assert readings[0] == 2
+        status, report = process.health()
+        assert status == 200, report
+        for name in ("DOMAggregatorService", "SentimentAggregatorService"):
+            assert report["services"][name]["status"] == "healthy"
+    finally:
+        process.close()
+
+
 def test_without_demo_an_empty_database_runs_healthy_and_warns_of_no_symbols(
     workdir: Path,
 ) -> None:
@@ -401,9 +432,13 @@ def test_without_demo_an_empty_database_runs_healthy_and_warns_of_no_symbols(
     try:
         status, report = process.health()
         assert status == 200, report
-        assert list(report["services"]) == ["AggregatorService"]
+        assert list(report["services"]) == [
+            "AggregatorService",
+            "DOMAggregatorService",
+            "SentimentAggregatorService",
+        ]
         warning = process.wait_for_log("mds.no_symbols", 10)
-        assert warning["services"] == ["candles"]
+        assert warning["services"] == ["candles", "dom", "sentiment"]
     finally:
         process.close()
 

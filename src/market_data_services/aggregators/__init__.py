@@ -9,6 +9,21 @@ from market_data_services.aggregators.candles import (
     PassReport,
     SettingsMismatchError,
 )
+from market_data_services.aggregators.dom import (
+    BookSnapshot,
+    DOMAggregatorService,
+    NotABookFileError,
+    ingest_dom,
+    write_dom,
+)
+from market_data_services.aggregators.sentiment import (
+    ContrarianThresholds,
+    NotASentimentFileError,
+    SentimentAggregatorService,
+    SentimentReading,
+    ingest_sentiment,
+    write_sentiment,
+)
 from market_data_services.aggregators.ticks import (
     REJECT_REASONS,
     IngestReport,
@@ -26,12 +41,23 @@ __all__ = [
     "TIMEFRAMES",
     "AggregatorService",
     "BackfillProgress",
+    "BookSnapshot",
+    "ContrarianThresholds",
+    "DOMAggregatorService",
     "IngestReport",
+    "NotABookFileError",
+    "NotASentimentFileError",
     "NotATickFileError",
     "PassReport",
     "Rejection",
+    "SentimentAggregatorService",
+    "SentimentReading",
     "SettingsMismatchError",
     "Tick",
+    "ingest_dom",
+    "ingest_sentiment",
     "ingest_ticks",
+    "write_dom",
+    "write_sentiment",
     "write_ticks",
 ]

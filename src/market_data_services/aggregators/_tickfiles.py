@@ -16,19 +16,25 @@ not be parsed, each with its file and line.
 from __future__ import annotations
 
 import csv
-import gzip
 import io
 import re
-import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
-from typing import IO, NamedTuple, cast
+from typing import IO
 
 import numpy as np
 import numpy.typing as npt
 
+from market_data_services.aggregators._files import (
+    WrongFileKindError,
+    find_files,
+    first_line,
+    open_text,
+    read_head,
+)
+from market_data_services.aggregators._ingest import Rejection
 from market_data_services.timeutil import parse_timestamp_ms
 
 LAYOUTS = ("plain", "lean")
@@ -40,36 +46,16 @@ _PLAIN_COLUMNS = ("timestamp", "bid", "ask", "volume", "symbol")
 _REQUIRED_PLAIN = ("timestamp", "bid", "ask")
 #: A LEAN day file can hold 25 hours on a DST day in a zone with DST.
 _MAX_LEAN_MS = 25 * 3_600_000
-_SNIFF_BYTES = 8192
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
 
-class NotATickFileError(ValueError):
+class NotATickFileError(WrongFileKindError):
     """A file that is not tick data at all (as opposed to a file with some bad rows)."""
 
-    def __init__(self, path: Path | str, reason: str) -> None:
-        super().__init__(f"{path}: not a tick file: {reason}")
-        self.path = str(path)
-        self.reason = reason
-
-
-class Rejection(NamedTuple):
-    """One rejected row: where it was, why (a reason code), and a readable message."""
-
-    source: str
-    line: int | None
-    reason: str
-    message: str
-
-    @property
-    def where(self) -> str:
-        return self.source if self.line is None else f"{self.source}:{self.line}"
-
-    def __str__(self) -> str:
-        return f"{self.where}: {self.message}"
+    kind = "a tick"
 
 
 @dataclass
@@ -112,85 +98,11 @@ class TickFile:
 
 def find_tick_files(paths: Iterable[str | Path]) -> list[Path]:
     """The files named, and the tick files under the directories named, sorted by path."""
-    found: list[Path] = []
-    for item in paths:
-        path = Path(item)
-        if path.is_dir():
-            found.extend(
-                sorted(
-                    p
-                    for p in path.rglob("*")
-                    if p.is_file() and p.name.lower().endswith(TICK_FILE_SUFFIXES)
-                )
-            )
-        elif path.exists():
-            found.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such file or directory")
-    return found
-
-
-def _open_binary(path: Path) -> IO[bytes]:
-    """The file's bytes, decompressed when it is gzip or a single-member zip."""
-    with path.open("rb") as probe:
-        magic = probe.read(4)
-    if magic[:2] == b"\x1f\x8b":
-        return cast(IO[bytes], gzip.GzipFile(path, "rb"))
-    if magic == b"PK\x03\x04":
-        try:
-            archive = zipfile.ZipFile(path)
-        except zipfile.BadZipFile as exc:
-            raise NotATickFileError(path, f"a broken zip archive ({exc})") from None
-        members = [m for m in archive.infolist() if not m.is_dir()]
-        if len(members) != 1:
-            archive.close()
-            raise NotATickFileError(
-                path, f"a zip archive with {len(members)} files; expected exactly one CSV"
-            )
-        return _ZipMember(archive, members[0])
-    return path.open("rb")
-
-
-class _ZipMember(io.BufferedReader):
-    """A zip member that closes its archive with it."""
-
-    def __init__(self, archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> None:
-        super().__init__(archive.open(member))  # type: ignore[arg-type]
-        self._archive = archive
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            self._archive.close()
+    return find_files(paths, TICK_FILE_SUFFIXES)
 
 
 def _open_text(path: Path) -> IO[str]:
-    return io.TextIOWrapper(_open_binary(path), encoding="utf-8", errors="replace", newline="")
-
-
-def _head(path: Path) -> str:
-    try:
-        with _open_binary(path) as stream:
-            head = stream.read(_SNIFF_BYTES)
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise NotATickFileError(path, f"cannot be read ({exc})") from None
-    if b"\x00" in head:
-        raise NotATickFileError(path, "binary content, not CSV text")
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a character cut at the sniff boundary
-            raise NotATickFileError(path, "not UTF-8 text") from None
-        text = head[: exc.start].decode("utf-8")
-    return text.lstrip("\ufeff")
-
-
-def _first_line(text: str) -> str:
-    for line in text.splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
+    return open_text(path, NotATickFileError)
 
 
 def _header_columns(line: str) -> tuple[str, ...] | None:
@@ -227,7 +139,7 @@ def inspect_file(path: Path, layout: str | None = None) -> TickFile:
     """Tell the layout of ``path`` (or check the forced one) from its first line."""
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
-    first = _first_line(_head(path))
+    first = first_line(read_head(path, NotATickFileError))
     expected = (
         "neither a header 'timestamp,bid,ask[,volume][,symbol]' (plain) "
         "nor LEAN rows 'ms_since_midnight,bid,ask' (lean)"

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 import time
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -38,19 +37,28 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
+from market_data_services.aggregators._ingest import (
+    DEFAULT_FUTURE_TOLERANCE_SECONDS,
+    IngestProgress,
+    IngestReport,
+    Rejection,
+    check_symbol,
+    future_tolerance_ms,
+    is_valid_symbol,
+    symbol_rule,
+)
 from market_data_services.aggregators._telemetry import families_for
 from market_data_services.aggregators._tickfiles import (
     LAYOUTS,
     NotATickFileError,
     RawTicks,
-    Rejection,
     TickFile,
     find_tick_files,
     inspect_file,
     read_chunks,
 )
 from market_data_services.storage.engine import begin_write
-from market_data_services.storage.schema import SYMBOL_LENGTH, ticks
+from market_data_services.storage.schema import ticks
 from market_data_services.storage.upsert import insert, upsert
 from market_data_services.timeutil import format_ms, parse_zone
 
@@ -66,11 +74,6 @@ REJECT_REASONS = (
     "crossed",  # ask < bid, only with reject_crossed=True
 )
 _CODE = {reason: number for number, reason in enumerate(REJECT_REASONS, start=1)}
-
-#: Default allowance for feed clocks running ahead of ours.
-DEFAULT_FUTURE_TOLERANCE_SECONDS = 3600.0
-
-_SYMBOL = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9/._:+-]{{0,{SYMBOL_LENGTH - 1}}}$")
 
 # PostgreSQL hands out ids from a sequence at insert time, but transactions commit in any
 # order, so a reader could see id 105 before id 103 commits and move its watermark past
@@ -94,55 +97,6 @@ class Tick(NamedTuple):
     bid: float
     ask: float
     volume: float | None = None
-
-
-class IngestProgress(NamedTuple):
-    """Handed to ``ingest_ticks``'s ``progress`` callback after each file."""
-
-    files_done: int
-    files_total: int
-    rows: int
-    path: str
-
-
-@dataclass
-class IngestReport:
-    """What an ingestion did. ``accepted == written + duplicates``."""
-
-    files: int = 0
-    rows: int = 0
-    accepted: int = 0
-    written: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    crossed: int = 0
-    locked: int = 0
-    rejected_by_reason: dict[str, int] = field(default_factory=dict)
-    rejections: list[Rejection] = field(default_factory=list)
-    symbols: dict[str, int] = field(default_factory=dict)
-    first_ts: int | None = None
-    last_ts: int | None = None
-    max_examples: int = 100
-
-    def _reject(self, rejection: Rejection) -> None:
-        self.rejected += 1
-        self.rejected_by_reason[rejection.reason] = (
-            self.rejected_by_reason.get(rejection.reason, 0) + 1
-        )
-        if len(self.rejections) < self.max_examples:
-            self.rejections.append(rejection)
-
-    def summary(self) -> str:
-        """One line: ``1,144,807 ticks accepted (1,144,807 new, 0 already stored), ...``."""
-        parts = [
-            f"{self.accepted:,} ticks accepted ({self.written:,} new, "
-            f"{self.duplicates:,} already stored)",
-            f"{self.rejected:,} rejected",
-            f"{self.crossed:,} crossed and {self.locked:,} locked quotes",
-        ]
-        if self.first_ts is not None and self.last_ts is not None:
-            parts.append(f"from {format_ms(self.first_ts)} to {format_ms(self.last_ts)}")
-        return "; ".join(parts)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,7 +166,7 @@ def _check(raw: RawTicks, policy: _Policy, now_ms: int) -> _Checked:
     mark(ts > now_ms + policy.future_tolerance_ms, "future_timestamp")
     symbol_reason = np.zeros(max(len(raw.symbols), 1), dtype=np.int8)
     for code, name in enumerate(raw.symbols):
-        if not _SYMBOL.match(name):
+        if not is_valid_symbol(name):
             symbol_reason[code] = _CODE["malformed"]
         elif policy.symbols is not None and name not in policy.symbols:
             symbol_reason[code] = _CODE["unknown_symbol"]
@@ -260,10 +214,7 @@ def _rejection(raw: RawTicks, index: int, reason: str, policy: _Policy, now_ms: 
         allowed = ", ".join(sorted(policy.symbols or ()))
         message = f"symbol {symbol!r} is not among the symbols being loaded ({allowed})"
     elif reason == "malformed":
-        message = (
-            f"symbol {symbol!r} is not a valid symbol (letters, digits and / . _ : + -, "
-            f"at most {SYMBOL_LENGTH} characters)"
-        )
+        message = f"symbol {symbol!r} is not a valid symbol ({symbol_rule()})"
     else:
         message = f"crossed quote: ask {ask} below bid {bid} (rejected by reject_crossed)"
     return Rejection(raw.source, int(raw.lines[index]), reason, message)
@@ -461,13 +412,7 @@ def _next_seq(
 def _policy(
     symbols: Collection[str] | None, reject_crossed: bool, future_tolerance_seconds: float
 ) -> _Policy:
-    if not isinstance(future_tolerance_seconds, int | float) or not (
-        future_tolerance_seconds >= 0 and math.isfinite(future_tolerance_seconds)
-    ):
-        raise ValueError(
-            f"future_tolerance_seconds must be a finite number >= 0, "
-            f"got {future_tolerance_seconds!r}"
-        )
+    tolerance_ms = future_tolerance_ms(future_tolerance_seconds)
     allowed = None
     if symbols is not None:
         allowed = frozenset(symbols)
@@ -476,18 +421,8 @@ def _policy(
     return _Policy(
         symbols=allowed,
         reject_crossed=bool(reject_crossed),
-        future_tolerance_ms=int(future_tolerance_seconds * 1000),
+        future_tolerance_ms=tolerance_ms,
     )
-
-
-def check_symbol(symbol: str) -> str:
-    """``symbol`` if it is a valid symbol name, else a ValueError naming the rule."""
-    if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
-        raise ValueError(
-            f"symbol must be 1-{SYMBOL_LENGTH} characters of letters, digits and / . _ : + - "
-            f"starting with a letter or digit, got {symbol!r}"
-        )
-    return symbol
 
 
 # -- the API -----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from market_data_services.app.auth import parse_password_hash
-from market_data_services.demo import DEMO_SYMBOLS
+from market_data_services.demo import DEMO_SERVICE_SYMBOLS, DEMO_SYMBOLS
 
 if TYPE_CHECKING:
     from market_data_services.app.services import ServiceEntry
@@ -594,6 +594,12 @@ class ConfigSource:
         demo = kwargs["services"].get("demo_feed")
         if not kwargs.get("symbols") and demo is not None and demo.enabled:
             kwargs["symbols"] = DEMO_SYMBOLS
+            # Each service gets the demo symbols it has data for (no candles for the book
+            # stream's symbol, no books for the tick pairs), unless configured otherwise.
+            for name, own in DEMO_SERVICE_SYMBOLS.items():
+                service = kwargs["services"].get(name)
+                if service is not None and service.symbols is None:
+                    kwargs["services"][name] = dataclasses.replace(service, symbols=own)
         config: Config = _construct(Config, kwargs, (), layers)
         return config
 

@@ -17,6 +17,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from market_data_services.aggregators.candles import PRICE_BASES, AggregatorService
+from market_data_services.aggregators.dom import DEFAULT_BATCH_SIZE as DOM_BATCH_SIZE
+from market_data_services.aggregators.dom import DOMAggregatorService
+from market_data_services.aggregators.sentiment import (
+    DEFAULT_HISTORY_MAX_READINGS,
+    ContrarianThresholds,
+    SentimentAggregatorService,
+)
 from market_data_services.app.config import BreakerConfig, ConfigError, ServiceConfig
 from market_data_services.demo import DemoFeedService
 from market_data_services.runtime import CircuitBreaker, ThreadedBackgroundService
@@ -118,6 +125,95 @@ def _candles(ctx: ServiceContext) -> ThreadedBackgroundService:
     )
 
 
+# -- order books ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class DomOptions:
+    """Keys of ``[services.dom]`` beyond the common ones."""
+
+    #: Snapshots read, computed and written per transaction.
+    batch_size: int = DOM_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.batch_size <= 1_000_000:
+            raise ConfigError("batch_size", f"must be 2..1000000, got {self.batch_size}")
+
+
+def _dom(ctx: ServiceContext) -> ThreadedBackgroundService:
+    options: DomOptions = ctx.options
+    return DOMAggregatorService(ctx.engine, batch_size=options.batch_size, **ctx.base_kwargs())
+
+
+# -- sentiment -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SentimentOptions:
+    """Keys of ``[services.sentiment]`` beyond the common ones (shares are 0..1)."""
+
+    #: The window of change_window, window_min and window_max.
+    history_window_seconds: float = 3600.0
+    #: EMA span in readings (alpha = 2 / (span + 1)), unless ema_alpha is set.
+    ema_span: float = 10.0
+    ema_alpha: float | None = None
+    #: The contrarian signal: -1 from long_enter until below long_exit; +1 from
+    #: short_enter until above short_exit.
+    long_enter: float = 0.70
+    long_exit: float = 0.65
+    short_enter: float = 0.30
+    short_exit: float = 0.35
+    #: Read only this source (default: every source, averaged at equal times).
+    source: str | None = None
+    #: Bound of each symbol's history deque.
+    history_max_readings: int = DEFAULT_HISTORY_MAX_READINGS
+    #: Recompute stored metrics made with other settings instead of failing.
+    rebuild: bool = False
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.history_window_seconds) and self.history_window_seconds > 0):
+            raise ConfigError(
+                "history_window_seconds", f"must be > 0, got {self.history_window_seconds:g}"
+            )
+        if not (math.isfinite(self.ema_span) and self.ema_span >= 1):
+            raise ConfigError("ema_span", f"must be >= 1 (readings), got {self.ema_span:g}")
+        if self.ema_alpha is not None and not 0 < self.ema_alpha <= 1:
+            raise ConfigError("ema_alpha", f"must satisfy 0 < x <= 1, got {self.ema_alpha:g}")
+        try:
+            self.thresholds()
+        except ValueError as exc:
+            raise ConfigError("long_enter", str(exc)) from None
+        if self.history_max_readings < 1:
+            raise ConfigError(
+                "history_max_readings", f"must be >= 1, got {self.history_max_readings}"
+            )
+
+    def thresholds(self) -> ContrarianThresholds:
+        return ContrarianThresholds(
+            long_enter=self.long_enter,
+            long_exit=self.long_exit,
+            short_enter=self.short_enter,
+            short_exit=self.short_exit,
+        )
+
+    def service_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of ``SentimentAggregatorService`` these keys set."""
+        return {
+            "history_window_seconds": self.history_window_seconds,
+            "thresholds": self.thresholds(),
+            "ema_span": self.ema_span,
+            "ema_alpha": self.ema_alpha,
+            "source": self.source,
+            "history_max_readings": self.history_max_readings,
+            "rebuild": self.rebuild,
+        }
+
+
+def _sentiment(ctx: ServiceContext) -> ThreadedBackgroundService:
+    options: SentimentOptions = ctx.options
+    return SentimentAggregatorService(ctx.engine, **options.service_kwargs(), **ctx.base_kwargs())
+
+
 # -- the demo feed -------------------------------------------------------------------------
 
 
@@ -157,6 +253,20 @@ SERVICES: dict[str, ServiceEntry] = {
         defaults=ServiceConfig(interval_seconds=60.0, stop_timeout_seconds=10.0),
         options=CandleOptions,
     ),
+    "dom": ServiceEntry(
+        service_name="DOMAggregatorService",
+        factory=_dom,
+        description="book metrics (spread, microprice, imbalance, depth, OFI) from dom_snapshots",
+        defaults=ServiceConfig(interval_seconds=5.0, stop_timeout_seconds=10.0),
+        options=DomOptions,
+    ),
+    "sentiment": ServiceEntry(
+        service_name="SentimentAggregatorService",
+        factory=_sentiment,
+        description="long share, EMA, window extremes and contrarian signal from readings",
+        defaults=ServiceConfig(interval_seconds=30.0, stop_timeout_seconds=10.0),
+        options=SentimentOptions,
+    ),
     "demo_feed": ServiceEntry(
         service_name="DemoFeedService",
         factory=_demo_feed,
@@ -167,4 +277,12 @@ SERVICES: dict[str, ServiceEntry] = {
     ),
 }
 
-__all__ = ["SERVICES", "CandleOptions", "DemoOptions", "ServiceContext", "ServiceEntry"]
+__all__ = [
+    "SERVICES",
+    "CandleOptions",
+    "DemoOptions",
+    "DomOptions",
+    "SentimentOptions",
+    "ServiceContext",
+    "ServiceEntry",
+]

@@ -1,6 +1,7 @@
 """The demo feed: packaged sample data replayed into the database as if it arrived now."""
 
 from market_data_services.demo.feed import (
+    DEMO_SERVICE_SYMBOLS,
     DEMO_SYMBOLS,
     TICK_SAMPLES,
     DemoFeedService,
@@ -11,6 +12,7 @@ from market_data_services.demo.feed import (
 )
 
 __all__ = [
+    "DEMO_SERVICE_SYMBOLS",
     "DEMO_SYMBOLS",
     "TICK_SAMPLES",
     "DemoFeedService",

@@ -1,7 +1,7 @@
 """``DemoFeedService``: replays the packaged sample data as if it arrived now.
 
-Each sample series is a *track*: ticks of one pair today; book snapshots and sentiment
-readings are tracks of their own kinds later. The feed maps sample time to wall-clock
+Each sample series is a *track*: ticks of one pair, the snapshots of an order-book stream,
+or the sentiment readings of one pair (``demo/market.py``). The feed maps sample time to wall-clock
 time (``speed`` times faster), keeping the spacing between rows, and on each iteration
 writes the rows whose time has come, stamped with their wall-clock time. A series that
 ends is played backwards, then forwards again, so prices never jump.
@@ -28,15 +28,23 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from market_data_services.aggregators.ticks import Tick, write_ticks
+from market_data_services.demo.market import BOOK_SAMPLES, SENTIMENT_SYMBOLS, market_tracks
 from market_data_services.runtime import ThreadedBackgroundService
-from market_data_services.storage.schema import ticks
+from market_data_services.storage.schema import dom_snapshots, sentiment_readings, ticks
 
 #: The pairs the packaged samples hold, and their files.
 TICK_SAMPLES: dict[str, str] = {
     "EUR/USD": "ticks_fxcm_eurusd.csv.gz",
     "NZD/USD": "ticks_fxcm_nzdusd.csv.gz",
 }
-DEMO_SYMBOLS: tuple[str, ...] = tuple(TICK_SAMPLES)
+#: The pairs the packaged tick samples hold, and the book stream's symbol.
+DEMO_SYMBOLS: tuple[str, ...] = (*TICK_SAMPLES, *BOOK_SAMPLES)
+#: With --demo, the symbols each service of the catalog works on: those it has data for.
+DEMO_SERVICE_SYMBOLS: dict[str, tuple[str, ...]] = {
+    "candles": tuple(TICK_SAMPLES),
+    "dom": tuple(BOOK_SAMPLES),
+    "sentiment": SENTIMENT_SYMBOLS,
+}
 
 
 _counters: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
@@ -132,7 +140,10 @@ def read_tick_sample(symbol: str, name: str) -> TickTrack:
 
 
 def packaged_tracks() -> list[Track]:
-    return [read_tick_sample(symbol, name) for symbol, name in TICK_SAMPLES.items()]
+    """Ticks of each pair, the order-book stream and the sentiment of each pair."""
+    tracks: list[Track] = [read_tick_sample(symbol, name) for symbol, name in TICK_SAMPLES.items()]
+    tracks += market_tracks()
+    return tracks
 
 
 class Replay:
@@ -247,8 +258,12 @@ class DemoFeedService(ThreadedBackgroundService):
 
 
 def _latest_stored_tick_ms(engine: Any, symbols: Sequence[str]) -> int | None:
-
-    query = sa.select(sa.func.max(ticks.c.ts)).where(ticks.c.symbol.in_(list(symbols)))
+    """The newest time stored for ``symbols`` in any table the demo writes."""
+    latest: list[int] = []
     with engine.connect() as connection:
-        value = connection.execute(query).scalar()
-    return None if value is None else int(value)
+        for table in (ticks, dom_snapshots, sentiment_readings):
+            query = sa.select(sa.func.max(table.c.ts)).where(table.c.symbol.in_(list(symbols)))
+            value = connection.execute(query).scalar()
+            if value is not None:
+                latest.append(int(value))
+    return max(latest, default=None)

@@ -1,4 +1,6 @@
-"""The tables, as SQLAlchemy Core: raw ticks, candles, service progress and settings.
+"""The tables, as SQLAlchemy Core: raw ticks, order books and sentiment readings, the
+candles, book metrics and sentiment metrics derived from them, service progress and
+settings.
 
 Types, and why:
 
@@ -15,6 +17,13 @@ Types, and why:
 - Tables keyed by what they describe (candles, progress, settings) are ``WITHOUT ROWID``
   on SQLite: stored in key order, so an upsert or a range read touches one B-tree.
 - Counts (``tick_count``) are ``BIGINT`` like the times, so no column overflows first.
+- Order-book levels are **packed arrays**: one row per snapshot, each side a ``BLOB``
+  (``BYTEA``) of little-endian float64 pairs ``price, size``, best level first. A row of
+  one snapshot is written with one insert and read back with one ``numpy.frombuffer``
+  per batch, exact to the bit; a row per level would be 40 inserts per 20-level book,
+  and JSON would cost a parse per row and round decimals. ``book_levels`` in
+  ``aggregators/_book.py`` packs and unpacks them.
+- Sentiment shares are fractions 0..1 (base units), not percentages.
 
 The migrations in ``storage/migrations`` create exactly these tables; a test checks that
 the two agree.
@@ -27,9 +36,12 @@ from sqlalchemy import (
     Column,
     Double,
     Identity,
+    Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
+    SmallInteger,
     String,
     Table,
     UniqueConstraint,
@@ -112,4 +124,84 @@ settings = Table(
     PrimaryKeyConstraint("key"),
 )
 
-__all__ = ["SYMBOL_LENGTH", "candles", "metadata", "service_progress", "settings", "ticks"]
+#: Order-book (depth of market) snapshots. ``id`` is the arrival order, read by the DOM
+#: service as its watermark through the (symbol, id) index. One snapshot per symbol and
+#: millisecond; ``bids``/``asks`` are packed float64 (price, size) pairs, best first.
+dom_snapshots = Table(
+    "dom_snapshots",
+    metadata,
+    Column("id", _ID, Identity(), primary_key=True),
+    Column("symbol", String(SYMBOL_LENGTH), nullable=False),
+    Column("ts", BigInteger, nullable=False, comment="UTC epoch milliseconds"),
+    Column("bids", LargeBinary, nullable=False, comment="float64 LE (price, size), best first"),
+    Column("asks", LargeBinary, nullable=False, comment="float64 LE (price, size), best first"),
+    UniqueConstraint("symbol", "ts"),
+    Index(None, "symbol", "id"),
+    sqlite_autoincrement=True,
+)
+
+#: Book metrics, one row per snapshot; the contract other tools read (README "Order book").
+dom_metrics = Table(
+    "dom_metrics",
+    metadata,
+    Column("symbol", String(SYMBOL_LENGTH), nullable=False),
+    Column("ts", BigInteger, nullable=False, comment="UTC epoch milliseconds"),
+    Column("best_bid", Double, nullable=False),
+    Column("best_ask", Double, nullable=False),
+    Column("spread", Double, nullable=False, comment="best_ask - best_bid"),
+    Column("spread_bps", Double, nullable=False, comment="1e4 * spread / mid"),
+    Column("mid", Double, nullable=False),
+    Column("microprice", Double, nullable=False),
+    Column("imbalance_1", Double, nullable=False),
+    Column("imbalance_5", Double, nullable=False),
+    Column("depth_bid_10bps", Double, nullable=False),
+    Column("depth_ask_10bps", Double, nullable=False),
+    Column("ofi", Double, nullable=False, comment="order-flow imbalance since the previous"),
+    PrimaryKeyConstraint("symbol", "ts"),
+    sqlite_with_rowid=False,
+)
+
+#: Retail sentiment readings: the share of clients long and short (fractions 0..1) per
+#: symbol, time and source. ``id`` is the arrival order, as for ticks.
+sentiment_readings = Table(
+    "sentiment_readings",
+    metadata,
+    Column("id", _ID, Identity(), primary_key=True),
+    Column("symbol", String(SYMBOL_LENGTH), nullable=False),
+    Column("ts", BigInteger, nullable=False, comment="UTC epoch milliseconds"),
+    Column("source", String(32), nullable=False, comment="'' when the file names none"),
+    Column("long_share", Double, nullable=False, comment="0..1"),
+    Column("short_share", Double, nullable=False, comment="0..1"),
+    UniqueConstraint("symbol", "ts", "source"),
+    Index(None, "symbol", "id"),
+    sqlite_autoincrement=True,
+)
+
+#: Derived sentiment, one row per (symbol, reading time); the contract other tools read.
+sentiment_metrics = Table(
+    "sentiment_metrics",
+    metadata,
+    Column("symbol", String(SYMBOL_LENGTH), nullable=False),
+    Column("ts", BigInteger, nullable=False, comment="UTC epoch milliseconds"),
+    Column("long_share", Double, nullable=False, comment="0..1"),
+    Column("long_share_ema", Double, nullable=False),
+    Column("change_window", Double, nullable=False, comment="long_share - first in window"),
+    Column("window_min", Double, nullable=False),
+    Column("window_max", Double, nullable=False),
+    Column("signal", SmallInteger, nullable=False, comment="contrarian: -1, 0 or +1"),
+    PrimaryKeyConstraint("symbol", "ts"),
+    sqlite_with_rowid=False,
+)
+
+__all__ = [
+    "SYMBOL_LENGTH",
+    "candles",
+    "dom_metrics",
+    "dom_snapshots",
+    "metadata",
+    "sentiment_metrics",
+    "sentiment_readings",
+    "service_progress",
+    "settings",
+    "ticks",
+]

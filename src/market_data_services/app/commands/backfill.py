@@ -1,4 +1,5 @@
-"""``mds backfill``: candles for every closed bucket of the stored ticks."""
+"""``mds backfill``: candles for every closed bucket of the stored ticks, and book metrics
+and sentiment metrics for every stored snapshot and reading that has none."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ from market_data_services.aggregators.candles import (
     SettingsMismatchError,
     all_stored_symbols,
 )
+from market_data_services.aggregators.dom import DOMAggregatorService, stored_dom_symbols
+from market_data_services.aggregators.sentiment import (
+    SentimentAggregatorService,
+    stored_sentiment_symbols,
+)
 from market_data_services.aggregators.ticks import check_symbol
 from market_data_services.app.commands._common import (
     EXIT_FAILURE,
@@ -28,6 +34,8 @@ from market_data_services.app.commands._common import (
 )
 from market_data_services.app.commands._progress import ProgressBar
 from market_data_services.app.commands.db import describe_db_error
+from market_data_services.app.config import ConfigError, ConfigSource
+from market_data_services.app.services import SentimentOptions
 from market_data_services.storage.engine import create_engine
 from market_data_services.storage.migrate import SchemaNotCurrentError, ensure_current
 from market_data_services.timeutil import format_ms, parse_day_start, parse_timestamp_ms, parse_zone
@@ -36,14 +44,28 @@ from market_data_services.timeutil import format_ms, parse_day_start, parse_time
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "backfill",
-        help="build candles for every closed bucket of the stored ticks",
+        help="build candles, book metrics and sentiment metrics for the stored history",
         description=(
-            "Build 1m, 5m, 15m, 30m, 1h, 4h and 1d candles from the stored ticks, through "
-            "the same code as the live AggregatorService. Idempotent: run it again and the "
-            "tables stay the same."
+            "Build 1m, 5m, 15m, 30m, 1h, 4h and 1d candles from the stored ticks, book "
+            "metrics for every stored order-book snapshot and sentiment metrics for every "
+            "stored reading, through the same code as the live services. Idempotent: run it "
+            "again and the tables stay the same. --from/--to, --price-basis and --day-start "
+            "concern candles; sentiment takes its settings from the configuration "
+            "([services.sentiment] of --config / $MDS_CONFIG, MDS_* variables), as mds run."
         ),
     )
     add_db_option(parser)
+    parser.add_argument(
+        "--kind",
+        action="append",
+        choices=KINDS,
+        help="what to build (repeat for several; default: all of candles, dom, sentiment)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML configuration of mds run, for the sentiment settings (default: $MDS_CONFIG)",
+    )
     parser.add_argument(
         "--symbol",
         action="append",
@@ -87,8 +109,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--rebuild",
         action="store_true",
-        help="when the stored candles use another price basis or day start, delete and "
-        "rebuild them all",
+        help="when the stored candles use another price basis or day start (or the stored "
+        "sentiment metrics other settings), delete and rebuild them all",
     )
     parser.add_argument(
         "--workers",
@@ -103,7 +125,78 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=_backfill)
 
 
+KINDS = ("candles", "dom", "sentiment")
+
+
 def _backfill(args: argparse.Namespace) -> int:
+    kinds = args.kind or list(KINDS)
+    status = EXIT_OK
+    if "candles" in kinds:
+        status = _backfill_candles(args)
+    for kind in ("dom", "sentiment"):
+        if kind in kinds and status == EXIT_OK:
+            status = _backfill_market(args, kind)
+    return status
+
+
+def _backfill_market(args: argparse.Namespace, kind: str) -> int:
+    """Book or sentiment metrics for every stored row without them, via ``catch_up``."""
+    name = "mds backfill"
+    try:
+        symbols = None if args.symbol is None else [check_symbol(s) for s in args.symbol]
+        options: SentimentOptions | None = None
+        if kind == "sentiment":
+            options = ConfigSource(path=args.config).load().services["sentiment"].options
+        engine = create_engine(database_url(args))
+    except (ValueError, ConfigError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    started = time.monotonic()
+    registry = CollectorRegistry()
+    what = {"dom": ("order books", "snapshots"), "sentiment": ("sentiment", "readings")}[kind]
+    try:
+        ensure_current(engine)
+        stored = stored_dom_symbols(engine) if kind == "dom" else stored_sentiment_symbols(engine)
+        symbols = stored if symbols is None else [s for s in symbols if s in stored]
+        if not symbols:
+            print(f"{what[0]}: no {what[1]} stored: nothing to backfill")
+            return EXIT_OK
+        service: DOMAggregatorService | SentimentAggregatorService
+        if kind == "dom":
+            service = DOMAggregatorService(engine, symbols=symbols, registry=registry)
+        else:
+            assert options is not None
+            kwargs = options.service_kwargs()
+            kwargs["rebuild"] = kwargs["rebuild"] or args.rebuild
+            service = SentimentAggregatorService(
+                engine, symbols=symbols, registry=registry, **kwargs
+            )
+        service.catch_up()
+    except (SettingsMismatchError, SchemaNotCurrentError, ValueError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SQLAlchemyError as exc:
+        print(f"{name}: database error: {describe_db_error(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    finally:
+        engine.dispose()
+    counter = "mds_dom_snapshots_processed" if kind == "dom" else "mds_sentiment_readings_processed"
+    done = sum(
+        sample.value
+        for metric in registry.collect()
+        if metric.name == counter
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    )
+    noun = "symbol" if len(symbols) == 1 else "symbols"
+    print(
+        f"{what[0]}: {len(symbols)} {noun}, {int(done):,} new {what[1]} computed "
+        f"in {time.monotonic() - started:.1f} s"
+    )
+    return EXIT_OK
+
+
+def _backfill_candles(args: argparse.Namespace) -> int:
     name = "mds backfill"
     try:
         zone = parse_zone(args.tz)

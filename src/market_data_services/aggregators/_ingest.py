@@ -1,0 +1,141 @@
+"""What every ingester shares: rejections with their place, the report, symbol rules.
+
+Ticks, order-book snapshots and sentiment readings are loaded the same way: each row is
+validated, bad rows are rejected with a reason code and their file and line, good rows
+beside them are kept, and an ``IngestReport`` says what happened.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from market_data_services.storage.schema import SYMBOL_LENGTH
+from market_data_services.timeutil import format_ms
+
+#: Default allowance for feed clocks running ahead of ours.
+DEFAULT_FUTURE_TOLERANCE_SECONDS = 3600.0
+
+_SYMBOL = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9/._:+-]{{0,{SYMBOL_LENGTH - 1}}}$")
+
+
+class Rejection(NamedTuple):
+    """One rejected row: where it was, why (a reason code), and a readable message."""
+
+    source: str
+    line: int | None
+    reason: str
+    message: str
+
+    @property
+    def where(self) -> str:
+        return self.source if self.line is None else f"{self.source}:{self.line}"
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+class IngestProgress(NamedTuple):
+    """Handed to an ingester's ``progress`` callback after each file."""
+
+    files_done: int
+    files_total: int
+    rows: int
+    path: str
+
+
+@dataclass
+class IngestReport:
+    """What an ingestion did. ``accepted == written + duplicates``.
+
+    ``unit`` names what was loaded (ticks, snapshots, readings) in ``summary()``;
+    ``crossed_noun`` names the crossed and locked count there (``quotes``, ``books``),
+    and None leaves it out (sentiment has no such state).
+    """
+
+    files: int = 0
+    rows: int = 0
+    accepted: int = 0
+    written: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    crossed: int = 0
+    locked: int = 0
+    rejected_by_reason: dict[str, int] = field(default_factory=dict)
+    rejections: list[Rejection] = field(default_factory=list)
+    symbols: dict[str, int] = field(default_factory=dict)
+    first_ts: int | None = None
+    last_ts: int | None = None
+    max_examples: int = 100
+    unit: str = "ticks"
+    crossed_noun: str | None = "quotes"
+
+    def _reject(self, rejection: Rejection) -> None:
+        self.rejected += 1
+        self.rejected_by_reason[rejection.reason] = (
+            self.rejected_by_reason.get(rejection.reason, 0) + 1
+        )
+        if len(self.rejections) < self.max_examples:
+            self.rejections.append(rejection)
+
+    def _accept(self, symbol: str, count: int, first_ts: int, last_ts: int) -> None:
+        self.symbols[symbol] = self.symbols.get(symbol, 0) + count
+        self.first_ts = first_ts if self.first_ts is None else min(self.first_ts, first_ts)
+        self.last_ts = last_ts if self.last_ts is None else max(self.last_ts, last_ts)
+
+    def summary(self) -> str:
+        """One line: ``1,144,807 ticks accepted (1,144,807 new, 0 already stored), ...``."""
+        parts = [
+            f"{self.accepted:,} {self.unit} accepted ({self.written:,} new, "
+            f"{self.duplicates:,} already stored)",
+            f"{self.rejected:,} rejected",
+        ]
+        if self.crossed_noun is not None:
+            parts.append(f"{self.crossed:,} crossed and {self.locked:,} locked {self.crossed_noun}")
+        if self.first_ts is not None and self.last_ts is not None:
+            parts.append(f"from {format_ms(self.first_ts)} to {format_ms(self.last_ts)}")
+        return "; ".join(parts)
+
+
+def is_valid_symbol(name: str) -> bool:
+    return bool(_SYMBOL.match(name))
+
+
+def check_symbol(symbol: str) -> str:
+    """``symbol`` if it is a valid symbol name, else a ValueError naming the rule."""
+    if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
+        raise ValueError(
+            f"symbol must be 1-{SYMBOL_LENGTH} characters of letters, digits and / . _ : + - "
+            f"starting with a letter or digit, got {symbol!r}"
+        )
+    return symbol
+
+
+def symbol_rule() -> str:
+    """The symbol rule in words, for rejection messages."""
+    return f"letters, digits and / . _ : + -, at most {SYMBOL_LENGTH} characters"
+
+
+def future_tolerance_ms(seconds: float) -> int:
+    """``future_tolerance_seconds`` checked and in milliseconds."""
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not (seconds >= 0 and math.isfinite(seconds))
+    ):
+        raise ValueError(f"future_tolerance_seconds must be a finite number >= 0, got {seconds!r}")
+    return int(seconds * 1000)
+
+
+__all__ = [
+    "DEFAULT_FUTURE_TOLERANCE_SECONDS",
+    "IngestProgress",
+    "IngestReport",
+    "Rejection",
+    "check_symbol",
+    "future_tolerance_ms",
+    "is_valid_symbol",
+    "symbol_rule",
+]

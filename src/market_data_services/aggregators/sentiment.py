@@ -1,0 +1,959 @@
+"""Retail sentiment: ingestion and the ``SentimentAggregatorService``.
+
+- ``ingest_sentiment(engine, paths, ...)`` loads sentiment files (``plain`` CSV with
+  percentages, or IG client sentiment exports) into ``sentiment_readings``, as
+  ``mds ingest sentiment`` does; ``write_sentiment(engine, readings)`` stores readings
+  from a live feed (shares 0..1). Values outside 0..100 %, or long and short not adding
+  up to 100 % (within ``sum_tolerance``), are rejected with the reason, file and line.
+- ``SentimentAggregatorService`` turns the readings of each symbol into
+  ``sentiment_metrics``: the long share, its EMA, its change over the history window,
+  the window's extremes, and a contrarian signal with hysteresis.
+
+Readings of several sources at the same time are averaged (or pick one with ``source``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta, tzinfo
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy.engine import Engine
+
+from market_data_services.aggregators._ingest import (
+    DEFAULT_FUTURE_TOLERANCE_SECONDS,
+    IngestProgress,
+    IngestReport,
+    Rejection,
+    check_symbol,
+    future_tolerance_ms,
+    is_valid_symbol,
+    symbol_rule,
+)
+from market_data_services.aggregators._progress import read_progress, write_progress
+from market_data_services.aggregators._sentimentfiles import (
+    LAYOUTS,
+    NotASentimentFileError,
+    RawReadings,
+    SentimentFile,
+    find_sentiment_files,
+    inspect_sentiment_file,
+    read_readings,
+)
+from market_data_services.aggregators._telemetry import families_for
+from market_data_services.aggregators.candles import SettingsMismatchError
+from market_data_services.runtime import IterationOutcome, ThreadedBackgroundService
+from market_data_services.runtime._validate import fraction, positive_int, seconds
+from market_data_services.storage.engine import begin_write
+from market_data_services.storage.schema import (
+    sentiment_metrics,
+    sentiment_readings,
+    service_progress,
+    settings,
+)
+from market_data_services.storage.upsert import upsert
+from market_data_services.timeutil import format_ms, parse_zone
+
+logger = logging.getLogger(__name__)
+
+#: Why a reading can be rejected: the ``reason`` label of
+#: ``mds_sentiment_readings_rejected_total``.
+REJECT_REASONS = (
+    "malformed",  # unparseable row, wrong field count, bad symbol or source text
+    "not_finite",  # NaN or infinite share
+    "out_of_range",  # a share outside 0..1 (a percent outside 0..100)
+    "sum_mismatch",  # long + short further than sum_tolerance from 1
+    "timestamp_out_of_range",  # before 1970
+    "future_timestamp",  # later than now + future_tolerance_seconds
+    "unknown_symbol",  # not among the symbols being loaded
+)
+_CODE = {reason: number for number, reason in enumerate(REJECT_REASONS, start=1)}
+
+#: Like ticks: PostgreSQL writers of readings take this advisory lock, so ids become
+#: visible in order and the service's arrival watermark never skips a row.
+SENTIMENT_WRITE_LOCK_KEY = zlib.crc32(b"market_data_services.sentiment.write")
+#: Default tolerance of |long + short - 1| (one percentage point).
+DEFAULT_SUM_TOLERANCE = 0.01
+SOURCE_LENGTH = 32
+
+SERVICE_NAME = "SentimentAggregatorService"
+#: The ``settings`` key recording what the stored sentiment metrics were computed with.
+SETTING_KEY = "sentiment.settings"
+DEFAULT_BATCH_SIZE = 5000
+#: Default bound of each symbol's history deque (readings in the window kept).
+DEFAULT_HISTORY_MAX_READINGS = 10_000
+
+_READING_COLUMNS = ("symbol", "ts", "source", "long_share", "short_share")
+_READING_KEY = ("symbol", "ts", "source")
+_METRIC_COLUMNS = (
+    "symbol",
+    "ts",
+    "long_share",
+    "long_share_ema",
+    "change_window",
+    "window_min",
+    "window_max",
+    "signal",
+)
+
+
+class SentimentReading(NamedTuple):
+    """One reading for ``write_sentiment``: shares are fractions 0..1.
+
+    ``short_share`` None means ``1 - long_share``.
+    """
+
+    symbol: str
+    ts_ms: int
+    long_share: float
+    short_share: float | None = None
+    source: str = ""
+
+
+# -- metrics families ----------------------------------------------------------------------------
+
+
+class _IngestFamilies:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.written = Counter(
+            "mds_sentiment_readings_written",
+            "Sentiment readings stored as new rows.",
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "mds_sentiment_readings_duplicate",
+            "Valid readings skipped because the same (symbol, time, source) was stored.",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "mds_sentiment_readings_rejected",
+            "Sentiment readings rejected, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.by_reason = {reason: self.rejected.labels(reason) for reason in REJECT_REASONS}
+
+
+def sentiment_ingest_metrics(registry: CollectorRegistry | None = None) -> _IngestFamilies:
+    """The sentiment ingestion counters of ``registry`` (created, at zero, on first use)."""
+    return families_for(registry, _IngestFamilies)
+
+
+class _ServiceFamilies:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.processed = Counter(
+            "mds_sentiment_readings_processed",
+            "New sentiment readings taken into the metrics, by symbol.",
+            ["symbol"],
+            registry=registry,
+        )
+        self.long_share = Gauge(
+            "mds_sentiment_long_share_ratio",
+            "Latest share of clients long (0..1).",
+            ["symbol"],
+            registry=registry,
+        )
+        self.long_share_ema = Gauge(
+            "mds_sentiment_long_share_ema_ratio",
+            "Exponential moving average of the long share (0..1).",
+            ["symbol"],
+            registry=registry,
+        )
+        self.signal = Gauge(
+            "mds_sentiment_signal",
+            "Contrarian signal: -1 crowd long, +1 crowd short, 0 neither.",
+            ["symbol"],
+            registry=registry,
+        )
+        self.last_reading = Gauge(
+            "mds_sentiment_last_reading_timestamp_seconds",
+            "Time of the latest reading turned into metrics (unix seconds).",
+            ["symbol"],
+            registry=registry,
+        )
+
+
+@dataclass(frozen=True)
+class _SymbolMetrics:
+    processed: Any
+    long_share: Any
+    long_share_ema: Any
+    signal: Any
+    last_reading: Any
+
+    @classmethod
+    def of(cls, families: _ServiceFamilies, symbol: str) -> _SymbolMetrics:
+        return cls(
+            families.processed.labels(symbol),
+            families.long_share.labels(symbol),
+            families.long_share_ema.labels(symbol),
+            families.signal.labels(symbol),
+            families.last_reading.labels(symbol),
+        )
+
+
+# -- ingestion -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Policy:
+    symbols: frozenset[str] | None
+    future_tolerance_ms: int
+    sum_tolerance: float
+
+
+def _policy(
+    symbols: Collection[str] | None, future_tolerance_seconds: float, sum_tolerance: float
+) -> _Policy:
+    tolerance = future_tolerance_ms(future_tolerance_seconds)
+    fraction(sum_tolerance, "sum_tolerance")
+    allowed = None if symbols is None else frozenset(check_symbol(s) for s in symbols)
+    return _Policy(
+        symbols=allowed, future_tolerance_ms=tolerance, sum_tolerance=float(sum_tolerance)
+    )
+
+
+def _lock_sentiment_writes(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(
+            text("SELECT pg_advisory_xact_lock(:key)"), {"key": SENTIMENT_WRITE_LOCK_KEY}
+        )
+
+
+def _check(
+    raw: RawReadings, policy: _Policy, now_ms: int
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64], list[Rejection]]:
+    """Which readings to keep, their short shares (1 - long where none), the rejections."""
+    long, given_short, ts = raw.long_share, raw.short_share, raw.ts
+    has_short = ~np.isnan(given_short) if len(raw) else np.zeros(0, dtype=np.bool_)
+    short = np.where(has_short, given_short, 1.0 - long)
+    reason = np.zeros(len(raw), dtype=np.int8)
+
+    def mark(mask: npt.NDArray[np.bool_], name: str) -> None:
+        reason[(reason == 0) & mask] = _CODE[name]
+
+    mark(~np.isfinite(long) | (has_short & ~np.isfinite(given_short)), "not_finite")
+    with np.errstate(invalid="ignore"):
+        mark((long < 0) | (long > 1) | (short < 0) | (short > 1), "out_of_range")
+        mark(np.abs(long + short - 1.0) > policy.sum_tolerance, "sum_mismatch")
+    mark(ts < 0, "timestamp_out_of_range")
+    mark(ts > now_ms + policy.future_tolerance_ms, "future_timestamp")
+    per_symbol = np.zeros(max(len(raw.symbols), 1), dtype=np.int8)
+    for code, name in enumerate(raw.symbols):
+        if not is_valid_symbol(name):
+            per_symbol[code] = _CODE["malformed"]
+        elif policy.symbols is not None and name not in policy.symbols:
+            per_symbol[code] = _CODE["unknown_symbol"]
+    bad_source = np.array(
+        [len(s) > SOURCE_LENGTH or not s.isprintable() for s in raw.sources] or [False]
+    )
+    if len(raw):
+        pending = reason == 0
+        reason[pending] = per_symbol[raw.symbol_codes][pending]
+        mark(bad_source[raw.source_codes], "malformed")
+    keep = reason == 0
+
+    def message(name: str, index: int) -> str:
+        symbol = raw.symbols[int(raw.symbol_codes[index])]
+        stamp = int(ts[index])
+        long_pct, short_pct = 100 * float(long[index]), 100 * float(short[index])
+        if name == "not_finite":
+            return f"{symbol}: long {long_pct} % and short {short_pct} % must be numbers"
+        if name == "out_of_range":
+            return f"{symbol}: long {long_pct:g} % and short {short_pct:g} % must be within 0..100"
+        if name == "sum_mismatch":
+            return (
+                f"{symbol}: long {long_pct:g} % + short {short_pct:g} % = "
+                f"{long_pct + short_pct:g} %, not 100 (tolerance {100 * policy.sum_tolerance:g})"
+            )
+        if name == "timestamp_out_of_range":
+            return f"{symbol}: timestamp {stamp} ms is before 1970"
+        if name == "future_timestamp":
+            return (
+                f"{symbol}: timestamp {format_ms(stamp)} is more than "
+                f"{policy.future_tolerance_ms // 1000} s after now ({format_ms(now_ms)}); "
+                f"wrong --tz?"
+            )
+        if name == "unknown_symbol":
+            allowed = ", ".join(sorted(policy.symbols or ()))
+            return f"symbol {symbol!r} is not among the symbols being loaded ({allowed})"
+        if not is_valid_symbol(symbol):
+            return f"symbol {symbol!r} is not a valid symbol ({symbol_rule()})"
+        source = raw.sources[int(raw.source_codes[index])]
+        return f"source {source[:40]!r} must be at most {SOURCE_LENGTH} printable characters"
+
+    rejections = [
+        Rejection(raw.source, int(raw.lines[i]), name, message(name, i))
+        for i in np.flatnonzero(~keep).tolist()
+        for name in [REJECT_REASONS[int(reason[i]) - 1]]
+    ]
+    return keep, short, rejections
+
+
+def _store(
+    engine: Engine,
+    raw: RawReadings,
+    *,
+    policy: _Policy,
+    now_ms: int,
+    report: IngestReport,
+    metrics: _IngestFamilies,
+) -> None:
+    report.rows += len(raw) + len(raw.rejections)
+    keep, short, rejections = _check(raw, policy, now_ms)
+    index = np.flatnonzero(keep)
+    accepted = int(index.shape[0])
+    written = 0
+    if accepted:
+        codes = raw.symbol_codes[index]
+        ts = raw.ts[index]
+        rows = zip(
+            [raw.symbols[c] for c in codes.tolist()],
+            ts.tolist(),
+            [raw.sources[c] for c in raw.source_codes[index].tolist()],
+            raw.long_share[index].tolist(),
+            short[index].tolist(),
+            strict=True,
+        )
+        with begin_write(engine) as connection:
+            _lock_sentiment_writes(connection)
+            written = upsert(
+                connection,
+                sentiment_readings,
+                rows,
+                columns=_READING_COLUMNS,
+                key=_READING_KEY,
+                update=(),
+            )
+            if written < 0:  # pragma: no cover - both our drivers report it
+                written = accepted
+        counts = np.bincount(codes, minlength=len(raw.symbols))
+        for code, name in enumerate(raw.symbols):
+            if counts[code]:
+                mine = ts[codes == code]
+                report._accept(name, int(counts[code]), int(mine.min()), int(mine.max()))
+    report.accepted += accepted
+    report.written += written
+    report.duplicates += accepted - written
+    for rejection in sorted(itertools.chain(raw.rejections, rejections), key=_line):
+        report._reject(rejection)
+        metrics.by_reason[rejection.reason].inc()
+    metrics.written.inc(written)
+    metrics.duplicates.inc(accepted - written)
+
+
+def _line(rejection: Rejection) -> int:
+    return rejection.line or 0
+
+
+def _report(max_examples: int) -> IngestReport:
+    return IngestReport(max_examples=max_examples, unit="readings", crossed_noun=None)
+
+
+def inspect_sentiment_files(
+    paths: str | Path | Iterable[str | Path], *, layout: str | None = None
+) -> list[SentimentFile]:
+    """Find the sentiment files under ``paths`` and tell each one's layout.
+
+    Raises NotASentimentFileError for the first file that is not sentiment data.
+    """
+    if layout is not None and layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+    items = [paths] if isinstance(paths, str | Path) else list(paths)
+    return [inspect_sentiment_file(path, layout) for path in find_sentiment_files(items)]
+
+
+def ingest_sentiment(
+    engine: Engine,
+    paths: str | Path | Iterable[str | Path],
+    *,
+    symbols: Collection[str] | None = None,
+    tz: str | tzinfo = "UTC",
+    layout: str | None = None,
+    source: str | None = None,
+    sum_tolerance: float = DEFAULT_SUM_TOLERANCE,
+    future_tolerance_seconds: float = DEFAULT_FUTURE_TOLERANCE_SECONDS,
+    registry: CollectorRegistry | None = None,
+    progress: Callable[[IngestProgress], None] | None = None,
+    wall_clock: Callable[[], float] = time.time,
+    max_examples: int = 100,
+) -> IngestReport:
+    """Load sentiment files into ``sentiment_readings`` and report what was kept.
+
+    ``tz`` is the zone of times without an offset (IG exports carry none). ``source``
+    names the source of files without a source column (default ``ig`` for IG exports,
+    else ''). Every file is inspected before anything is written.
+    """
+    zone = parse_zone(tz) if isinstance(tz, str) else tz
+    policy = _policy(symbols, future_tolerance_seconds, sum_tolerance)
+    files = inspect_sentiment_files(paths, layout=layout)
+    metrics = sentiment_ingest_metrics(registry)
+    report = _report(max_examples)
+    for done, sentiment_file in enumerate(files, start=1):
+        for chunk in read_readings(sentiment_file, zone=zone, source=source):
+            _store(
+                engine,
+                chunk,
+                policy=policy,
+                now_ms=int(wall_clock() * 1000),
+                report=report,
+                metrics=metrics,
+            )
+        report.files += 1
+        if progress is not None:
+            progress(IngestProgress(done, len(files), report.rows, str(sentiment_file.path)))
+    return report
+
+
+def write_sentiment(
+    engine: Engine,
+    readings: Iterable[SentimentReading | tuple[Any, ...]],
+    *,
+    symbols: Collection[str] | None = None,
+    sum_tolerance: float = DEFAULT_SUM_TOLERANCE,
+    future_tolerance_seconds: float = DEFAULT_FUTURE_TOLERANCE_SECONDS,
+    registry: CollectorRegistry | None = None,
+    wall_clock: Callable[[], float] = time.time,
+    source: str = "write_sentiment",
+    max_examples: int = 100,
+) -> IngestReport:
+    """Validate and store ``(symbol, ts_ms, long_share[, short_share[, source]])``
+    readings (shares 0..1) in one transaction."""
+    policy = _policy(symbols, future_tolerance_seconds, sum_tolerance)
+    raw = _readings_to_raw(readings, source)
+    report = _report(max_examples)
+    _store(
+        engine,
+        raw,
+        policy=policy,
+        now_ms=int(wall_clock() * 1000),
+        report=report,
+        metrics=sentiment_ingest_metrics(registry),
+    )
+    return report
+
+
+def _readings_to_raw(
+    readings: Iterable[SentimentReading | tuple[Any, ...]], where: str
+) -> RawReadings:
+    symbols: dict[str, int] = {}
+    sources: dict[str, int] = {}
+    codes: list[int] = []
+    source_codes: list[int] = []
+    stamps: list[int] = []
+    longs: list[float] = []
+    shorts: list[float] = []
+    lines: list[int] = []
+    rejections: list[Rejection] = []
+    for number, reading in enumerate(readings, start=1):
+        try:
+            if not 3 <= len(reading) <= 5:
+                raise ValueError(f"expected 3 to 5 fields, got {len(reading)}")
+            name, stamp = reading[0], reading[1]
+            if not isinstance(name, str):
+                raise ValueError(f"symbol must be text, got {name!r}")
+            if isinstance(stamp, bool) or not isinstance(stamp, int | np.integer):
+                raise ValueError(f"ts_ms must be an integer (epoch ms), got {stamp!r}")
+            long = float(reading[2])
+            short_value = reading[3] if len(reading) > 3 else None
+            short = math.nan if short_value is None else float(short_value)
+            origin = reading[4] if len(reading) > 4 else ""
+            if not isinstance(origin, str):
+                raise ValueError(f"source must be text, got {origin!r}")
+        except (TypeError, ValueError) as exc:
+            rejections.append(Rejection(where, number, "malformed", f"reading {number}: {exc}"))
+            continue
+        codes.append(symbols.setdefault(name, len(symbols)))
+        source_codes.append(sources.setdefault(origin, len(sources)))
+        stamps.append(int(stamp))
+        longs.append(long)
+        shorts.append(short)
+        lines.append(number)
+    return RawReadings(
+        source=where,
+        symbols=list(symbols),
+        symbol_codes=np.array(codes, dtype=np.int32),
+        sources=list(sources),
+        source_codes=np.array(source_codes, dtype=np.int32),
+        ts=np.array(stamps, dtype=np.int64),
+        long_share=np.array(longs, dtype=np.float64),
+        short_share=np.array(shorts, dtype=np.float64),
+        lines=np.array(lines, dtype=np.int64),
+        rejections=rejections,
+    )
+
+
+# -- the signal and the history ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContrarianThresholds:
+    """When the crowd is too long or too short, as long shares (0..1), with hysteresis.
+
+    The signal becomes -1 when the long share reaches ``long_enter`` and stays -1 until
+    it falls below ``long_exit``; it becomes +1 when the long share drops to
+    ``short_enter`` and stays until it rises above ``short_exit``. Between, it is 0.
+    Needs ``0 <= short_enter <= short_exit <= long_exit <= long_enter <= 1`` and
+    ``short_enter < long_enter``.
+    """
+
+    long_enter: float = 0.70
+    long_exit: float = 0.65
+    short_enter: float = 0.30
+    short_exit: float = 0.35
+
+    def __post_init__(self) -> None:
+        for name in ("long_enter", "long_exit", "short_enter", "short_exit"):
+            fraction(getattr(self, name), name)
+        order = ("short_enter", "short_exit", "long_exit", "long_enter")
+        values = [getattr(self, name) for name in order]
+        for (low_name, low), (high_name, high) in itertools.pairwise(
+            zip(order, values, strict=True)
+        ):
+            if low > high:
+                raise ValueError(
+                    f"thresholds must satisfy short_enter <= short_exit <= long_exit <= "
+                    f"long_enter; got {low_name}={low:g} above {high_name}={high:g}"
+                )
+        if self.short_enter >= self.long_enter:
+            raise ValueError(
+                f"short_enter must be below long_enter, got {self.short_enter:g} and "
+                f"{self.long_enter:g}"
+            )
+
+    def next_signal(self, previous: int, long_share: float) -> int:
+        """The signal after a reading of ``long_share``, given the one before."""
+        if previous == -1 and long_share >= self.long_exit:
+            return -1
+        if previous == 1 and long_share <= self.short_exit:
+            return 1
+        if long_share >= self.long_enter:
+            return -1
+        if long_share <= self.short_enter:
+            return 1
+        return 0
+
+
+class _Row(NamedTuple):
+    ts: int
+    long_share: float
+    ema: float
+    change: float
+    low: float
+    high: float
+    signal: int
+
+
+@dataclass
+class _History:
+    """One symbol's rolling state: the window's readings (bounded), EMA and signal.
+
+    Owned by the thread running iterations. ``lows``/``highs`` are monotonic deques over
+    ``window``, so the window's extremes cost O(1) per reading.
+    """
+
+    window_ms: int
+    max_readings: int
+    alpha: float
+    thresholds: ContrarianThresholds
+    window: deque[tuple[int, float]] = field(default_factory=deque)
+    lows: deque[tuple[int, float]] = field(default_factory=deque)
+    highs: deque[tuple[int, float]] = field(default_factory=deque)
+    ema: float | None = None
+    signal: int = 0
+    last_ts: int | None = None
+
+    def _admit(self, ts: int, share: float) -> None:
+        self.window.append((ts, share))
+        while self.lows and self.lows[-1][1] >= share:
+            self.lows.pop()
+        self.lows.append((ts, share))
+        while self.highs and self.highs[-1][1] <= share:
+            self.highs.pop()
+        self.highs.append((ts, share))
+        oldest_allowed = ts - self.window_ms
+        window = self.window
+        while window[0][0] <= oldest_allowed or len(window) > self.max_readings:
+            window.popleft()
+        first = window[0][0]
+        while self.lows[0][0] < first:
+            self.lows.popleft()
+        while self.highs[0][0] < first:
+            self.highs.popleft()
+        self.last_ts = ts
+
+    def push(self, ts: int, share: float) -> _Row:
+        self._admit(ts, share)
+        self.ema = share if self.ema is None else self.alpha * share + (1 - self.alpha) * self.ema
+        self.signal = self.thresholds.next_signal(self.signal, share)
+        return _Row(
+            ts,
+            share,
+            self.ema,
+            share - self.window[0][1],
+            self.lows[0][1],
+            self.highs[0][1],
+            self.signal,
+        )
+
+
+class SentimentAggregatorService(ThreadedBackgroundService):
+    """Sentiment metrics for every reading time, into ``sentiment_metrics``.
+
+    Per symbol and reading time ``t`` (readings of several sources at ``t`` averaged):
+    the long share; its EMA over readings (``ema_alpha``, or ``2 / (ema_span + 1)``);
+    ``change_window``, the long share minus the oldest one in ``(t - window, t]``;
+    ``window_min``/``window_max`` over that window; and the contrarian signal of
+    ``thresholds``. EMA and signal depend on the whole past, so a late reading makes
+    every later row of its symbol be recomputed.
+
+    The window lives in a bounded deque per symbol (``history_max_readings``), rebuilt
+    from the database after a restart or a late reading, so neither resets the window.
+
+    The settings (window, EMA, thresholds, source) are recorded in the ``settings`` table;
+    a service configured differently fails its iterations with ``SettingsMismatchError``
+    until it is started with ``rebuild=True``, which recomputes every row.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        symbols: Sequence[str] | None = None,
+        interval_seconds: float = 30.0,
+        *,
+        history_window_seconds: float | timedelta = 3600.0,
+        thresholds: ContrarianThresholds | None = None,
+        ema_span: float = 10.0,
+        ema_alpha: float | None = None,
+        source: str | None = None,
+        history_max_readings: int = DEFAULT_HISTORY_MAX_READINGS,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        rebuild: bool = False,
+        registry: CollectorRegistry | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._window_ms = int(seconds(history_window_seconds, "history_window_seconds") * 1000)
+        self._thresholds = ContrarianThresholds() if thresholds is None else thresholds
+        if ema_alpha is None:
+            if (
+                isinstance(ema_span, bool)
+                or not isinstance(ema_span, int | float)
+                or not (math.isfinite(ema_span) and ema_span >= 1)
+            ):
+                raise ValueError(f"ema_span must be a number of readings >= 1, got {ema_span!r}")
+            ema_alpha = 2.0 / (ema_span + 1.0)
+        self._alpha = fraction(ema_alpha, "ema_alpha", allow_zero=False)
+        if source is not None and (len(source) > SOURCE_LENGTH or not source.isprintable()):
+            raise ValueError(f"source must be at most {SOURCE_LENGTH} printable characters")
+        self._source = source
+        self._max_readings = positive_int(history_max_readings, "history_max_readings")
+        self._batch_size = positive_int(batch_size, "batch_size")
+        super().__init__(
+            engine,
+            symbols,
+            interval_seconds,
+            enable_circuit_breaker=kwargs.pop("enable_circuit_breaker", True),
+            registry=registry,
+            **kwargs,
+        )
+        self._families = families_for(registry, _ServiceFamilies)
+        # Owned by the thread running iterations (the loop, or run_once/catch_up's caller).
+        self._histories: dict[str, _History] = {}
+        self._per_symbol: dict[str, _SymbolMetrics] = {}
+        self._rebuild = bool(rebuild)
+        # Set and read on the thread calling catch_up (run_once refuses while the loop runs).
+        self._catch_up: list[str] | None = None
+        self._catch_up_error: Exception | None = None
+
+    @property
+    def service_name(self) -> str:
+        return SERVICE_NAME
+
+    @property
+    def thresholds(self) -> ContrarianThresholds:
+        return self._thresholds
+
+    @property
+    def ema_alpha(self) -> float:
+        return self._alpha
+
+    @property
+    def history_window_seconds(self) -> float:
+        return self._window_ms / 1000.0
+
+    def history(self, symbol: str) -> list[tuple[int, float]]:
+        """The readings ``(ts_ms, long_share)`` in ``symbol``'s window, oldest first.
+
+        Call it from the thread running iterations (or with the loop stopped).
+        """
+        found = self._histories.get(symbol)
+        return [] if found is None else list(found.window)
+
+    def _process_iteration(self) -> None:
+        request = self._catch_up
+        try:
+            self._ensure_settings()
+            if request is not None:
+                self._for_each_symbol(request, None)
+                return
+        except Exception as exc:
+            if request is not None:
+                self._catch_up_error = exc
+            raise
+        deadline = self._clock() + self.interval_seconds
+        self._for_each_symbol(self.get_symbols(), deadline)
+
+    def catch_up(self, symbols: Sequence[str] | None = None) -> None:
+        """Work until every reading of ``symbols`` (default: the service's) is in the
+        metrics, however long it takes: the backfill of stored history.
+
+        Runs one iteration through ``run_once()`` on the caller's thread; raises if the
+        loop is running, if the iteration failed (its error) or if the breaker is open.
+        """
+        names = self.get_symbols() if symbols is None else [check_symbol(s) for s in symbols]
+        self._catch_up, self._catch_up_error = names, None
+        try:
+            outcome = self.run_once()
+        finally:
+            self._catch_up = None
+        if self._catch_up_error is not None:
+            raise self._catch_up_error
+        if outcome is IterationOutcome.SKIPPED:
+            raise RuntimeError(
+                f"{self.service_name}: the circuit breaker is open, nothing was done; "
+                f"reset_circuit_breaker() to try now"
+            )
+
+    def settings_text(self) -> str:
+        """What the stored metrics depend on, as recorded in the ``settings`` table."""
+        th = self._thresholds
+        return (
+            f"window_seconds={self._window_ms / 1000:g} ema_alpha={self._alpha!r} "
+            f"long_enter={th.long_enter!r} long_exit={th.long_exit!r} "
+            f"short_enter={th.short_enter!r} short_exit={th.short_exit!r} "
+            f"source={'*' if self._source is None else repr(self._source)} "
+            f"history_max_readings={self._max_readings}"
+        )
+
+    def _ensure_settings(self) -> None:
+        """Record the settings; refuse (or, with ``rebuild``, redo everything) when the
+        stored metrics were computed with others, so rows of two settings never mix."""
+        wanted = self.settings_text()
+        with self.engine.connect() as connection:
+            stored = connection.execute(
+                select(settings.c.value).where(settings.c.key == SETTING_KEY)
+            ).scalar()
+        if stored == wanted:
+            return
+        if stored is not None and not self._rebuild:
+            raise SettingsMismatchError(
+                f"the sentiment metrics in this database were computed with {stored}; this "
+                f"service is configured with {wanted}. Configure the same, or recompute them "
+                f"(mds backfill --rebuild; rebuild=True)"
+            )
+        with begin_write(self.engine) as connection:
+            if stored is not None:
+                connection.execute(delete(sentiment_metrics))
+                connection.execute(
+                    delete(service_progress).where(service_progress.c.service == SERVICE_NAME)
+                )
+                logger.warning(
+                    "sentiment.rebuild",
+                    extra={"service": SERVICE_NAME, "previous": stored, "new": wanted},
+                )
+            upsert(
+                connection,
+                settings,
+                [(SETTING_KEY, wanted, int(self._wall_clock() * 1000))],
+                columns=("key", "value", "updated_at"),
+            )
+        self._histories.clear()
+        self._rebuild = False
+
+    def _for_each_symbol(self, symbols: Sequence[str], deadline: float | None) -> None:
+        failures: list[Exception] = []
+        for symbol in symbols:
+            if self.stop_requested():
+                break
+            try:
+                with self.symbol_span(symbol):
+                    self._work_on(symbol, deadline)
+            except Exception as exc:
+                # The rolling state may be ahead of what was stored: rebuild it next time.
+                self._histories.pop(symbol, None)
+                failures.append(exc)
+                logger.warning(
+                    "sentiment.symbol_failed",
+                    extra={
+                        "service": self.service_name,
+                        "symbol": symbol,
+                        "error_type": type(exc).__name__,
+                    },
+                )
+        if failures:
+            raise failures[0]
+
+    def _metrics_of(self, symbol: str) -> _SymbolMetrics:
+        found = self._per_symbol.get(symbol)
+        if found is None:
+            found = self._per_symbol[symbol] = _SymbolMetrics.of(self._families, symbol)
+        return found
+
+    def _readings_filter(self, symbol: str) -> list[Any]:
+        conditions = [sentiment_readings.c.symbol == symbol]
+        if self._source is not None:
+            conditions.append(sentiment_readings.c.source == self._source)
+        return conditions
+
+    def _work_on(self, symbol: str, deadline: float | None) -> None:
+        table = sentiment_readings
+        with self.engine.connect() as connection:
+            stored = read_progress(connection, SERVICE_NAME, symbol)
+            arrival_id = stored.get("arrival_id") or 0
+            pending = stored.get("pending_ts")
+            first_ts, last_id, count = connection.execute(
+                select(func.min(table.c.ts), func.max(table.c.id), func.count()).where(
+                    *self._readings_filter(symbol), table.c.id > arrival_id
+                )
+            ).one()
+        if last_id is not None:
+            arrival_id = int(last_id)
+            pending = int(first_ts) if pending is None else min(pending, int(first_ts))
+            self._metrics_of(symbol).processed.inc(int(count))
+            if pending is not None:
+                # Remember the pass before working on it: ids up to arrival_id are covered.
+                with begin_write(self.engine) as connection:
+                    write_progress(
+                        connection,
+                        SERVICE_NAME,
+                        symbol,
+                        {"arrival_id": arrival_id, "pending_ts": pending},
+                        now_ms=int(self._wall_clock() * 1000),
+                    )
+        while pending is not None:
+            pending = self._batch(symbol, arrival_id, pending)
+            if pending is None or self.stop_requested():
+                return
+            if deadline is not None and self._clock() >= deadline:
+                return
+
+    def _history_before(
+        self, connection: Connection, symbol: str, arrival_id: int, start: int
+    ) -> _History:
+        """The rolling state just before ``start``: from memory when it is there and
+        current, else rebuilt from the last stored metrics row and the raw readings."""
+        found = self._histories.get(symbol)
+        if found is not None and found.last_ts is not None and found.last_ts < start:
+            return found
+        history = _History(self._window_ms, self._max_readings, self._alpha, self._thresholds)
+        m = sentiment_metrics
+        last = connection.execute(
+            select(m.c.ts, m.c.long_share_ema, m.c.signal)
+            .where(m.c.symbol == symbol, m.c.ts < start)
+            .order_by(m.c.ts.desc())
+            .limit(1)
+        ).first()
+        if last is not None:
+            last_ts = int(last[0])
+            r = sentiment_readings
+            window = connection.execute(
+                select(r.c.ts, func.avg(r.c.long_share))
+                .where(
+                    *self._readings_filter(symbol),
+                    r.c.id <= arrival_id,
+                    r.c.ts > last_ts - self._window_ms,
+                    r.c.ts <= last_ts,
+                )
+                .group_by(r.c.ts)
+                .order_by(r.c.ts.desc())
+                .limit(self._max_readings)
+            ).all()
+            for ts, share in reversed(window):
+                history._admit(int(ts), float(share))
+            history.ema = float(last[1])
+            history.signal = int(last[2])
+            history.last_ts = last_ts
+        self._histories[symbol] = history
+        return history
+
+    def _batch(self, symbol: str, arrival_id: int, start: int) -> int | None:
+        """Compute the readings from ``start`` on (one batch); returns the next start."""
+        r = sentiment_readings
+        with self.engine.connect() as connection:
+            history = self._history_before(connection, symbol, arrival_id, start)
+            readings = connection.execute(
+                select(r.c.ts, func.avg(r.c.long_share))
+                .where(*self._readings_filter(symbol), r.c.id <= arrival_id, r.c.ts >= start)
+                .group_by(r.c.ts)
+                .order_by(r.c.ts)
+                .limit(self._batch_size)
+            ).all()
+        rows = [history.push(int(ts), float(share)) for ts, share in readings]
+        following = rows[-1].ts + 1 if len(rows) == self._batch_size else None
+        with begin_write(self.engine) as connection:
+            if rows:
+                upsert(
+                    connection,
+                    sentiment_metrics,
+                    [(symbol, *row) for row in rows],
+                    columns=_METRIC_COLUMNS,
+                )
+            write_progress(
+                connection,
+                SERVICE_NAME,
+                symbol,
+                {"arrival_id": arrival_id, "pending_ts": following},
+                now_ms=int(self._wall_clock() * 1000),
+            )
+        if following is None and rows:
+            last = rows[-1]
+            metrics = self._metrics_of(symbol)
+            metrics.long_share.set(last.long_share)
+            metrics.long_share_ema.set(last.ema)
+            metrics.signal.set(last.signal)
+            metrics.last_reading.set(last.ts / 1000.0)
+        return following
+
+
+def stored_sentiment_symbols(engine: Engine) -> list[str]:
+    """Every symbol with rows in ``sentiment_readings``, for backfills over the whole database."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(sentiment_readings.c.symbol).distinct().order_by(sentiment_readings.c.symbol)
+        )
+        return [row[0] for row in rows]
+
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_HISTORY_MAX_READINGS",
+    "DEFAULT_SUM_TOLERANCE",
+    "LAYOUTS",
+    "REJECT_REASONS",
+    "SENTIMENT_WRITE_LOCK_KEY",
+    "SERVICE_NAME",
+    "SETTING_KEY",
+    "ContrarianThresholds",
+    "NotASentimentFileError",
+    "SentimentAggregatorService",
+    "SentimentFile",
+    "SentimentReading",
+    "SettingsMismatchError",
+    "ingest_sentiment",
+    "inspect_sentiment_files",
+    "sentiment_ingest_metrics",
+    "stored_sentiment_symbols",
+    "write_sentiment",
+]
