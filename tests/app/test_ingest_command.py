@@ -217,3 +217,69 @@ def test_ingest_sentiment_of_a_tick_file_exits_2(
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     assert main(["ingest", "sentiment", str(SUNDAY), "--db", url]) == 2
     assert "not a sentiment file" in capsys.readouterr().err
+
+
+def _ingest_sunday(url: str, *extra: str) -> int:
+    return main(
+        [
+            "ingest",
+            "ticks",
+            str(SUNDAY),
+            "--symbol",
+            "EUR/USD",
+            "--layout",
+            "lean",
+            "--tz",
+            "UTC-05:00",
+            "--no-progress",
+            *extra,
+        ]
+        + (["--db", url] if url else [])
+    )
+
+
+def test_reject_crossed_comes_from_the_config_file_too(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "mds.toml"
+    config.write_text("[ingest]\nreject_crossed = true\n")
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    assert _ingest_sunday(database_url, "--config", str(config)) == 0
+    out = capsys.readouterr().out
+    crossed = int(out.split("rejected by reason: crossed ", 1)[1].split()[0].replace(",", ""))
+    assert crossed > 0  # FXCM's Sunday reopen has crossed quotes; the file said reject them
+    assert count(database_url) == 8_025 - crossed
+
+
+def test_reject_crossed_from_the_environment_and_database_from_the_config_file(
+    database_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = tmp_path / "mds.toml"
+    config.write_text(f'[database]\nurl = "{database_url}"\n')
+    monkeypatch.delenv("MDS_DATABASE_URL", raising=False)
+    monkeypatch.setenv("MDS_INGEST_REJECT_CROSSED", "true")
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    assert _ingest_sunday("", "--config", str(config)) == 0
+    assert "rejected by reason: crossed" in capsys.readouterr().out
+    assert 0 < count(database_url) < 8_025
+
+
+def test_by_default_crossed_quotes_are_kept_and_counted(
+    database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MDS_INGEST_REJECT_CROSSED", raising=False)
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    assert _ingest_sunday(database_url) == 0
+    assert count(database_url) == 8_025
+
+
+def test_a_bad_config_value_exits_2_naming_the_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "mds.toml"
+    config.write_text('[ingest]\nreject_crossed = "sometimes"\n')
+    assert _ingest_sunday("sqlite:///" + str(tmp_path / "x.sqlite"), "--config", str(config)) == 2
+    assert "ingest.reject_crossed" in capsys.readouterr().err

@@ -199,6 +199,15 @@ class TelemetryConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IngestConfig:
+    """``mds ingest``: how strict loading raw data is."""
+
+    #: Reject crossed quotes and books (ask below bid) instead of keeping and counting
+    #: them; ``--reject-crossed`` sets it for one command.
+    reject_crossed: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class BreakerConfig:
     """Settings of a service's circuit breaker (the specification's defaults)."""
 
@@ -259,6 +268,7 @@ class Config:
     health: HealthConfig = field(default_factory=HealthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
     services: Mapping[str, ServiceConfig] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

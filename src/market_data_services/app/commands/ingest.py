@@ -23,10 +23,10 @@ from market_data_services.app.commands._common import (
     EXIT_OK,
     EXIT_USAGE,
     add_db_option,
-    database_url,
 )
 from market_data_services.app.commands._progress import ProgressBar
 from market_data_services.app.commands.db import describe_db_error
+from market_data_services.app.config import Config, ConfigSource
 from market_data_services.storage.engine import create_engine
 from market_data_services.storage.migrate import SchemaNotCurrentError, ensure_current
 
@@ -52,6 +52,12 @@ def _common_options(parser: argparse.ArgumentParser, *, zone_help: str) -> None:
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar, even on a terminal"
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML configuration of mds run (default: $MDS_CONFIG), read for database.url "
+        "and ingest.reject_crossed; MDS_* variables and flags override it",
     )
     add_db_option(parser)
 
@@ -168,13 +174,13 @@ def _ingest_ticks(args: argparse.Namespace) -> int:
         args,
         kind="tick",
         inspect=lambda: ticks.inspect_tick_files(args.paths, layout=args.layout),
-        load=lambda engine, paths, progress: ticks.ingest_ticks(
+        load=lambda engine, paths, progress, config: ticks.ingest_ticks(
             engine,
             paths,
             symbol=args.symbol,
             tz=args.tz,
             layout=args.layout,
-            reject_crossed=args.reject_crossed,
+            reject_crossed=args.reject_crossed or config.ingest.reject_crossed,
             progress=progress,
         ),
     )
@@ -186,13 +192,13 @@ def _ingest_dom(args: argparse.Namespace) -> int:
         args,
         kind="order-book",
         inspect=lambda: dom.inspect_dom_files(args.paths, layout=args.layout),
-        load=lambda engine, paths, progress: dom.ingest_dom(
+        load=lambda engine, paths, progress, config: dom.ingest_dom(
             engine,
             paths,
             symbols=args.symbol,
             tz=args.tz,
             layout=args.layout,
-            reject_crossed=args.reject_crossed,
+            reject_crossed=args.reject_crossed or config.ingest.reject_crossed,
             progress=progress,
         ),
     )
@@ -204,7 +210,7 @@ def _ingest_sentiment(args: argparse.Namespace) -> int:
         args,
         kind="sentiment",
         inspect=lambda: sentiment.inspect_sentiment_files(args.paths, layout=args.layout),
-        load=lambda engine, paths, progress: sentiment.ingest_sentiment(
+        load=lambda engine, paths, progress, config: sentiment.ingest_sentiment(
             engine,
             paths,
             symbols=args.symbol,
@@ -222,12 +228,14 @@ def _run(
     *,
     kind: str,
     inspect: Callable[[], Sequence[Any]],
-    load: Callable[[Any, list[Any], Callable[[IngestProgress], None]], IngestReport],
+    load: Callable[[Any, list[Any], Callable[[IngestProgress], None], Config], IngestReport],
 ) -> int:
     """Inspect, load, report; the exit codes of every ``mds ingest`` kind."""
     try:
+        config = ConfigSource(path=args.config).load()
         files = inspect()
-        engine = create_engine(database_url(args))
+        # --db, then MDS_DATABASE_URL or the file's database.url, then the default.
+        engine = create_engine(args.db or config.database.url)
     except (WrongFileKindError, FileNotFoundError, ValueError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -242,7 +250,7 @@ def _run(
 
     try:
         ensure_current(engine)
-        report = load(engine, [f.path for f in files], progress)
+        report = load(engine, [f.path for f in files], progress, config)
     except (WrongFileKindError, ValueError, SchemaNotCurrentError) as exc:
         bar.close()
         print(f"{name}: {exc}", file=sys.stderr)
