@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from pathlib import Path
+from typing import NamedTuple, Protocol, TypeVar
 
 from market_data_services.storage.schema import SYMBOL_LENGTH
 from market_data_services.timeutil import format_ms
@@ -139,3 +141,43 @@ __all__ = [
     "is_valid_symbol",
     "symbol_rule",
 ]
+
+
+class _DataFile(Protocol):
+    @property
+    def path(self) -> Path: ...
+
+
+F = TypeVar("F", bound=_DataFile)
+C = TypeVar("C")
+
+
+def inspect_files(
+    paths: str | Path | Iterable[str | Path],
+    layout: str | None,
+    layouts: Sequence[str],
+    find: Callable[[list[str | Path]], Iterable[Path]],
+    inspect_one: Callable[[Path, str | None], F],
+) -> list[F]:
+    """Find the files under ``paths`` and inspect each (its layout) before any is loaded."""
+    if layout is not None and layout not in layouts:
+        raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(layouts)}")
+    items = [paths] if isinstance(paths, str | Path) else list(paths)
+    return [inspect_one(path, layout) for path in find(items)]
+
+
+def load_files(
+    files: Sequence[F],
+    chunks: Callable[[F], Iterable[C]],
+    store: Callable[[C], None],
+    report: IngestReport,
+    progress: Callable[[IngestProgress], None] | None,
+) -> IngestReport:
+    """Store every chunk of every file in order; count files and report progress."""
+    for done, data_file in enumerate(files, start=1):
+        for chunk in chunks(data_file):
+            store(chunk)
+        report.files += 1
+        if progress is not None:
+            progress(IngestProgress(done, len(files), report.rows, str(data_file.path)))
+    return report

@@ -63,7 +63,9 @@ from market_data_services.aggregators._ingest import (
     Rejection,
     check_symbol,
     future_tolerance_ms,
+    inspect_files,
     is_valid_symbol,
+    load_files,
     symbol_rule,
 )
 from market_data_services.aggregators._progress import read_progress, write_progress
@@ -380,10 +382,7 @@ def inspect_dom_files(
     Raises NotABookFileError for the first file that is not order-book data, so a mistake
     is reported before anything is written.
     """
-    if layout is not None and layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
-    items = [paths] if isinstance(paths, str | Path) else list(paths)
-    return [inspect_book_file(path, layout) for path in find_book_files(items)]
+    return inspect_files(paths, layout, LAYOUTS, find_book_files, inspect_book_file)
 
 
 def ingest_dom(
@@ -414,19 +413,20 @@ def ingest_dom(
     files = inspect_dom_files(paths, layout=layout)
     metrics = dom_ingest_metrics(registry)
     report = _report(max_examples)
-    for done, book_file in enumerate(files, start=1):
-        for chunk in read_books(book_file, zone=zone):
-            _store(
-                engine,
-                chunk,
-                policy=policy,
-                now_ms=int(wall_clock() * 1000),
-                report=report,
-                metrics=metrics,
-            )
-        report.files += 1
-        if progress is not None:
-            progress(IngestProgress(done, len(files), report.rows, str(book_file.path)))
+    load_files(
+        files,
+        lambda book_file: read_books(book_file, zone=zone),
+        lambda chunk: _store(
+            engine,
+            chunk,
+            policy=policy,
+            now_ms=int(wall_clock() * 1000),
+            report=report,
+            metrics=metrics,
+        ),
+        report,
+        progress,
+    )
     if report.written >= ANALYZE_AFTER_ROWS and engine.dialect.name == "postgresql":
         # Fresh statistics, so the service's time-ordered batch reads use the (symbol, ts)
         # index at once instead of sorting the whole table until autovacuum analyzes it.

@@ -39,7 +39,9 @@ from market_data_services.aggregators._ingest import (
     Rejection,
     check_symbol,
     future_tolerance_ms,
+    inspect_files,
     is_valid_symbol,
+    load_files,
     symbol_rule,
 )
 from market_data_services.aggregators._progress import read_progress, write_progress
@@ -369,10 +371,7 @@ def inspect_sentiment_files(
 
     Raises NotASentimentFileError for the first file that is not sentiment data.
     """
-    if layout is not None and layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
-    items = [paths] if isinstance(paths, str | Path) else list(paths)
-    return [inspect_sentiment_file(path, layout) for path in find_sentiment_files(items)]
+    return inspect_files(paths, layout, LAYOUTS, find_sentiment_files, inspect_sentiment_file)
 
 
 def ingest_sentiment(
@@ -401,20 +400,20 @@ def ingest_sentiment(
     files = inspect_sentiment_files(paths, layout=layout)
     metrics = sentiment_ingest_metrics(registry)
     report = _report(max_examples)
-    for done, sentiment_file in enumerate(files, start=1):
-        for chunk in read_readings(sentiment_file, zone=zone, source=source):
-            _store(
-                engine,
-                chunk,
-                policy=policy,
-                now_ms=int(wall_clock() * 1000),
-                report=report,
-                metrics=metrics,
-            )
-        report.files += 1
-        if progress is not None:
-            progress(IngestProgress(done, len(files), report.rows, str(sentiment_file.path)))
-    return report
+    return load_files(
+        files,
+        lambda sentiment_file: read_readings(sentiment_file, zone=zone, source=source),
+        lambda chunk: _store(
+            engine,
+            chunk,
+            policy=policy,
+            now_ms=int(wall_clock() * 1000),
+            report=report,
+            metrics=metrics,
+        ),
+        report,
+        progress,
+    )
 
 
 def write_sentiment(

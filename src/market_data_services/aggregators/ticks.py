@@ -44,7 +44,9 @@ from market_data_services.aggregators._ingest import (
     Rejection,
     check_symbol,
     future_tolerance_ms,
+    inspect_files,
     is_valid_symbol,
+    load_files,
     symbol_rule,
 )
 from market_data_services.aggregators._telemetry import families_for
@@ -436,10 +438,7 @@ def inspect_tick_files(
     Raises NotATickFileError for the first file that is not tick data, so a mistake is
     reported before anything is written.
     """
-    if layout is not None and layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
-    items = [paths] if isinstance(paths, str | Path) else list(paths)
-    return [inspect_file(path, layout) for path in find_tick_files(items)]
+    return inspect_files(paths, layout, LAYOUTS, find_tick_files, inspect_file)
 
 
 def ingest_ticks(
@@ -485,23 +484,25 @@ def ingest_ticks(
             )
     metrics = tick_metrics(registry)
     report = IngestReport(max_examples=max_examples)
-    for done, tick_file in enumerate(files, start=1):
-        numbering = _SeqNumbering()
+
+    def chunks(tick_file: TickFile) -> Iterator[tuple[Any, _SeqNumbering]]:
+        numbering = _SeqNumbering()  # equal times are numbered within one file
         for chunk in read_chunks(tick_file, symbol=symbol, zone=zone, chunk_rows=CHUNK_ROWS):
-            now_ms = int(wall_clock() * 1000)
-            _store(
-                engine,
-                chunk,
-                numbering=numbering,
-                policy=policy,
-                now_ms=now_ms,
-                report=report,
-                metrics=metrics,
-            )
-        report.files += 1
-        if progress is not None:
-            progress(IngestProgress(done, len(files), report.rows, str(tick_file.path)))
-    return report
+            yield chunk, numbering
+
+    def store(item: tuple[Any, _SeqNumbering]) -> None:
+        chunk, numbering = item
+        _store(
+            engine,
+            chunk,
+            numbering=numbering,
+            policy=policy,
+            now_ms=int(wall_clock() * 1000),
+            report=report,
+            metrics=metrics,
+        )
+
+    return load_files(files, chunks, store, report, progress)
 
 
 def write_ticks(
