@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol, TypeVar
@@ -181,3 +181,29 @@ def load_files(
         if progress is not None:
             progress(IngestProgress(done, len(files), report.rows, str(data_file.path)))
     return report
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuotePolicy:
+    """What a tick or book ingester accepts: which symbols, crossed quotes, how far ahead."""
+
+    symbols: frozenset[str] | None
+    reject_crossed: bool
+    future_tolerance_ms: int
+
+    @classmethod
+    def of(
+        cls,
+        symbols: Collection[str] | None,
+        reject_crossed: bool,
+        future_tolerance_seconds: float,
+    ) -> QuotePolicy:
+        """Checked arguments: bad symbols and tolerances raise ValueError naming them."""
+        allowed = None
+        if symbols is not None:
+            allowed = frozenset(check_symbol(name) for name in symbols)
+        return cls(
+            symbols=allowed,
+            reject_crossed=bool(reject_crossed),
+            future_tolerance_ms=future_tolerance_ms(future_tolerance_seconds),
+        )

@@ -60,9 +60,9 @@ from market_data_services.aggregators._ingest import (
     DEFAULT_FUTURE_TOLERANCE_SECONDS,
     IngestProgress,
     IngestReport,
+    QuotePolicy,
     Rejection,
     check_symbol,
-    future_tolerance_ms,
     inspect_files,
     is_valid_symbol,
     load_files,
@@ -223,32 +223,13 @@ class _SymbolMetrics:
 # -- ingestion -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Policy:
-    symbols: frozenset[str] | None
-    reject_crossed: bool
-    future_tolerance_ms: int
-
-
-def _policy(
-    symbols: Collection[str] | None, reject_crossed: bool, future_tolerance_seconds: float
-) -> _Policy:
-    tolerance = future_tolerance_ms(future_tolerance_seconds)
-    allowed = None
-    if symbols is not None:
-        allowed = frozenset(check_symbol(name) for name in symbols)
-    return _Policy(
-        symbols=allowed, reject_crossed=bool(reject_crossed), future_tolerance_ms=tolerance
-    )
-
-
 def _lock_dom_writes(connection: Connection) -> None:
     if connection.dialect.name == "postgresql":
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DOM_WRITE_LOCK_KEY})
 
 
 def _check(
-    raw: RawBooks, policy: _Policy, now_ms: int
+    raw: RawBooks, policy: QuotePolicy, now_ms: int
 ) -> tuple[npt.NDArray[np.bool_], int, int, list[Rejection]]:
     """Which books of ``raw`` to keep, crossed and locked counts, and the rejections."""
     n = len(raw)
@@ -313,7 +294,7 @@ def _store(
     engine: Engine,
     raw: RawBooks,
     *,
-    policy: _Policy,
+    policy: QuotePolicy,
     now_ms: int,
     report: IngestReport,
     metrics: _IngestFamilies,
@@ -409,7 +390,7 @@ def ingest_dom(
     data raises NotABookFileError and nothing is loaded.
     """
     zone = parse_zone(tz) if isinstance(tz, str) else tz
-    policy = _policy(symbols, reject_crossed, future_tolerance_seconds)
+    policy = QuotePolicy.of(symbols, reject_crossed, future_tolerance_seconds)
     files = inspect_dom_files(paths, layout=layout)
     metrics = dom_ingest_metrics(registry)
     report = _report(max_examples)
@@ -452,7 +433,7 @@ def write_dom(
     ``bids`` and ``asks`` are ``(price, size)`` pairs, best first; ``ts_ms`` is UTC epoch
     milliseconds. A snapshot's "line" in the report is its position, from 1.
     """
-    policy = _policy(symbols, reject_crossed, future_tolerance_seconds)
+    policy = QuotePolicy.of(symbols, reject_crossed, future_tolerance_seconds)
     raw = _snapshots_to_raw(snapshots, source)
     report = _report(max_examples)
     _store(

@@ -41,9 +41,9 @@ from market_data_services.aggregators._ingest import (
     DEFAULT_FUTURE_TOLERANCE_SECONDS,
     IngestProgress,
     IngestReport,
+    QuotePolicy,
     Rejection,
     check_symbol,
-    future_tolerance_ms,
     inspect_files,
     is_valid_symbol,
     load_files,
@@ -101,13 +101,6 @@ class Tick(NamedTuple):
     volume: float | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Policy:
-    symbols: frozenset[str] | None
-    reject_crossed: bool
-    future_tolerance_ms: int
-
-
 class _Families:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.written = Counter("mds_ticks_written", "Ticks stored as new rows.", registry=registry)
@@ -148,7 +141,7 @@ class _Checked:
     rejections: list[Rejection]
 
 
-def _check(raw: RawTicks, policy: _Policy, now_ms: int) -> _Checked:
+def _check(raw: RawTicks, policy: QuotePolicy, now_ms: int) -> _Checked:
     bid, ask, ts = raw.bid, raw.ask, raw.ts
     reason = np.zeros(len(raw), dtype=np.int8)
 
@@ -190,7 +183,9 @@ def _check(raw: RawTicks, policy: _Policy, now_ms: int) -> _Checked:
     return _Checked(keep, int(crossed_mask.sum()), int(locked_mask.sum()), rejections)
 
 
-def _rejection(raw: RawTicks, index: int, reason: str, policy: _Policy, now_ms: int) -> Rejection:
+def _rejection(
+    raw: RawTicks, index: int, reason: str, policy: QuotePolicy, now_ms: int
+) -> Rejection:
     bid, ask, ts = float(raw.bid[index]), float(raw.ask[index]), int(raw.ts[index])
     symbol = raw.symbols[int(raw.symbol_codes[index])] if raw.symbols else ""
     if reason == "not_finite":
@@ -302,7 +297,7 @@ def _store(
     raw: RawTicks,
     *,
     numbering: _SeqNumbering,
-    policy: _Policy,
+    policy: QuotePolicy,
     now_ms: int,
     report: IngestReport,
     metrics: _Families,
@@ -411,22 +406,6 @@ def _next_seq(
     return offsets
 
 
-def _policy(
-    symbols: Collection[str] | None, reject_crossed: bool, future_tolerance_seconds: float
-) -> _Policy:
-    tolerance_ms = future_tolerance_ms(future_tolerance_seconds)
-    allowed = None
-    if symbols is not None:
-        allowed = frozenset(symbols)
-        for name in allowed:
-            check_symbol(name)
-    return _Policy(
-        symbols=allowed,
-        reject_crossed=bool(reject_crossed),
-        future_tolerance_ms=tolerance_ms,
-    )
-
-
 # -- the API -----------------------------------------------------------------------------------
 
 
@@ -474,7 +453,7 @@ def ingest_ticks(
     allowed = symbols
     if allowed is None and symbol is not None:
         allowed = [symbol]
-    policy = _policy(allowed, reject_crossed, future_tolerance_seconds)
+    policy = QuotePolicy.of(allowed, reject_crossed, future_tolerance_seconds)
     files = inspect_tick_files(paths, layout=layout)
     if symbol is None:
         missing = [f for f in files if not f.has_symbol_column]
@@ -533,7 +512,7 @@ def write_ticks(
     """
     if numbering not in NUMBERINGS:
         raise ValueError(f"unknown numbering {numbering!r}; valid: {', '.join(NUMBERINGS)}")
-    policy = _policy(symbols, reject_crossed, future_tolerance_seconds)
+    policy = QuotePolicy.of(symbols, reject_crossed, future_tolerance_seconds)
     raw = _records_to_raw(records, source)
     report = IngestReport(max_examples=max_examples)
     _store(
