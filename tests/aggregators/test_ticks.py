@@ -233,7 +233,9 @@ def test_plain_times_without_offset_are_read_in_the_given_zone(
 def test_symbol_column_names_the_symbol_of_each_row(engine: Engine, tmp_path: Path) -> None:
     path = write(
         tmp_path / "two.csv",
-        "timestamp,bid,ask,symbol\n1000,1.1,1.2,EUR/USD\n1000,0.8,0.9,NZD/USD\n",
+        "timestamp,bid,ask,symbol\n"
+        "1699999000000,1.1,1.2,EUR/USD\n"
+        "1699999000000,0.8,0.9,NZD/USD\n",
     )
     report = ingest_ticks(engine, path, wall_clock=lambda: NOW)
     assert report.symbols == {"EUR/USD": 1, "NZD/USD": 1}
@@ -241,7 +243,7 @@ def test_symbol_column_names_the_symbol_of_each_row(engine: Engine, tmp_path: Pa
 
 
 def test_a_file_without_symbol_column_needs_a_symbol(engine: Engine, tmp_path: Path) -> None:
-    path = write(tmp_path / "nosym.csv", "timestamp,bid,ask\n1000,1.1,1.2\n")
+    path = write(tmp_path / "nosym.csv", "timestamp,bid,ask\n1699999000000,1.1,1.2\n")
     with pytest.raises(ValueError, match="no symbol column"):
         ingest_ticks(engine, path)
 
