@@ -74,7 +74,7 @@ def test_ingest_rejections_are_listed_with_file_and_line(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "t.csv"
-    path.write_text("timestamp,bid,ask\n1000,1.1,1.2\n2000,-1,1.2\n")
+    path.write_text("timestamp,bid,ask\n1699999000000,1.1,1.2\n1699999001000,-1,1.2\n")
     assert main(["db", "upgrade", "--db", database_url]) == 0
     assert main(["ingest", "ticks", str(path), "--symbol", "X", "--db", database_url]) == 0
     captured = capsys.readouterr()
