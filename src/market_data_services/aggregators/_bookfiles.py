@@ -103,13 +103,22 @@ class BookFile:
     path: Path
     layout: str
     columns: tuple[str, ...] = ()  # CSV layouts: the header
-    #: The unit of epoch-number times, as stated or told by the first one.
+    #: The unit of epoch-number times as stated (auto: told by the first one) ...
     time_unit: str = "auto"
+    #: ... and, with auto, the unit the first one told (None: no epoch number seen).
+    told_unit: str | None = None
 
     def times(self, zone: tzinfo = UTC, latest_ms: int | None = None) -> FileTimes:
         """A reader of this file's times (its time column: ``ts`` or ``timestamp``)."""
         column = "ts" if self.layout in ("jsonl", "bybit") else "timestamp"
-        return FileTimes(self.path, column, unit=self.time_unit, zone=zone, latest_ms=latest_ms)
+        return FileTimes(
+            self.path,
+            column,
+            unit=self.time_unit,
+            told=self.told_unit,
+            zone=zone,
+            latest_ms=latest_ms,
+        )
 
 
 @dataclass
@@ -152,7 +161,7 @@ def inspect_book_file(
     elif "timestamp" in found.columns:
         index = found.columns.index("timestamp")
         times.judge_first(first_csv_cells(path, NotABookFileError, index))
-    return dataclasses.replace(found, time_unit=times.unit)
+    return dataclasses.replace(found, told_unit=times.told)
 
 
 def _inspect_layout(path: Path, layout: str | None) -> BookFile:

@@ -238,7 +238,8 @@ def _as_date(digits: str) -> datetime | None:
 
 class FileTimes:
     """The times of one file's ``column``: ISO-8601 text (in ``zone`` without an offset) or
-    epoch numbers in ``unit``; with ``auto`` the first epoch number settles the unit.
+    epoch numbers in ``unit``; with ``auto`` the first epoch number's size settles the
+    unit (``unit_by_magnitude``), unless an earlier look at the file ``told`` it.
 
     ``parse`` raises ``TimeOutOfRangeError`` for a time before 1990 (or after year 9999)
     and ValueError for text that is no time; ``judge_first`` refuses a file by its first
@@ -251,16 +252,23 @@ class FileTimes:
         column: str,
         *,
         unit: str = "auto",
+        told: str | None = None,
         zone: tzinfo = UTC,
         latest_ms: int | None = None,
     ) -> None:
         self.path = str(path)
         self.column = column
         self.requested = check_time_unit(unit)
-        #: The unit of the file's epoch numbers once known ("auto" until the first one).
-        self.unit = unit
+        #: The unit of the file's epoch numbers once known ("auto" until the first one);
+        #: ``told`` is the one an earlier look at the file's first time told.
+        self.unit = told if unit == "auto" and told is not None else unit
         self.zone = zone
         self.latest_ms = latest_plausible_ms() if latest_ms is None else latest_ms
+
+    @property
+    def told(self) -> str | None:
+        """The unit the file's first epoch number told, with ``auto``; else None."""
+        return self.unit if self.requested == "auto" and self.unit != "auto" else None
 
     def parse(self, value: object) -> int:
         """UTC epoch ms of one cell (text, or a JSON number)."""
@@ -290,7 +298,7 @@ class FileTimes:
         if problem.startswith("before") and when[:1].isdigit():
             when = when[:10]
         state = when if when == problem else f"{when}, {problem}"
-        how = " (told by its size)" if self.requested == "auto" else ""
+        how = " (auto)" if self.requested == "auto" else ""
         message = f"{self.column} {text} read as epoch {self.unit}{how} is {state}"
         return f"{message}; {self._looks_like(text)}"
 

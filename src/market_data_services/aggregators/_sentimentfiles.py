@@ -57,8 +57,10 @@ class SentimentFile:
     path: Path
     layout: str
     columns: tuple[str, ...] = ()
-    #: The unit of epoch-number times, as stated or told by the first one.
+    #: The unit of epoch-number times as stated (auto: told by the first one) ...
     time_unit: str = "auto"
+    #: ... and, with auto, the unit the first one told (None: no epoch number seen).
+    told_unit: str | None = None
 
     @property
     def time_column(self) -> int:
@@ -67,7 +69,14 @@ class SentimentFile:
 
     def times(self, zone: tzinfo = UTC, latest_ms: int | None = None) -> FileTimes:
         column = self.columns[self.time_column]
-        return FileTimes(self.path, column, unit=self.time_unit, zone=zone, latest_ms=latest_ms)
+        return FileTimes(
+            self.path,
+            column,
+            unit=self.time_unit,
+            told=self.told_unit,
+            zone=zone,
+            latest_ms=latest_ms,
+        )
 
 
 @dataclass
@@ -118,7 +127,7 @@ def inspect_sentiment_file(
     found = dataclasses.replace(_inspect_layout(path, layout), time_unit=time_unit)
     times = found.times(latest_ms=latest_plausible_ms() if latest_ms is None else latest_ms)
     times.judge_first(first_csv_cells(path, NotASentimentFileError, found.time_column))
-    return dataclasses.replace(found, time_unit=times.unit)
+    return dataclasses.replace(found, told_unit=times.told)
 
 
 def _inspect_layout(path: Path, layout: str | None) -> SentimentFile:

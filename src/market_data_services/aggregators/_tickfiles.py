@@ -97,8 +97,10 @@ class TickFile:
     layout: str
     day: date | None = None  # lean: the date in the file name
     columns: tuple[str, ...] = ()  # plain: the header, lower-cased
-    #: plain: the unit of epoch-number times, as stated or told by the first one.
+    #: plain: the unit of epoch-number times as stated (auto: told by the first one) ...
     time_unit: str = "auto"
+    #: ... and, with auto, the unit the first one told (None: no epoch number seen).
+    told_unit: str | None = None
 
     @property
     def has_symbol_column(self) -> bool:
@@ -170,7 +172,7 @@ def inspect_file(
         return found
     times = FileTimes(path, "timestamp", unit=time_unit, latest_ms=latest)
     times.judge_first(first_csv_cells(path, NotATickFileError, found.columns.index("timestamp")))
-    return dataclasses.replace(found, time_unit=times.unit)
+    return dataclasses.replace(found, time_unit=time_unit, told_unit=times.told)
 
 
 def _judge_lean_day(tick_file: TickFile, latest_ms: int) -> None:
@@ -396,7 +398,9 @@ def _read_plain(
         codes[symbol] = 0
         symbols.append(symbol)
 
-    times = FileTimes(source, "timestamp", unit=tick_file.time_unit, zone=zone)
+    times = FileTimes(
+        source, "timestamp", unit=tick_file.time_unit, told=tick_file.told_unit, zone=zone
+    )
     with _open_text(tick_file.path) as stream:
         reader = csv.reader(stream)
         header_seen = False

@@ -57,6 +57,7 @@ from market_data_services.aggregators._bookfiles import (
     inspect_book_file,
     read_books,
 )
+from market_data_services.aggregators._files import ImplausibleTimeError
 from market_data_services.aggregators._ingest import (
     DEFAULT_FUTURE_TOLERANCE_SECONDS,
     IngestProgress,
@@ -849,6 +850,7 @@ __all__ = [
     "BookFile",
     "BookSnapshot",
     "DOMAggregatorService",
+    "ImplausibleTimeError",
     "NotABookFileError",
     "dom_ingest_metrics",
     "ingest_dom",

@@ -33,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Connection, delete, func, select, text
 from sqlalchemy.engine import Engine
 
+from market_data_services.aggregators._files import ImplausibleTimeError
 from market_data_services.aggregators._ingest import (
     DEFAULT_FUTURE_TOLERANCE_SECONDS,
     IngestProgress,
@@ -960,6 +961,7 @@ __all__ = [
     "SERVICE_NAME",
     "SETTING_KEY",
     "ContrarianThresholds",
+    "ImplausibleTimeError",
     "NotASentimentFileError",
     "SentimentAggregatorService",
     "SentimentFile",

@@ -38,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
+from market_data_services.aggregators._files import ImplausibleTimeError
 from market_data_services.aggregators._ingest import (
     DEFAULT_FUTURE_TOLERANCE_SECONDS,
     IngestProgress,
@@ -597,6 +598,7 @@ __all__ = [
     "NUMBERINGS",
     "REJECT_REASONS",
     "TICK_WRITE_LOCK_KEY",
+    "ImplausibleTimeError",
     "IngestProgress",
     "IngestReport",
     "NotATickFileError",
