@@ -17,13 +17,14 @@ that is out of range is rejected on its own (``TimeOutOfRangeError``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import io
 import json
 import time
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable, Iterator
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import IO, ClassVar, cast
@@ -150,42 +151,38 @@ def first_line(text: str) -> str:
 
 
 def first_csv_cells(
-    path: Path, error: type[WrongFileKindError], index: int, *, limit: int = FIRST_TIME_ROWS
-) -> list[tuple[int, str]]:
-    """(line, cell ``index``) of the first data rows of a CSV file with a header."""
-    cells: list[tuple[int, str]] = []
+    path: Path, error: type[WrongFileKindError], index: int
+) -> Generator[tuple[int, str], None, None]:
+    """(line, cell ``index``) of the data rows of a CSV file with a header, read lazily
+    (use it in ``contextlib.closing`` when not read to the end)."""
     with open_text(path, error) as stream:
         reader = csv.reader(stream)
-        header_seen = False
+        rows = 0
         for row in reader:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
-            if not header_seen:
-                header_seen = True
-                continue
-            if index < len(row):
-                cells.append((reader.line_num, row[index]))
-            if len(cells) >= limit:
-                break
-    return cells
+            if rows > FIRST_TIME_ROWS:
+                return  # short rows only: no time to judge the file by
+            rows += 1
+            if rows > 1 and index < len(row):  # the first row is the header
+                yield reader.line_num, row[index]
 
 
 def first_json_values(
-    path: Path, error: type[WrongFileKindError], key: str, *, limit: int = FIRST_TIME_ROWS
-) -> list[tuple[int, object]]:
-    """(line, value of ``key``) of the first JSON-object lines of a file that have it."""
-    values: list[tuple[int, object]] = []
+    path: Path, error: type[WrongFileKindError], key: str
+) -> Generator[tuple[int, object], None, None]:
+    """(line, value of ``key``) of the JSON-object lines of a file that have it, read
+    lazily (use it in ``contextlib.closing`` when not read to the end)."""
     with open_text(path, error) as stream:
         for number, raw in enumerate(stream, start=1):
-            if number > limit:
-                break
             try:
                 message = json.loads(raw) if raw.strip() else None
             except ValueError:
-                continue
+                message = None
             if isinstance(message, dict) and key in message:
-                values.append((number, message[key]))
-    return values
+                yield number, message[key]
+            elif number >= FIRST_TIME_ROWS:
+                return  # lines without the key: no time to judge the file by
 
 
 # -- times ---------------------------------------------------------------------------------
@@ -314,13 +311,21 @@ class FileTimes:
                 return f"looks like epoch {unit}: use --time-unit {unit}"
         return "no epoch unit (s, ms, us, ns) puts it between 1990 and now"
 
-    def judge_first(self, rows: Iterable[tuple[int, object]]) -> None:
+    def judge_first(
+        self,
+        rows: Generator[tuple[int, object], None, None] | Generator[tuple[int, str], None, None],
+    ) -> None:
         """Refuse the file when its first readable time is implausible in the unit read.
 
-        ``rows`` are (line, cell) of the file's first rows; cells that are no time are
+        ``rows`` are (line, cell) of the file's rows, of which the first
+        ``FIRST_TIME_ROWS`` are looked at and closed after; cells that are no time are
         skipped (the reader reports them). After an ISO time, the first epoch number is
         judged too, since it settles the unit of the rest.
         """
+        with contextlib.closing(rows):
+            self._judge_first(rows)
+
+    def _judge_first(self, rows: Iterator[tuple[int, object]]) -> None:
         now = format_ms(self.latest_ms - FUTURE_ALLOWANCE_MS)
         judged = False
         for number, (line, value) in enumerate(rows):
