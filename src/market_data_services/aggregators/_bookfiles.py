@@ -47,7 +47,6 @@ from market_data_services.aggregators._files import (
     first_csv_cells,
     first_json_values,
     first_line,
-    latest_plausible_ms,
     open_text,
     read_head,
 )
@@ -155,7 +154,7 @@ def inspect_book_file(
         raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
     check_time_unit(time_unit)
     found = dataclasses.replace(_inspect_layout(path, layout), time_unit=time_unit)
-    times = found.times(latest_ms=latest_plausible_ms() if latest_ms is None else latest_ms)
+    times = found.times(latest_ms=latest_ms)
     if found.layout in ("jsonl", "bybit"):
         times.judge_first(first_json_values(path, NotABookFileError, "ts"))
     elif "timestamp" in found.columns:

@@ -31,7 +31,6 @@ from market_data_services.aggregators._files import (
     find_files,
     first_csv_cells,
     first_line,
-    latest_plausible_ms,
     open_text,
     read_head,
 )
@@ -125,7 +124,7 @@ def inspect_sentiment_file(
         raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
     check_time_unit(time_unit)
     found = dataclasses.replace(_inspect_layout(path, layout), time_unit=time_unit)
-    times = found.times(latest_ms=latest_plausible_ms() if latest_ms is None else latest_ms)
+    times = found.times(latest_ms=latest_ms)
     times.judge_first(first_csv_cells(path, NotASentimentFileError, found.time_column))
     return dataclasses.replace(found, told_unit=times.told)
 

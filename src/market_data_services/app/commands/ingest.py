@@ -255,7 +255,7 @@ def _run(
     load: Callable[[Any, list[Any], Callable[[IngestProgress], None], Config], IngestReport],
 ) -> int:
     """Inspect, load, report; the exit codes of every ``mds ingest`` kind."""
-    flags = []
+    flags: list[Override] = []
     if getattr(args, "reject_crossed", None):
         flags.append(Override("ingest.reject_crossed", True, "--reject-crossed"))
     config = load_config(name, args, flags)
