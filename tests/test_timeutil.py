@@ -8,10 +8,12 @@ import pytest
 
 from market_data_services.timeutil import (
     DayStart,
+    epoch_to_ms,
     format_ms,
     parse_day_start,
     parse_timestamp_ms,
     parse_zone,
+    unit_by_magnitude,
     zone_name,
 )
 
@@ -120,3 +122,35 @@ def test_bad_timestamp_names_the_accepted_forms() -> None:
 
 def test_zoneinfo_is_available_for_new_york() -> None:
     assert ZoneInfo("America/New_York").key == "America/New_York"
+
+
+@pytest.mark.parametrize(
+    ("text", "unit", "expected"),
+    [
+        ("1398902400", "s", 1_398_902_400_000),
+        ("1398902400.1239", "s", 1_398_902_400_123),  # exact decimal, rounded down
+        ("1398902400123", "ms", 1_398_902_400_123),
+        ("1398902400123999", "us", 1_398_902_400_123),
+        ("1398902400123999999", "ns", 1_398_902_400_123),
+        ("1398902400", "auto", 1_398_902_400_000),
+        ("1398902400123999", "auto", 1_398_902_400_123),
+    ],
+)
+def test_epoch_numbers_are_read_in_the_stated_unit_or_by_magnitude(
+    text: str, unit: str, expected: int
+) -> None:
+    assert parse_timestamp_ms(text, unit=unit) == expected
+
+
+def test_magnitude_gives_every_time_from_1990_to_2100_its_own_unit() -> None:
+    step = (4_102_444_800 - 631_152_000) // 997  # seconds from 1990 to 2100, odd steps
+    for seconds in range(631_152_000, 4_102_444_800, step):
+        for unit, scale in (("s", 1), ("ms", 10**3), ("us", 10**6), ("ns", 10**9)):
+            number = seconds * scale + scale // 3
+            assert unit_by_magnitude(number) == unit
+            assert epoch_to_ms(number, "auto") == seconds * 1000 + (scale // 3) * 1000 // scale
+
+
+def test_an_unknown_time_unit_names_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match="valid units: auto, s, ms, us, ns"):
+        epoch_to_ms(1, "minutes")

@@ -9,7 +9,8 @@ file says into that:
 - a day start: ``"HH:MM ZONE"`` (``"17:00 America/New_York"``), the moment each daily
   candle opens, correct across DST changes;
 - a timestamp: ISO-8601 (``2014-05-01T00:00:01.787``, in the given zone when it carries
-  no offset) or epoch milliseconds.
+  no offset) or an epoch number in a stated unit (``s``, ``ms``, ``us``, ``ns``), or in
+  the unit its magnitude tells (``auto``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from decimal import ROUND_FLOOR, Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _MS_PER_DAY = 86_400_000
@@ -28,7 +30,20 @@ _OFFSET = re.compile(
     re.IGNORECASE,
 )
 _DAY_START = re.compile(r"^\s*(?P<hour>\d{1,2}):(?P<minute>\d{2})(?:\s+(?P<zone>\S+))?\s*$")
-_EPOCH_MS = re.compile(r"^[+-]?\d+$")
+_EPOCH_NUMBER = re.compile(r"^[+-]?\d+(?:\.\d*)?$")
+
+#: Units of epoch numbers; ``auto`` tells s, ms, us or ns from the number's magnitude.
+TIME_UNITS = ("auto", "s", "ms", "us", "ns")
+EPOCH_UNITS = TIME_UNITS[1:]
+#: Milliseconds per unit, as (multiplier, divisor).
+_PER_MS = {"s": (1000, 1), "ms": (1, 1), "us": (1, 1000), "ns": (1, 1_000_000)}
+#: Magnitude limits of ``unit_by_magnitude``: below 1e11 seconds, then ms, then us, then ns.
+_MAGNITUDES = ((10**11, "s"), (10**14, "ms"), (10**17, "us"))
+#: 1990-01-01T00:00:00Z: no market data we load is older, so an earlier time is a misread
+#: unit or column (epoch seconds read as ms land in January 1970).
+EARLIEST_MS = 631_152_000_000
+#: 9999-12-31T23:59:59.999Z, the last moment a datetime can show.
+LATEST_MS = 253_402_300_799_999
 
 ZONE_EXAMPLES = "UTC, America/New_York, Europe/London, UTC-05:00, UTC+05:30"
 
@@ -164,20 +179,64 @@ def parse_day_start(text: str) -> DayStart:
     return DayStart(hour=int(match["hour"]), minute=int(match["minute"]), zone=zone)
 
 
-def parse_timestamp_ms(text: str, zone: tzinfo = UTC) -> int:
-    """UTC epoch ms from ISO-8601 (``zone`` applies when it has no offset) or epoch ms.
+def is_epoch_number(text: str) -> bool:
+    """Whether ``text`` is an epoch number (digits, maybe a sign and a fraction)."""
+    return bool(_EPOCH_NUMBER.match(text.strip()))
+
+
+def unit_by_magnitude(number: int) -> str:
+    """The epoch unit of ``number`` told by its size: below 1e11 s, below 1e14 ms, below
+    1e17 us, else ns.
+
+    Read so, every time from 1973 to 5138 gets its own unit: the ranges of the four units
+    between 1990 and now are orders of magnitude apart, so a plausible time has exactly
+    one reading.
+    """
+    size = abs(number)
+    for limit, unit in _MAGNITUDES:
+        if size < limit:
+            return unit
+    return "ns"
+
+
+def epoch_to_ms(number: str | int, unit: str) -> int:
+    """UTC epoch ms of an epoch number (an int, or text with an optional fraction) in
+    ``unit`` (``auto``: by magnitude), rounded down to the millisecond."""
+    if unit not in TIME_UNITS:
+        raise ValueError(f"unknown time unit {unit!r}; valid units: {', '.join(TIME_UNITS)}")
+    if isinstance(number, str):
+        text = number.strip()
+        if not _EPOCH_NUMBER.match(text):
+            raise ValueError(f"{number!r} is not an epoch number")
+        whole = int(text.split(".", 1)[0])
+        exact: int | Decimal = whole if "." not in text else Decimal(text)
+    else:
+        whole = exact = int(number)
+    if unit == "auto":
+        unit = unit_by_magnitude(whole)
+    multiplier, divisor = _PER_MS[unit]
+    if isinstance(exact, int):
+        return exact * multiplier // divisor
+    # Exact decimal arithmetic: 1398902400.123 s is 1398902400123 ms, not ...122.
+    scaled = exact * multiplier / divisor
+    return int(scaled.to_integral_value(rounding=ROUND_FLOOR))
+
+
+def parse_timestamp_ms(text: str, zone: tzinfo = UTC, *, unit: str = "ms") -> int:
+    """UTC epoch ms from ISO-8601 (``zone`` applies when it has no offset) or an epoch
+    number in ``unit`` (epoch ms unless told otherwise; ``auto``: by magnitude).
 
     A bare date (``2014-05-01``) is its midnight in ``zone``.
     """
     value = text.strip()
-    if _EPOCH_MS.match(value):
-        return int(value)
+    if _EPOCH_NUMBER.match(value):
+        return epoch_to_ms(value, unit)
     try:
         moment = datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError:
+        what = "epoch milliseconds" if unit == "ms" else f"an epoch number ({unit})"
         raise ValueError(
-            f"timestamp {text!r} is neither ISO-8601 (2014-05-01T13:45:00.250) "
-            f"nor epoch milliseconds"
+            f"timestamp {text!r} is neither ISO-8601 (2014-05-01T13:45:00.250) nor {what}"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=zone)
@@ -192,10 +251,17 @@ def format_ms(ts_ms: int) -> str:
 
 
 __all__ = [
+    "EARLIEST_MS",
+    "EPOCH_UNITS",
+    "LATEST_MS",
+    "TIME_UNITS",
     "DayStart",
+    "epoch_to_ms",
     "format_ms",
+    "is_epoch_number",
     "parse_day_start",
     "parse_timestamp_ms",
     "parse_zone",
+    "unit_by_magnitude",
     "zone_name",
 ]

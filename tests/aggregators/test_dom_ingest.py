@@ -13,6 +13,7 @@ from sqlalchemy.engine import Engine
 
 from market_data_services.aggregators.dom import (
     BookSnapshot,
+    ImplausibleTimeError,
     NotABookFileError,
     ingest_dom,
     inspect_dom_files,
@@ -318,3 +319,59 @@ def test_binance_snap_then_set_rows_rebuild_the_book(engine: Engine, tmp_path: P
     np.testing.assert_array_equal(books[0].asks, [[101.0, 4.0], [102.0, 3.0]])
     np.testing.assert_array_equal(books[1].bids, [[99.0, 2.0]])
     np.testing.assert_array_equal(books[1].asks, [[100.5, 5.0], [101.0, 4.0], [102.0, 3.0]])
+
+
+# -- time units -------------------------------------------------------------------------------
+
+
+def test_jsonl_times_in_seconds_are_told_by_magnitude_and_a_stated_unit_is_kept(
+    engine: Engine, tmp_path: Path
+) -> None:
+    bids, asks = [[1.0849, 2.5]], [[1.0851, 1.0]]
+    path = jsonl(
+        tmp_path / "s.jsonl", [snap(1_699_999_000, bids, asks), snap(1_699_999_000.25, bids, asks)]
+    )
+    report = ingest_dom(engine, path, wall_clock=lambda: NOW)
+    assert report.rejected == 0
+    assert [b.ts for b in stored(engine)] == [1_699_999_000_000, 1_699_999_000_250]
+    with pytest.raises(ImplausibleTimeError) as caught:
+        ingest_dom(engine, path, time_unit="ms", wall_clock=lambda: NOW)
+    assert str(caught.value) == (
+        f"{path}:1: ts 1699999000 read as epoch ms is 1970-01-20, before 1990-01-01; "
+        "looks like epoch s: use --time-unit s"
+    )
+
+
+def test_a_binance_row_of_another_unit_is_rejected_not_stored_as_1970(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "depth.csv"
+    header = "symbol,timestamp,first_update_id,last_update_id,side,update_type,price,qty,pu\n"
+    path.write_text(
+        header
+        + "BTCUSDT,1699999000000,1,1,b,snap,100.0,1.0,-1\n"
+        + "BTCUSDT,1699999000000,1,1,a,snap,101.0,4.0,-1\n"
+        + "BTCUSDT,1699999001,2,2,b,set,99.0,1.0,1\n"  # 4: seconds in a ms file
+        + "BTCUSDT,1699999002000,3,3,a,set,102.0,1.0,2\n"
+    )
+    registry = CollectorRegistry()
+    report = ingest_dom(engine, path, registry=registry, wall_clock=lambda: NOW)
+    assert [(r.reason, r.line) for r in report.rejections] == [("timestamp_out_of_range", 4)]
+    assert "looks like epoch s" in report.rejections[0].message
+    assert [b.ts for b in stored(engine)] == [1_699_999_000_000, 1_699_999_002_000]
+    assert (
+        sample(registry, "mds_dom_snapshots_rejected_total", reason="timestamp_out_of_range") == 1
+    )
+
+
+def test_a_tardis_file_read_in_the_wrong_unit_is_refused(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "tardis.csv"
+    path.write_text(
+        "exchange,symbol,timestamp,local_timestamp,asks[0].price,asks[0].amount,"
+        "bids[0].price,bids[0].amount\n"
+        "binance,BTCUSDT,1598918403696000,1598918403700000,11650.0,1.0,11649.0,2.0\n"
+    )
+    with pytest.raises(ImplausibleTimeError, match="looks like epoch us: use --time-unit us"):
+        ingest_dom(engine, path, time_unit="ms", wall_clock=lambda: NOW)
+    assert ingest_dom(engine, path, wall_clock=lambda: NOW).written == 1
+    assert [b.ts for b in stored(engine)] == [1_598_918_403_696]

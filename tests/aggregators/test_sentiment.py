@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from market_data_services import SentimentAggregatorService
 from market_data_services.aggregators.sentiment import (
     ContrarianThresholds,
+    ImplausibleTimeError,
     NotASentimentFileError,
     SentimentReading,
     ingest_sentiment,
@@ -448,3 +449,42 @@ def test_catch_up_is_one_counted_iteration_and_raises_its_error(engine: Engine) 
     with pytest.raises(Exception, match="sentiment_metrics"):
         sentiment.catch_up()
     assert sentiment.get_metrics()["error_count"] == 1
+
+
+def test_sentiment_times_in_seconds_are_told_by_magnitude_and_compact_dates_refused(
+    engine: Engine, tmp_path: Path
+) -> None:
+    seconds = tmp_path / "seconds.csv"
+    seconds.write_text("timestamp,symbol,long_pct,short_pct\n1699999000,EUR/USD,40,60\n")
+    assert ingest_sentiment(engine, seconds, wall_clock=lambda: NOW).written == 1
+    assert [r[1] for r in stored_readings(engine)] == [1_699_999_000_000]
+    dates = tmp_path / "ig.csv"
+    dates.write_text("Date,EURUSD\n20231114,40\n")
+    with pytest.raises(ImplausibleTimeError) as caught:
+        ingest_sentiment(engine, dates, wall_clock=lambda: NOW)
+    assert str(caught.value) == (
+        f"{dates}:2: Date 20231114 read as epoch s (auto) is 1970-08-23, before 1990-01-01; "
+        "looks like a YYYYMMDD date: write it as 2023-11-14"
+    )
+    assert len(stored_readings(engine)) == 1
+
+
+def test_a_later_sentiment_row_before_1990_is_rejected_with_its_line(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = tmp_path / "s.csv"
+    path.write_text(
+        "timestamp,symbol,long_pct,short_pct\n"
+        "2023-11-14T10:00:00Z,EUR/USD,40,60\n"
+        "1970-01-01T00:00:00Z,EUR/USD,41,59\n"
+    )
+    registry = CollectorRegistry()
+    report = ingest_sentiment(engine, path, registry=registry, wall_clock=lambda: NOW)
+    assert [str(r) for r in report.rejections] == [
+        f"{path}:3: timestamp 1970-01-01T00:00:00Z is before 1990-01-01"
+    ]
+    assert len(stored_readings(engine)) == 1
+    assert (
+        sample(registry, "mds_sentiment_readings_rejected_total", reason="timestamp_out_of_range")
+        == 1
+    )

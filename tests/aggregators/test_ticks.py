@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from market_data_services.aggregators.ticks import (
+    ImplausibleTimeError,
     NotATickFileError,
     Tick,
     ingest_ticks,
@@ -230,10 +231,112 @@ def test_plain_times_without_offset_are_read_in_the_given_zone(
     ]
 
 
+# -- time units -------------------------------------------------------------------------------
+
+#: 2014-05-01T00:00:00Z and 1.5 s later, in each epoch unit.
+EPOCHS = {
+    "s": ("1398902400", "1398902401.5"),
+    "ms": ("1398902400000", "1398902401500"),
+    "us": ("1398902400000000", "1398902401500000"),
+    "ns": ("1398902400000000000", "1398902401500000000"),
+}
+
+
+@pytest.mark.parametrize("unit", list(EPOCHS))
+def test_epoch_times_in_any_unit_are_told_by_magnitude_or_read_as_stated(
+    engine: Engine, tmp_path: Path, unit: str
+) -> None:
+    first, second = EPOCHS[unit]
+    path = write(tmp_path / "t.csv", f"timestamp,bid,ask\n{first},1.1,1.2\n{second},1.1,1.2\n")
+    told = ingest_ticks(engine, path, symbol="EUR/USD", wall_clock=lambda: NOW)
+    assert [r[1] for r in stored(engine)] == [1_398_902_400_000, 1_398_902_401_500]
+    stated = ingest_ticks(engine, path, symbol="EUR/USD", time_unit=unit, wall_clock=lambda: NOW)
+    assert (told.written, stated.duplicates) == (2, 2)
+
+
+def test_epoch_seconds_read_as_ms_are_refused_before_anything_is_written(
+    engine: Engine, tmp_path: Path
+) -> None:
+    good = write(tmp_path / "a.csv", "timestamp,bid,ask\n1398902400000,1.1,1.2\n")
+    seconds = write(tmp_path / "b.csv", "timestamp,bid,ask\n1398902400,1.1,1.2\n")
+    with pytest.raises(ImplausibleTimeError) as caught:
+        ingest_ticks(engine, [good, seconds], symbol="X", time_unit="ms", wall_clock=lambda: NOW)
+    assert str(caught.value) == (
+        f"{seconds}:2: timestamp 1398902400 read as epoch ms is 1970-01-17, before 1990-01-01; "
+        "looks like epoch s: use --time-unit s"
+    )
+    assert stored(engine) == []
+
+
+@pytest.mark.parametrize(
+    ("first", "message"),
+    [
+        (
+            "20140501",
+            "timestamp 20140501 read as epoch s (auto) is 1970-08-22, before "
+            "1990-01-01; looks like a YYYYMMDD date: write it as 2014-05-01",
+        ),
+        (
+            "20140501133000",
+            "timestamp 20140501133000 read as epoch ms (auto) is "
+            "2608-03-24T15:38:53.000Z, in the future (after 2023-11-14T23:13:20.000Z); "
+            "looks like a YYYYMMDDHHMMSS time: write it as 2014-05-01T13:30:00",
+        ),
+        ("1985-06-01T00:00:00", "timestamp 1985-06-01T00:00:00 is before 1990-01-01"),
+    ],
+)
+def test_a_file_whose_first_time_is_implausible_is_refused_saying_what_it_looks_like(
+    engine: Engine, tmp_path: Path, first: str, message: str
+) -> None:
+    path = write(tmp_path / "t.csv", f"timestamp,bid,ask\nnot a time,1,2\n{first},1.1,1.2\n")
+    with pytest.raises(ImplausibleTimeError) as caught:
+        ingest_ticks(engine, path, symbol="X", wall_clock=lambda: NOW)
+    assert str(caught.value) == f"{path}:3: {message}"
+    assert stored(engine) == []
+
+
+def test_a_later_row_in_another_unit_is_rejected_and_the_rest_kept(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "t.csv",
+        "timestamp,bid,ask\n"
+        "2014-05-01T00:00:00Z,1.1,1.2\n"  # 2 ISO: the unit is not known yet
+        "1398902401000,1.1,1.2\n"  # 3 the first epoch number: ms
+        "1398902402,1.1,1.2\n"  # 4 seconds among ms: 1970
+        "1398902403000,1.1,1.2\n",  # 5
+    )
+    registry = CollectorRegistry()
+    report = ingest_ticks(engine, path, symbol="X", registry=registry, wall_clock=lambda: NOW)
+    assert [str(r) for r in report.rejections] == [
+        f"{path}:4: timestamp 1398902402 read as epoch ms (auto) is 1970-01-17, "
+        "before 1990-01-01; looks like epoch s: use --time-unit s"
+    ]
+    assert [r[1] for r in stored(engine)] == [
+        1_398_902_400_000,
+        1_398_902_401_000,
+        1_398_902_403_000,
+    ]
+    assert sample(registry, "mds_ticks_rejected_total", reason="timestamp_out_of_range") == 1
+
+
+def test_lean_files_keep_ms_since_midnight_and_refuse_another_unit_or_an_early_date(
+    engine: Engine, tmp_path: Path
+) -> None:
+    lean = write(tmp_path / "20140501_x.csv", "1000,1.1,1.2\n")
+    assert ingest_ticks(engine, lean, symbol="X", time_unit="ms").written == 1
+    with pytest.raises(ValueError, match="lean files hold milliseconds since midnight"):
+        ingest_ticks(engine, lean, symbol="X", time_unit="s")
+    early = write(tmp_path / "19700101_x.csv", "1000,1.1,1.2\n")
+    with pytest.raises(ImplausibleTimeError, match="the date in the file name, 1970-01-01, is"):
+        ingest_ticks(engine, early, symbol="X")
+    assert [r[1] for r in stored(engine)] == [1_398_902_401_000]
+
+
 def test_symbol_column_names_the_symbol_of_each_row(engine: Engine, tmp_path: Path) -> None:
     path = write(
         tmp_path / "two.csv",
-        "timestamp,bid,ask,symbol\n1000,1.1,1.2,EUR/USD\n1000,0.8,0.9,NZD/USD\n",
+        "timestamp,bid,ask,symbol\n1699999000000,1.1,1.2,EUR/USD\n1699999000000,0.8,0.9,NZD/USD\n",
     )
     report = ingest_ticks(engine, path, wall_clock=lambda: NOW)
     assert report.symbols == {"EUR/USD": 1, "NZD/USD": 1}
@@ -241,7 +344,7 @@ def test_symbol_column_names_the_symbol_of_each_row(engine: Engine, tmp_path: Pa
 
 
 def test_a_file_without_symbol_column_needs_a_symbol(engine: Engine, tmp_path: Path) -> None:
-    path = write(tmp_path / "nosym.csv", "timestamp,bid,ask\n1000,1.1,1.2\n")
+    path = write(tmp_path / "nosym.csv", "timestamp,bid,ask\n1699999000000,1.1,1.2\n")
     with pytest.raises(ValueError, match="no symbol column"):
         ingest_ticks(engine, path)
 

@@ -74,7 +74,7 @@ def test_ingest_rejections_are_listed_with_file_and_line(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "t.csv"
-    path.write_text("timestamp,bid,ask\n1000,1.1,1.2\n2000,-1,1.2\n")
+    path.write_text("timestamp,bid,ask\n1699999000000,1.1,1.2\n1699999001000,-1,1.2\n")
     assert main(["db", "upgrade", "--db", database_url]) == 0
     assert main(["ingest", "ticks", str(path), "--symbol", "X", "--db", database_url]) == 0
     captured = capsys.readouterr()
@@ -283,3 +283,56 @@ def test_a_bad_config_value_exits_2_naming_the_key(
     config.write_text('[ingest]\nreject_crossed = "sometimes"\n')
     assert _ingest_sunday("sqlite:///" + str(tmp_path / "x.sqlite"), "--config", str(config)) == 2
     assert "ingest.reject_crossed" in capsys.readouterr().err
+
+
+COMPACT_DATES = {
+    "ticks": ("t.csv", "timestamp,bid,ask\n20140501,1.1,1.2\n", "timestamp", ["--symbol", "X"]),
+    "dom": (
+        "b.jsonl",
+        '{"symbol": "X", "ts": 20140501, "bids": [[1.0, 1.0]], "asks": [[1.1, 1.0]]}\n',
+        "ts",
+        [],
+    ),
+    "sentiment": (
+        "s.csv",
+        "timestamp,symbol,long_pct,short_pct\n20140501,X,40,60\n",
+        "timestamp",
+        [],
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(COMPACT_DATES))
+def test_ingest_of_compact_dates_exits_2_naming_file_line_column_and_what_they_look_like(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name, content, column, extra = COMPACT_DATES[kind]
+    path = tmp_path / name
+    path.write_text(content)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert main(["db", "upgrade", "--db", url]) == 0
+    capsys.readouterr()
+    assert main(["ingest", kind, str(path), *extra, "--db", url]) == 2
+    line = 1 if kind == "dom" else 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"mds ingest {kind}: {path}:{line}: {column} 20140501 read as epoch s (auto) is "
+        "1970-08-22, before 1990-01-01; looks like a YYYYMMDD date: write it as 2014-05-01"
+    ]
+    assert count(url) == 0
+
+
+def test_ingest_of_epoch_seconds_read_as_ms_exits_2_and_as_s_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "ticks.csv"
+    path.write_text("timestamp,bid,ask\n1398902400,1.1,1.2\n1398902401,1.1,1.2\n")
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    args = ["ingest", "ticks", str(path), "--symbol", "X", "--db", url]
+    assert main([*args, "--time-unit", "ms"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"mds ingest ticks: {path}:2: timestamp 1398902400 read as epoch ms is 1970-01-17, "
+        "before 1990-01-01; looks like epoch s: use --time-unit s"
+    )
+    assert main([*args, "--time-unit", "s"]) == 0
+    assert "from 2014-05-01T00:00:00.000Z to 2014-05-01T00:00:01.000Z" in capsys.readouterr().out
+    assert count(url) == 2

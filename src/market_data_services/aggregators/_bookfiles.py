@@ -4,8 +4,8 @@ Layouts (told from the first line, or forced):
 
 - ``jsonl``: our JSON lines, one snapshot a line:
   ``{"symbol": "EUR/USD", "ts": "2024-03-06T21:37:12.345Z", "bids": [[1.0849, 2.5], ...],
-  "asks": [[1.0851, 1.0], ...]}``; ``ts`` ISO-8601 (in ``--tz`` without an offset) or
-  epoch milliseconds; prices and sizes numbers or numeric strings.
+  "asks": [[1.0851, 1.0], ...]}``; ``ts`` ISO-8601 (in ``--tz`` without an offset) or an
+  epoch number; prices and sizes numbers or numeric strings.
 - ``tardis``: Tardis ``book_snapshot_N`` CSV (any N): ``exchange,symbol,timestamp,
   local_timestamp,asks[0].price,asks[0].amount,bids[0].price,...``; ``timestamp`` in
   microseconds since the epoch; empty cells are absent levels (only at the end).
@@ -16,18 +16,21 @@ Layouts (told from the first line, or forced):
   last_update_id,side,update_type,price,qty,pu``. Rows of one update id form one message;
   ``snap`` messages replace the book, ``set`` messages change levels (qty 0 removes).
 
-Parsing yields ``RawBooks``: a ``BookBatch`` plus symbol, time and line per book, and the
-messages that could not be parsed, each with its file and line.
+Epoch numbers are read in one unit per file (``FileTimes``): stated, or told by the size
+of the file's first time (which gives Tardis's microseconds and the exchanges'
+milliseconds). Parsing yields ``RawBooks``: a ``BookBatch`` plus symbol, time and line per
+book, and the messages that could not be parsed, each with its file and line.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +39,18 @@ import numpy.typing as npt
 
 from market_data_services.aggregators._book import BookBatch, FloatArray, IntArray
 from market_data_services.aggregators._files import (
+    FileTimes,
+    TimeOutOfRangeError,
     WrongFileKindError,
+    check_time_unit,
     find_files,
+    first_csv_cells,
+    first_json_values,
     first_line,
     open_text,
     read_head,
 )
 from market_data_services.aggregators._ingest import Rejection
-from market_data_services.timeutil import parse_timestamp_ms
 
 LAYOUTS = ("jsonl", "tardis", "bybit", "binance")
 #: Name endings ``find_book_files`` picks from a directory.
@@ -95,6 +102,22 @@ class BookFile:
     path: Path
     layout: str
     columns: tuple[str, ...] = ()  # CSV layouts: the header
+    #: The unit of epoch-number times as stated (auto: told by the first one) ...
+    time_unit: str = "auto"
+    #: ... and, with auto, the unit the first one told (None: no epoch number seen).
+    told_unit: str | None = None
+
+    def times(self, zone: tzinfo = UTC, latest_ms: int | None = None) -> FileTimes:
+        """A reader of this file's times (its time column: ``ts`` or ``timestamp``)."""
+        column = "ts" if self.layout in ("jsonl", "bybit") else "timestamp"
+        return FileTimes(
+            self.path,
+            column,
+            unit=self.time_unit,
+            told=self.told_unit,
+            zone=zone,
+            latest_ms=latest_ms,
+        )
 
 
 @dataclass
@@ -118,10 +141,29 @@ def find_book_files(paths: Iterable[str | Path]) -> list[Path]:
     return find_files(paths, BOOK_FILE_SUFFIXES)
 
 
-def inspect_book_file(path: Path, layout: str | None = None) -> BookFile:
-    """Tell the layout of ``path`` (or check the forced one) from its first line."""
+def inspect_book_file(
+    path: Path, layout: str | None = None, *, time_unit: str = "auto", latest_ms: int | None = None
+) -> BookFile:
+    """Tell the layout of ``path`` (or check the forced one) from its first line, and the
+    unit of its times from its first time.
+
+    Raises ImplausibleTimeError when that time is before 1990 or after ``latest_ms``
+    (default: an hour from now) in the unit read.
+    """
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+    check_time_unit(time_unit)
+    found = dataclasses.replace(_inspect_layout(path, layout), time_unit=time_unit)
+    times = found.times(latest_ms=latest_ms)
+    if found.layout in ("jsonl", "bybit"):
+        times.judge_first(first_json_values(path, NotABookFileError, "ts"))
+    elif "timestamp" in found.columns:
+        index = found.columns.index("timestamp")
+        times.judge_first(first_csv_cells(path, NotABookFileError, index))
+    return dataclasses.replace(found, told_unit=times.told)
+
+
+def _inspect_layout(path: Path, layout: str | None) -> BookFile:
     head = read_head(path, NotABookFileError)
     first = first_line(head)
     if not first:
@@ -224,23 +266,12 @@ def _levels(value: Any, name: str) -> FloatArray:
     return array
 
 
-def _epoch_or_iso(value: Any, zone: tzinfo) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"ts must be epoch milliseconds or ISO-8601 text, got {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str):
-        return parse_timestamp_ms(value, zone)
-    raise ValueError(f"ts must be epoch milliseconds or ISO-8601 text, got {value!r}")
-
-
 # -- jsonl ---------------------------------------------------------------------------------
 
 
 def _read_jsonl(book_file: BookFile, zone: tzinfo) -> Iterator[RawBooks]:
     source = str(book_file.path)
+    times = book_file.times(zone)
     symbols: list[str] = []
     codes: dict[str, int] = {}
     chunk = _Collector(source, symbols, codes)
@@ -259,9 +290,12 @@ def _read_jsonl(book_file: BookFile, zone: tzinfo) -> Iterator[RawBooks]:
                 symbol = message["symbol"]
                 if not isinstance(symbol, str):
                     raise ValueError(f"symbol must be text, got {symbol!r}")
-                ts = _epoch_or_iso(message["ts"], zone)
+                ts = times.parse(message["ts"])
                 bids = _levels(message["bids"], "bids")
                 asks = _levels(message["asks"], "asks")
+            except TimeOutOfRangeError as exc:
+                chunk.reject(number, "timestamp_out_of_range", str(exc))
+                continue
             except ValueError as exc:  # json.JSONDecodeError is a ValueError
                 chunk.reject(number, "malformed", f"{exc}; line {line[:80]!r}")
                 continue
@@ -334,6 +368,7 @@ def _tardis_side(values: list[str], prices: list[int], amounts: list[int], side:
 
 def _read_tardis(book_file: BookFile) -> Iterator[RawBooks]:
     source = str(book_file.path)
+    times = book_file.times()
     layout = _tardis_columns(book_file)
     width = len(book_file.columns)
     symbols: list[str] = []
@@ -355,14 +390,17 @@ def _read_tardis(book_file: BookFile) -> Iterator[RawBooks]:
                 symbol = row[layout.symbol].strip()
                 if not symbol:
                     raise ValueError("the symbol field is empty")
-                micros = int(row[layout.timestamp])
+                ts = times.parse(row[layout.timestamp])
                 bids = _tardis_side(row, layout.bid_price, layout.bid_amount, "bids")
                 asks = _tardis_side(row, layout.ask_price, layout.ask_amount, "asks")
+            except TimeOutOfRangeError as exc:
+                chunk.reject(number, "timestamp_out_of_range", str(exc))
+                continue
             except ValueError as exc:
                 text = ",".join(row)
                 chunk.reject(number, "malformed", f"{exc}; row {text[:80]!r}")
                 continue
-            chunk.add(symbol, micros // 1000, number, bids, asks)
+            chunk.add(symbol, ts, number, bids, asks)
             if chunk.full():
                 yield chunk.arrays()
                 chunk = _Collector(source, symbols, codes)
@@ -420,6 +458,7 @@ def _check_update(bids: FloatArray, asks: FloatArray, *, delta: bool) -> tuple[s
 
 def _read_bybit(book_file: BookFile) -> Iterator[RawBooks]:
     source = str(book_file.path)
+    times = book_file.times()
     symbols: list[str] = []
     codes: dict[str, int] = {}
     books: dict[str, _Book] = {}
@@ -442,11 +481,12 @@ def _read_bybit(book_file: BookFile) -> Iterator[RawBooks]:
                 symbol = data.get("s")
                 if not isinstance(symbol, str) or not symbol:
                     raise ValueError(f"data.s must name the symbol, got {symbol!r}")
-                ts = message.get("ts")
-                if isinstance(ts, bool) or not isinstance(ts, int):
-                    raise ValueError(f"ts must be epoch milliseconds, got {ts!r}")
+                ts = times.parse(message.get("ts"))
                 bids = _levels(data.get("b", []), "data.b")
                 asks = _levels(data.get("a", []), "data.a")
+            except TimeOutOfRangeError as exc:
+                chunk.reject(number, "timestamp_out_of_range", str(exc))
+                continue
             except ValueError as exc:
                 chunk.reject(number, "malformed", f"{exc}; line {line[:80]!r}")
                 continue
@@ -477,6 +517,7 @@ def _read_bybit(book_file: BookFile) -> Iterator[RawBooks]:
 
 def _read_binance(book_file: BookFile) -> Iterator[RawBooks]:
     source = str(book_file.path)
+    times = book_file.times()
     position = {name: i for i, name in enumerate(book_file.columns)}
     width = len(book_file.columns)
     symbols: list[str] = []
@@ -489,13 +530,15 @@ def _read_binance(book_file: BookFile) -> Iterator[RawBooks]:
     first_line_no = 0
     levels: dict[str, list[tuple[float, float]]] = {"b": [], "a": []}
     broken: str | None = None
+    broken_reason = "malformed"
+    stamp_ms = 0
 
     def finish() -> None:
         if key is None:
             return
-        symbol, stamp, _, kind = key
+        symbol, _, _, kind = key
         if broken is not None:
-            chunk.reject(first_line_no, "malformed", broken)
+            chunk.reject(first_line_no, broken_reason, broken)
             return
         bids = np.array(levels["b"], dtype=np.float64).reshape(-1, 2)
         asks = np.array(levels["a"], dtype=np.float64).reshape(-1, 2)
@@ -523,7 +566,7 @@ def _read_binance(book_file: BookFile) -> Iterator[RawBooks]:
         else:
             book.apply(bids, asks)
         book_bids, book_asks = book.arrays()
-        chunk.add(symbol, int(stamp), first_line_no, book_bids, book_asks)
+        chunk.add(symbol, stamp_ms, first_line_no, book_bids, book_asks)
 
     with open_text(book_file.path, NotABookFileError) as stream:
         reader = csv.reader(stream)
@@ -552,12 +595,17 @@ def _read_binance(book_file: BookFile) -> Iterator[RawBooks]:
                 if chunk.full():
                     yield chunk.arrays()
                     chunk = _Collector(source, symbols, codes)
-                key, first_line_no, broken = row_key, number, None
+                key, first_line_no, broken, broken_reason = row_key, number, None, "malformed"
                 levels = {"b": [], "a": []}
                 if kind not in ("snap", "set"):
                     broken = f"update_type must be 'snap' or 'set', got {kind!r}"
-                elif not row_key[1].lstrip("-").isdigit():
-                    broken = f"timestamp must be epoch milliseconds, got {row_key[1]!r}"
+                else:
+                    try:
+                        stamp_ms = times.parse(row_key[1])
+                    except TimeOutOfRangeError as exc:
+                        broken, broken_reason = str(exc), "timestamp_out_of_range"
+                    except ValueError as exc:
+                        broken = str(exc)
             if broken is not None:
                 continue
             side = row[position["side"]].strip().lower()[:1]

@@ -4,7 +4,7 @@ Layouts (told from the header, or forced):
 
 - ``plain``: a header ``timestamp,symbol,long_pct,short_pct[,source]`` (any order, any
   case), then one reading a row; percentages 0..100; timestamps ISO-8601 (in ``--tz``
-  without an offset) or epoch milliseconds.
+  without an offset) or epoch numbers in one unit per file (``FileTimes``).
 - ``ig``: an IG client sentiment export: a ``Date`` column, then one column per market
   holding the percent of clients long (short is 100 minus it). A six-letter market such
   as ``EURUSD`` is read as ``EUR/USD``; an empty cell is no reading.
@@ -13,24 +13,28 @@ Layouts (told from the header, or forced):
 from __future__ import annotations
 
 import csv
+import dataclasses
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import tzinfo
+from datetime import UTC, tzinfo
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from market_data_services.aggregators._files import (
+    FileTimes,
+    TimeOutOfRangeError,
     WrongFileKindError,
+    check_time_unit,
     find_files,
+    first_csv_cells,
     first_line,
     open_text,
     read_head,
 )
 from market_data_services.aggregators._ingest import Rejection
-from market_data_services.timeutil import parse_timestamp_ms
 
 LAYOUTS = ("plain", "ig")
 SENTIMENT_FILE_SUFFIXES = (".csv", ".csv.gz", ".zip", ".gz", ".txt")
@@ -52,6 +56,26 @@ class SentimentFile:
     path: Path
     layout: str
     columns: tuple[str, ...] = ()
+    #: The unit of epoch-number times as stated (auto: told by the first one) ...
+    time_unit: str = "auto"
+    #: ... and, with auto, the unit the first one told (None: no epoch number seen).
+    told_unit: str | None = None
+
+    @property
+    def time_column(self) -> int:
+        """Where the time is: the ``Date`` column of an IG export, else ``timestamp``."""
+        return 0 if self.layout == "ig" else self.columns.index("timestamp")
+
+    def times(self, zone: tzinfo = UTC, latest_ms: int | None = None) -> FileTimes:
+        column = self.columns[self.time_column]
+        return FileTimes(
+            self.path,
+            column,
+            unit=self.time_unit,
+            told=self.told_unit,
+            zone=zone,
+            latest_ms=latest_ms,
+        )
 
 
 @dataclass
@@ -87,10 +111,25 @@ def find_sentiment_files(paths: Iterable[str | Path]) -> list[Path]:
     return find_files(paths, SENTIMENT_FILE_SUFFIXES)
 
 
-def inspect_sentiment_file(path: Path, layout: str | None = None) -> SentimentFile:
-    """Tell the layout of ``path`` (or check the forced one) from its header."""
+def inspect_sentiment_file(
+    path: Path, layout: str | None = None, *, time_unit: str = "auto", latest_ms: int | None = None
+) -> SentimentFile:
+    """Tell the layout of ``path`` (or check the forced one) from its header, and the unit
+    of its times from its first time.
+
+    Raises ImplausibleTimeError when that time is before 1990 or after ``latest_ms``
+    (default: an hour from now) in the unit read.
+    """
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+    check_time_unit(time_unit)
+    found = dataclasses.replace(_inspect_layout(path, layout), time_unit=time_unit)
+    times = found.times(latest_ms=latest_ms)
+    times.judge_first(first_csv_cells(path, NotASentimentFileError, found.time_column))
+    return dataclasses.replace(found, told_unit=times.told)
+
+
+def _inspect_layout(path: Path, layout: str | None) -> SentimentFile:
     first = first_line(read_head(path, NotASentimentFileError))
     if not first:
         return SentimentFile(path, layout or "plain", _REQUIRED)
@@ -190,6 +229,7 @@ def read_readings(
     )
     width = len(columns)
     position = {name: i for i, name in enumerate(columns)}
+    times = sentiment_file.times(zone)
     with open_text(sentiment_file.path, NotASentimentFileError) as stream:
         reader = csv.reader(stream)
         header_seen = False
@@ -213,9 +253,10 @@ def read_readings(
                 )
                 continue
             try:
-                ts = parse_timestamp_ms(
-                    row[0 if sentiment_file.layout == "ig" else position["timestamp"]], zone
-                )
+                ts = times.parse(row[sentiment_file.time_column])
+            except TimeOutOfRangeError as exc:
+                chunk.rejections.append(Rejection(path, number, "timestamp_out_of_range", str(exc)))
+                continue
             except ValueError as exc:
                 chunk.rejections.append(Rejection(path, number, "malformed", str(exc)))
                 continue

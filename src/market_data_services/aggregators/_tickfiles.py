@@ -4,7 +4,7 @@ Two layouts:
 
 - ``plain``: a header ``timestamp,bid,ask[,volume][,symbol]`` (any order, any case), then
   one tick per row; timestamps ISO-8601 (in ``--tz`` when they carry no offset) or epoch
-  milliseconds.
+  numbers in one unit per file (``FileTimes``: stated, or told by the first one's size).
 - ``lean``: the LEAN engine's tick quote files: no header, ``ms_since_midnight,bid,ask``,
   the date from the file name (``YYYYMMDD_...``), times in the feed's zone.
 
@@ -16,6 +16,7 @@ not be parsed, each with its file and line.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import re
 from collections.abc import Iterable, Iterator
@@ -28,14 +29,20 @@ import numpy as np
 import numpy.typing as npt
 
 from market_data_services.aggregators._files import (
+    FileTimes,
+    ImplausibleTimeError,
+    TimeOutOfRangeError,
     WrongFileKindError,
+    check_time_unit,
     find_files,
+    first_csv_cells,
     first_line,
+    latest_plausible_ms,
     open_text,
     read_head,
 )
 from market_data_services.aggregators._ingest import Rejection
-from market_data_services.timeutil import parse_timestamp_ms
+from market_data_services.timeutil import EARLIEST_MS
 
 LAYOUTS = ("plain", "lean")
 #: Name endings ``find_tick_files`` picks from a directory.
@@ -90,6 +97,10 @@ class TickFile:
     layout: str
     day: date | None = None  # lean: the date in the file name
     columns: tuple[str, ...] = ()  # plain: the header, lower-cased
+    #: plain: the unit of epoch-number times as stated (auto: told by the first one) ...
+    time_unit: str = "auto"
+    #: ... and, with auto, the unit the first one told (None: no epoch number seen).
+    told_unit: str | None = None
 
     @property
     def has_symbol_column(self) -> bool:
@@ -135,10 +146,52 @@ def _looks_like_lean_row(line: str) -> bool:
     return True
 
 
-def inspect_file(path: Path, layout: str | None = None) -> TickFile:
-    """Tell the layout of ``path`` (or check the forced one) from its first line."""
+def inspect_file(
+    path: Path, layout: str | None = None, *, time_unit: str = "auto", latest_ms: int | None = None
+) -> TickFile:
+    """Tell the layout of ``path`` (or check the forced one) from its first line, and the
+    unit of its times from its first time.
+
+    Raises ImplausibleTimeError when that time is before 1990 or after ``latest_ms``
+    (default: an hour from now) in the unit read.
+    """
     if layout is not None and layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
+    check_time_unit(time_unit)
+    found = _inspect_layout(path, layout)
+    latest = latest_plausible_ms() if latest_ms is None else latest_ms
+    if found.layout == "lean":
+        if time_unit not in ("auto", "ms"):
+            raise ValueError(
+                f"{path}: lean files hold milliseconds since midnight; "
+                f"--time-unit {time_unit} does not apply to them (use auto or ms)"
+            )
+        _judge_lean_day(found, latest)
+        return found
+    if not found.columns or "timestamp" not in found.columns:
+        return found
+    times = FileTimes(path, "timestamp", unit=time_unit, latest_ms=latest)
+    times.judge_first(first_csv_cells(path, NotATickFileError, found.columns.index("timestamp")))
+    return dataclasses.replace(found, time_unit=time_unit, told_unit=times.told)
+
+
+def _judge_lean_day(tick_file: TickFile, latest_ms: int) -> None:
+    day = tick_file.day
+    if day is None:
+        return
+    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1000
+    if start < EARLIEST_MS:
+        problem = "before 1990-01-01"
+    elif start > latest_ms:
+        problem = "in the future"
+    else:
+        return
+    raise ImplausibleTimeError(
+        tick_file.path, None, f"the date in the file name, {day:%Y-%m-%d}, is {problem}"
+    )
+
+
+def _inspect_layout(path: Path, layout: str | None) -> TickFile:
     first = first_line(read_head(path, NotATickFileError))
     expected = (
         "neither a header 'timestamp,bid,ask[,volume][,symbol]' (plain) "
@@ -345,6 +398,9 @@ def _read_plain(
         codes[symbol] = 0
         symbols.append(symbol)
 
+    times = FileTimes(
+        source, "timestamp", unit=tick_file.time_unit, told=tick_file.told_unit, zone=zone
+    )
     with _open_text(tick_file.path) as stream:
         reader = csv.reader(stream)
         header_seen = False
@@ -361,11 +417,16 @@ def _read_plain(
                     raise ValueError(
                         f"expected {width} fields ({','.join(columns)}), got {len(row)}"
                     )
-                ts = parse_timestamp_ms(row[i_ts], zone)
+                ts = times.parse(row[i_ts])
                 bid = float(row[i_bid])
                 ask = float(row[i_ask])
                 volume_text = row[i_volume].strip() if i_volume is not None else ""
                 volume = float(volume_text) if volume_text else float("nan")
+            except TimeOutOfRangeError as exc:
+                chunk.rejections.append(
+                    Rejection(source, number, "timestamp_out_of_range", str(exc))
+                )
+                continue
             except ValueError as exc:
                 text = ",".join(row)
                 chunk.rejections.append(

@@ -18,6 +18,7 @@ same file twice adds nothing.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import time
@@ -56,6 +57,7 @@ from market_data_services.aggregators._bookfiles import (
     inspect_book_file,
     read_books,
 )
+from market_data_services.aggregators._files import ImplausibleTimeError
 from market_data_services.aggregators._ingest import (
     DEFAULT_FUTURE_TOLERANCE_SECONDS,
     IngestProgress,
@@ -85,7 +87,7 @@ REJECT_REASONS = (
     "malformed",  # unparseable line or row, bad symbol text
     "delta_before_snapshot",  # a delta stream's update before its first snapshot
     *BOOK_REASONS,
-    "timestamp_out_of_range",  # before 1970
+    "timestamp_out_of_range",  # before 1990 (in a file's unit) or 1970, after year 9999
     "future_timestamp",  # later than now + future_tolerance_seconds
     "unknown_symbol",  # not among the symbols being loaded
     "crossed",  # best ask below best bid, only with reject_crossed=True
@@ -356,14 +358,21 @@ def _report(max_examples: int) -> IngestReport:
 
 
 def inspect_dom_files(
-    paths: str | Path | Iterable[str | Path], *, layout: str | None = None
+    paths: str | Path | Iterable[str | Path],
+    *,
+    layout: str | None = None,
+    time_unit: str = "auto",
+    latest_ms: int | None = None,
 ) -> list[BookFile]:
-    """Find the order-book files under ``paths`` and tell each one's layout.
+    """Find the order-book files under ``paths`` and tell each one's layout and time unit.
 
-    Raises NotABookFileError for the first file that is not order-book data, so a mistake
-    is reported before anything is written.
+    Raises NotABookFileError for the first file that is not order-book data, and
+    ImplausibleTimeError for one whose first time is before 1990 or after ``latest_ms``
+    (default: an hour from now) in ``time_unit``, so a mistake is reported before
+    anything is written.
     """
-    return inspect_files(paths, layout, LAYOUTS, find_book_files, inspect_book_file)
+    inspect_one = functools.partial(inspect_book_file, time_unit=time_unit, latest_ms=latest_ms)
+    return inspect_files(paths, layout, LAYOUTS, find_book_files, inspect_one)
 
 
 def ingest_dom(
@@ -373,6 +382,7 @@ def ingest_dom(
     symbols: Collection[str] | None = None,
     tz: str | tzinfo = "UTC",
     layout: str | None = None,
+    time_unit: str = "auto",
     reject_crossed: bool = False,
     future_tolerance_seconds: float = DEFAULT_FUTURE_TOLERANCE_SECONDS,
     registry: CollectorRegistry | None = None,
@@ -385,13 +395,17 @@ def ingest_dom(
     ``symbols``, when given, is the set of symbols accepted (books of others are rejected
     as ``unknown_symbol``). ``tz`` is the zone of ISO times without an offset in JSON
     lines. ``layout`` forces one of ``LAYOUTS``; by default each file's first line tells.
+    ``time_unit`` is the unit of epoch-number times (``s``, ``ms``, ``us``, ``ns``), or
+    ``auto``: told per file by the size of its first one.
 
     Every file is inspected before anything is written: a file that is not order-book
-    data raises NotABookFileError and nothing is loaded.
+    data raises NotABookFileError, and one whose first time is before 1990 or in the
+    future in its unit raises ImplausibleTimeError; nothing is loaded then.
     """
     zone = parse_zone(tz) if isinstance(tz, str) else tz
     policy = QuotePolicy.of(symbols, reject_crossed, future_tolerance_seconds)
-    files = inspect_dom_files(paths, layout=layout)
+    latest_ms = int(wall_clock() * 1000) + policy.future_tolerance_ms
+    files = inspect_dom_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
     metrics = dom_ingest_metrics(registry)
     report = _report(max_examples)
     load_files(
@@ -836,6 +850,7 @@ __all__ = [
     "BookFile",
     "BookSnapshot",
     "DOMAggregatorService",
+    "ImplausibleTimeError",
     "NotABookFileError",
     "dom_ingest_metrics",
     "ingest_dom",

@@ -14,6 +14,7 @@ Readings of several sources at the same time are averaged (or pick one with ``so
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -32,6 +33,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Connection, delete, func, select, text
 from sqlalchemy.engine import Engine
 
+from market_data_services.aggregators._files import ImplausibleTimeError
 from market_data_services.aggregators._ingest import (
     DEFAULT_FUTURE_TOLERANCE_SECONDS,
     IngestProgress,
@@ -77,7 +79,7 @@ REJECT_REASONS = (
     "not_finite",  # NaN or infinite share
     "out_of_range",  # a share outside 0..1 (a percent outside 0..100)
     "sum_mismatch",  # long + short further than sum_tolerance from 1
-    "timestamp_out_of_range",  # before 1970
+    "timestamp_out_of_range",  # before 1990 (in a file's unit) or 1970, after year 9999
     "future_timestamp",  # later than now + future_tolerance_seconds
     "unknown_symbol",  # not among the symbols being loaded
 )
@@ -365,13 +367,22 @@ def _report(max_examples: int) -> IngestReport:
 
 
 def inspect_sentiment_files(
-    paths: str | Path | Iterable[str | Path], *, layout: str | None = None
+    paths: str | Path | Iterable[str | Path],
+    *,
+    layout: str | None = None,
+    time_unit: str = "auto",
+    latest_ms: int | None = None,
 ) -> list[SentimentFile]:
-    """Find the sentiment files under ``paths`` and tell each one's layout.
+    """Find the sentiment files under ``paths`` and tell each one's layout and time unit.
 
-    Raises NotASentimentFileError for the first file that is not sentiment data.
+    Raises NotASentimentFileError for the first file that is not sentiment data, and
+    ImplausibleTimeError for one whose first time is before 1990 or after ``latest_ms``
+    (default: an hour from now) in ``time_unit``.
     """
-    return inspect_files(paths, layout, LAYOUTS, find_sentiment_files, inspect_sentiment_file)
+    inspect_one = functools.partial(
+        inspect_sentiment_file, time_unit=time_unit, latest_ms=latest_ms
+    )
+    return inspect_files(paths, layout, LAYOUTS, find_sentiment_files, inspect_one)
 
 
 def ingest_sentiment(
@@ -381,6 +392,7 @@ def ingest_sentiment(
     symbols: Collection[str] | None = None,
     tz: str | tzinfo = "UTC",
     layout: str | None = None,
+    time_unit: str = "auto",
     source: str | None = None,
     sum_tolerance: float = DEFAULT_SUM_TOLERANCE,
     future_tolerance_seconds: float = DEFAULT_FUTURE_TOLERANCE_SECONDS,
@@ -393,11 +405,15 @@ def ingest_sentiment(
 
     ``tz`` is the zone of times without an offset (IG exports carry none). ``source``
     names the source of files without a source column (default ``ig`` for IG exports,
-    else ''). Every file is inspected before anything is written.
+    else ''). ``time_unit`` is the unit of epoch-number times (``s``, ``ms``, ``us``,
+    ``ns``), or ``auto``: told per file by the size of its first one. Every file is
+    inspected before anything is written; one whose first time is before 1990 or in the
+    future in its unit raises ImplausibleTimeError.
     """
     zone = parse_zone(tz) if isinstance(tz, str) else tz
     policy = _policy(symbols, future_tolerance_seconds, sum_tolerance)
-    files = inspect_sentiment_files(paths, layout=layout)
+    latest_ms = int(wall_clock() * 1000) + policy.future_tolerance_ms
+    files = inspect_sentiment_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
     metrics = sentiment_ingest_metrics(registry)
     report = _report(max_examples)
     return load_files(
@@ -945,6 +961,7 @@ __all__ = [
     "SERVICE_NAME",
     "SETTING_KEY",
     "ContrarianThresholds",
+    "ImplausibleTimeError",
     "NotASentimentFileError",
     "SentimentAggregatorService",
     "SentimentFile",

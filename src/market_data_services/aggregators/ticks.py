@@ -21,6 +21,7 @@ skipped, so loading the same file twice adds nothing.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import time
@@ -37,6 +38,7 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
+from market_data_services.aggregators._files import ImplausibleTimeError
 from market_data_services.aggregators._ingest import (
     DEFAULT_FUTURE_TOLERANCE_SECONDS,
     IngestProgress,
@@ -70,7 +72,7 @@ REJECT_REASONS = (
     "not_finite",  # NaN or infinite bid, ask or volume
     "non_positive_price",  # bid or ask <= 0
     "negative_volume",
-    "timestamp_out_of_range",  # before 1970
+    "timestamp_out_of_range",  # before 1990 (in a file's unit) or 1970, after year 9999
     "future_timestamp",  # later than now + future_tolerance_seconds
     "unknown_symbol",  # not among the symbols being ingested
     "crossed",  # ask < bid, only with reject_crossed=True
@@ -410,14 +412,22 @@ def _next_seq(
 
 
 def inspect_tick_files(
-    paths: str | Path | Iterable[str | Path], *, layout: str | None = None
+    paths: str | Path | Iterable[str | Path],
+    *,
+    layout: str | None = None,
+    time_unit: str = "auto",
+    latest_ms: int | None = None,
 ) -> list[TickFile]:
-    """Find the tick files under ``paths`` and tell each one's layout, reading nothing more.
+    """Find the tick files under ``paths`` and tell each one's layout and time unit from
+    its first rows, reading nothing more.
 
-    Raises NotATickFileError for the first file that is not tick data, so a mistake is
-    reported before anything is written.
+    Raises NotATickFileError for the first file that is not tick data, and
+    ImplausibleTimeError for one whose first time is before 1990 or after ``latest_ms``
+    (default: an hour from now) in ``time_unit``, so a mistake is reported before
+    anything is written.
     """
-    return inspect_files(paths, layout, LAYOUTS, find_tick_files, inspect_file)
+    inspect_one = functools.partial(inspect_file, time_unit=time_unit, latest_ms=latest_ms)
+    return inspect_files(paths, layout, LAYOUTS, find_tick_files, inspect_one)
 
 
 def ingest_ticks(
@@ -428,6 +438,7 @@ def ingest_ticks(
     symbols: Collection[str] | None = None,
     tz: str | tzinfo = "UTC",
     layout: str | None = None,
+    time_unit: str = "auto",
     reject_crossed: bool = False,
     future_tolerance_seconds: float = DEFAULT_FUTURE_TOLERANCE_SECONDS,
     registry: CollectorRegistry | None = None,
@@ -442,10 +453,13 @@ def ingest_ticks(
     when given, else they are rejected as ``unknown_symbol``. ``tz`` is the zone of times
     that carry none (an IANA name or a fixed offset such as ``UTC-05:00``). ``layout``
     forces ``plain`` or ``lean``; by default it is told from each file's first line.
+    ``time_unit`` is the unit of epoch-number times (``s``, ``ms``, ``us``, ``ns``), or
+    ``auto``: told per file by the size of its first one.
 
     Every file is inspected before anything is written: a file that is not tick data
-    raises NotATickFileError and nothing is loaded. Each file is then written in
-    transactions of up to ``CHUNK_ROWS`` rows.
+    raises NotATickFileError, and one whose first time is before 1990 or in the future
+    in its unit raises ImplausibleTimeError; nothing is loaded then. Each file is then
+    written in transactions of up to ``CHUNK_ROWS`` rows.
     """
     zone = parse_zone(tz) if isinstance(tz, str) else tz
     if symbol is not None:
@@ -454,7 +468,8 @@ def ingest_ticks(
     if allowed is None and symbol is not None:
         allowed = [symbol]
     policy = QuotePolicy.of(allowed, reject_crossed, future_tolerance_seconds)
-    files = inspect_tick_files(paths, layout=layout)
+    latest_ms = int(wall_clock() * 1000) + policy.future_tolerance_ms
+    files = inspect_tick_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
     if symbol is None:
         missing = [f for f in files if not f.has_symbol_column]
         if missing:
@@ -583,6 +598,7 @@ __all__ = [
     "NUMBERINGS",
     "REJECT_REASONS",
     "TICK_WRITE_LOCK_KEY",
+    "ImplausibleTimeError",
     "IngestProgress",
     "IngestReport",
     "NotATickFileError",

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
+
+from sqlalchemy.engine import Engine
 
 # The embedded default, a SQLite file in the working directory, is the configuration's.
-from market_data_services.app.config import DEFAULT_DATABASE_URL
+from market_data_services.app.config import DEFAULT_DATABASE_URL, Config
+from market_data_services.storage.engine import create_engine
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # something failed at run time
@@ -14,18 +16,19 @@ EXIT_USAGE = 2  # bad usage, configuration or input file
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
-    """``--db URL``, defaulting to ``MDS_DATABASE_URL`` and then the embedded SQLite file."""
+    """``--db URL``: overrides ``database.url`` of the configuration."""
     parser.add_argument(
         "--db",
         metavar="URL",
         default=None,
         help=(
             "SQLAlchemy database URL (sqlite:///path or postgresql+psycopg://...); "
-            f"default: $MDS_DATABASE_URL, else {DEFAULT_DATABASE_URL}"
+            "default: database.url from $MDS_DATABASE_URL or the configuration file, "
+            f"else {DEFAULT_DATABASE_URL}"
         ),
     )
 
 
-def database_url(args: argparse.Namespace) -> str:
-    url: str | None = getattr(args, "db", None)
-    return url or os.environ.get("MDS_DATABASE_URL") or DEFAULT_DATABASE_URL
+def open_engine(config: Config) -> Engine:
+    """The engine of a one-shot command, on the configured database."""
+    return create_engine(config.database.url)

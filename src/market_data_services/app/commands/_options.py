@@ -1,14 +1,23 @@
-"""The configuration options ``mds run`` and ``mds config show`` share."""
+"""Configuration from the command line: every command reads the same sources.
+
+``--config FILE`` (else ``$MDS_CONFIG``), the ``MDS_*`` environment and the command's
+flags go through one ``ConfigSource``, so defaults < file < environment < flags holds for
+``run``, ``config show``, ``db``, ``ingest``, ``backfill`` and ``status`` alike. A command
+turns its flags into ``Override`` values of the keys they stand for.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 
 from market_data_services.app.commands._common import add_db_option
 from market_data_services.app.config import (
     DEFAULT_LISTEN,
     LOG_FORMATS,
     LOG_LEVELS,
+    Config,
     ConfigError,
     ConfigSource,
     Override,
@@ -25,12 +34,18 @@ _FLAG_KEYS = {
 }
 
 
-def add_config_options(parser: argparse.ArgumentParser) -> None:
+def add_config_file_option(parser: argparse.ArgumentParser) -> None:
+    """``--config FILE``, the configuration every command reads."""
     parser.add_argument(
         "--config",
         metavar="FILE",
         help="TOML configuration file (default: $MDS_CONFIG); env MDS_* and flags override it",
     )
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``mds run`` and ``mds config show``."""
+    add_config_file_option(parser)
     add_db_option(parser)
     parser.add_argument(
         "--listen",
@@ -84,5 +99,18 @@ def overrides(args: argparse.Namespace) -> list[Override]:
     return out
 
 
-def config_source(args: argparse.Namespace) -> ConfigSource:
-    return ConfigSource(path=getattr(args, "config", None), overrides=overrides(args))
+def config_source(args: argparse.Namespace, extra: Sequence[Override] = ()) -> ConfigSource:
+    """The file, environment and flags of ``args``; ``extra`` are a command's own flags."""
+    return ConfigSource(path=getattr(args, "config", None), overrides=[*overrides(args), *extra])
+
+
+def load_config(
+    name: str, args: argparse.Namespace, extra: Sequence[Override] = ()
+) -> Config | None:
+    """The effective configuration of a command, or None after printing why it is bad
+    (the command then exits 2)."""
+    try:
+        return config_source(args, extra).load()
+    except ConfigError as exc:
+        print(f"{name}: configuration error: {exc}", file=sys.stderr)
+        return None

@@ -1,5 +1,10 @@
 """``mds backfill``: candles for every closed bucket of the stored ticks, and book metrics
-and sentiment metrics for every stored snapshot and reading that has none."""
+and sentiment metrics for every stored snapshot and reading that has none.
+
+Settings come from the configuration, as for ``mds run``: ``database.url``, the symbols
+of each service, ``[services.candles]`` and ``[services.sentiment]``; the flags override
+them (``--price-basis`` is ``services.candles.price_basis``, and so on).
+"""
 
 from __future__ import annotations
 
@@ -30,15 +35,25 @@ from market_data_services.app.commands._common import (
     EXIT_OK,
     EXIT_USAGE,
     add_db_option,
-    database_url,
+    open_engine,
 )
+from market_data_services.app.commands._options import add_config_file_option, load_config
 from market_data_services.app.commands._progress import ProgressBar
 from market_data_services.app.commands.db import describe_db_error
-from market_data_services.app.config import ConfigError, ConfigSource
-from market_data_services.app.services import SentimentOptions
-from market_data_services.storage.engine import create_engine
+from market_data_services.app.config import Config, Override
+from market_data_services.app.services import CandleOptions, SentimentOptions
 from market_data_services.storage.migrate import SchemaNotCurrentError, ensure_current
 from market_data_services.timeutil import format_ms, parse_day_start, parse_timestamp_ms, parse_zone
+
+#: The candle defaults --help shows: the configuration's.
+_CANDLES = CandleOptions()
+#: flag attribute -> (configuration key, flag as written)
+_CANDLE_FLAGS = {
+    "price_basis": ("services.candles.price_basis", "--price-basis"),
+    "day_start": ("services.candles.day_start", "--day-start"),
+    "lateness": ("services.candles.lateness_seconds", "--lateness"),
+    "workers": ("services.candles.workers", "--workers"),
+}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,11 +64,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "Build 1m, 5m, 15m, 30m, 1h, 4h and 1d candles from the stored ticks, book "
             "metrics for every stored order-book snapshot and sentiment metrics for every "
             "stored reading, through the same code as the live services. Idempotent: run it "
-            "again and the tables stay the same. --from/--to, --price-basis and --day-start "
-            "concern candles; sentiment takes its settings from the configuration "
-            "([services.sentiment] of --config / $MDS_CONFIG, MDS_* variables), as mds run."
+            "again and the tables stay the same. Settings come from the configuration, as "
+            "for mds run (--config FILE or $MDS_CONFIG, then MDS_* variables): database.url, "
+            "the symbols, [services.candles] day_start, price_basis, lateness_seconds, "
+            "workers and rebuild, and [services.sentiment]; the flags below override them. "
+            "--from/--to, --price-basis and --day-start concern candles."
         ),
     )
+    add_config_file_option(parser)
     add_db_option(parser)
     parser.add_argument(
         "--kind",
@@ -62,15 +80,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="what to build (repeat for several; default: all of candles, dom, sentiment)",
     )
     parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="TOML configuration of mds run, for the sentiment settings (default: $MDS_CONFIG)",
-    )
-    parser.add_argument(
         "--symbol",
         action="append",
         metavar="SYM",
-        help="a symbol to backfill (repeat for several; default: every symbol with ticks)",
+        help="a symbol to backfill (repeat for several; default: the configured symbols of "
+        "each service, else every symbol with stored data)",
     )
     parser.add_argument(
         "--from",
@@ -91,33 +105,34 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="zone of --from/--to when they carry no offset (default: UTC)",
     )
     parser.add_argument(
-        "--price-basis", choices=PRICE_BASES, default="mid", help="price of a tick (default: mid)"
+        "--price-basis",
+        choices=PRICE_BASES,
+        help=f"price of a tick (default: services.candles.price_basis, {_CANDLES.price_basis})",
     )
     parser.add_argument(
         "--day-start",
-        default="00:00 UTC",
         metavar="'HH:MM ZONE'",
-        help="when the daily candle opens, e.g. '17:00 America/New_York' (default: 00:00 UTC)",
+        help="when the daily candle opens, e.g. '17:00 America/New_York' "
+        f"(default: services.candles.day_start, {_CANDLES.day_start})",
     )
     parser.add_argument(
         "--lateness",
-        type=float,
-        default=2.0,
         metavar="SECONDS",
-        help="a bucket is built this long after it ends (default: 2)",
+        help="a bucket is built this long after it ends "
+        f"(default: services.candles.lateness_seconds, {_CANDLES.lateness_seconds:g})",
     )
     parser.add_argument(
         "--rebuild",
         action="store_true",
+        default=None,
         help="when the stored candles use another price basis or day start (or the stored "
-        "sentiment metrics other settings), delete and rebuild them all",
+        "sentiment metrics other settings), delete and rebuild them all (sets "
+        "services.candles.rebuild and services.sentiment.rebuild)",
     )
     parser.add_argument(
         "--workers",
-        type=int,
-        default=2,
         metavar="N",
-        help="symbols built in parallel (default: 2)",
+        help=f"symbols built in parallel (default: services.candles.workers, {_CANDLES.workers})",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar, even on a terminal"
@@ -128,27 +143,49 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 KINDS = ("candles", "dom", "sentiment")
 
 
+def _flags(args: argparse.Namespace) -> list[Override]:
+    """The backfill flags as the configuration keys they override."""
+    out = [
+        Override(key, getattr(args, attr), flag)
+        for attr, (key, flag) in _CANDLE_FLAGS.items()
+        if getattr(args, attr) is not None
+    ]
+    if args.rebuild:
+        out.append(Override("services.candles.rebuild", True, "--rebuild"))
+        out.append(Override("services.sentiment.rebuild", True, "--rebuild"))
+    return out
+
+
+def _symbols(args: argparse.Namespace, config: Config, service: str) -> list[str] | None:
+    """--symbol, else the service's configured symbols, else None (every stored one)."""
+    if args.symbol is not None:
+        return [check_symbol(s) for s in args.symbol]
+    configured = config.symbols_for(service)
+    return list(configured) if configured else None
+
+
 def _backfill(args: argparse.Namespace) -> int:
+    config = load_config("mds backfill", args, _flags(args))
+    if config is None:
+        return EXIT_USAGE
     kinds = args.kind or list(KINDS)
     status = EXIT_OK
     if "candles" in kinds:
-        status = _backfill_candles(args)
+        status = _backfill_candles(args, config)
     for kind in ("dom", "sentiment"):
         if kind in kinds and status == EXIT_OK:
-            status = _backfill_market(args, kind)
+            status = _backfill_market(args, config, kind)
     return status
 
 
-def _backfill_market(args: argparse.Namespace, kind: str) -> int:
+def _backfill_market(args: argparse.Namespace, config: Config, kind: str) -> int:
     """Book or sentiment metrics for every stored row without them, via ``catch_up``."""
     name = "mds backfill"
     try:
-        symbols = None if args.symbol is None else [check_symbol(s) for s in args.symbol]
-        options: SentimentOptions | None = None
-        if kind == "sentiment":
-            options = ConfigSource(path=args.config).load().services["sentiment"].options
-        engine = create_engine(database_url(args))
-    except (ValueError, ConfigError) as exc:
+        symbols = _symbols(args, config, kind)
+        options: SentimentOptions = config.services["sentiment"].options
+        engine = open_engine(config)
+    except ValueError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     started = time.monotonic()
@@ -165,11 +202,8 @@ def _backfill_market(args: argparse.Namespace, kind: str) -> int:
         if kind == "dom":
             service = DOMAggregatorService(engine, symbols=symbols, registry=registry)
         else:
-            assert options is not None
-            kwargs = options.service_kwargs()
-            kwargs["rebuild"] = kwargs["rebuild"] or args.rebuild
             service = SentimentAggregatorService(
-                engine, symbols=symbols, registry=registry, **kwargs
+                engine, symbols=symbols, registry=registry, **options.service_kwargs()
             )
         service.catch_up()
     except (SettingsMismatchError, SchemaNotCurrentError, ValueError) as exc:
@@ -196,15 +230,16 @@ def _backfill_market(args: argparse.Namespace, kind: str) -> int:
     return EXIT_OK
 
 
-def _backfill_candles(args: argparse.Namespace) -> int:
+def _backfill_candles(args: argparse.Namespace, config: Config) -> int:
     name = "mds backfill"
+    options: CandleOptions = config.services["candles"].options
     try:
         zone = parse_zone(args.tz)
         start = None if args.start is None else parse_timestamp_ms(args.start, zone)
         end = None if args.end is None else parse_timestamp_ms(args.end, zone)
-        day_start = parse_day_start(args.day_start)
-        symbols = None if args.symbol is None else [check_symbol(s) for s in args.symbol]
-        engine = create_engine(database_url(args))
+        day_start = parse_day_start(options.day_start)
+        symbols = _symbols(args, config, "candles")
+        engine = open_engine(config)
     except ValueError as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -220,10 +255,10 @@ def _backfill_candles(args: argparse.Namespace) -> int:
             engine,
             symbols=symbols,
             day_start=day_start,
-            price_basis=args.price_basis,
-            lateness_seconds=args.lateness,
-            rebuild=args.rebuild,
-            workers=args.workers,
+            price_basis=options.price_basis,
+            lateness_seconds=options.lateness_seconds,
+            rebuild=options.rebuild,
+            workers=options.workers,
             registry=CollectorRegistry(),
         )
         bar = ProgressBar(len(symbols), unit="symbols", enabled=False if args.no_progress else None)
@@ -258,6 +293,6 @@ def _backfill_candles(args: argparse.Namespace) -> int:
     print(
         f"{len(symbols)} {noun}, {report.minutes_built:,} minutes scanned, "
         f"{report.candles_written:,} candles written ({per_tf}) in {elapsed:.1f} s; "
-        f"price basis {args.price_basis}, day start {day_start}"
+        f"price basis {options.price_basis}, day start {day_start}"
     )
     return EXIT_OK

@@ -1,4 +1,8 @@
-"""``mds db upgrade`` and ``mds db current``: the schema of a database."""
+"""``mds db upgrade`` and ``mds db current``: the schema of a database.
+
+The database is ``database.url`` of the configuration (``--config``/``$MDS_CONFIG``,
+``MDS_DATABASE_URL``), unless ``--db`` names another, as for every command.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,10 @@ from market_data_services.app.commands._common import (
     EXIT_OK,
     EXIT_USAGE,
     add_db_option,
-    database_url,
+    open_engine,
 )
+from market_data_services.app.commands._options import add_config_file_option, load_config
 from market_data_services.storage import migrate
-from market_data_services.storage.engine import create_engine
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -25,12 +29,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     upgrade = actions.add_parser(
         "upgrade", help="create the tables or bring them to the newest revision"
     )
+    add_config_file_option(upgrade)
     add_db_option(upgrade)
     upgrade.add_argument(
         "--revision", default="head", help="target revision (default: head, the newest)"
     )
     upgrade.set_defaults(handler=_upgrade)
     current = actions.add_parser("current", help="print the database's schema revision")
+    add_config_file_option(current)
     add_db_option(current)
     current.set_defaults(handler=_current)
     parser.set_defaults(handler=lambda _args: _usage(parser))
@@ -48,15 +54,21 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return EXIT_USAGE
 
 
-def _engine(args: argparse.Namespace) -> Engine:
-    return create_engine(database_url(args))
+def _engine(name: str, args: argparse.Namespace) -> Engine | None:
+    """The configured database's engine, or None after printing why there is none."""
+    config = load_config(name, args)
+    if config is None:
+        return None
+    try:
+        return open_engine(config)
+    except ValueError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return None
 
 
 def _upgrade(args: argparse.Namespace) -> int:
-    try:
-        engine = _engine(args)
-    except ValueError as exc:
-        print(f"mds db upgrade: {exc}", file=sys.stderr)
+    engine = _engine("mds db upgrade", args)
+    if engine is None:
         return EXIT_USAGE
     try:
         before = migrate.current(engine)
@@ -75,10 +87,8 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def _current(args: argparse.Namespace) -> int:
-    try:
-        engine = _engine(args)
-    except ValueError as exc:
-        print(f"mds db current: {exc}", file=sys.stderr)
+    engine = _engine("mds db current", args)
+    if engine is None:
         return EXIT_USAGE
     try:
         revision = migrate.current(engine)

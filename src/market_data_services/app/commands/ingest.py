@@ -1,9 +1,14 @@
 """``mds ingest ticks|dom|sentiment PATH...``: load raw market data into the database.
 
 The three kinds share one flow: find and inspect every file first (a file that is not of
-the kind is a usage error, exit 2, before anything is written), then load them with a
+the kind, or whose first time is before 1990 or more than an hour ahead in the time unit
+read, is a usage error, exit 2, before anything is written), then load them with a
 progress bar on a terminal, list the first rejected rows with file and line, and print a
-summary.
+summary (exit 0, also when some rows were rejected).
+
+The database and the ingest policy come from the configuration (``database.url``,
+``ingest.reject_crossed``), as for every command; ``--db`` and ``--reject-crossed``
+override them.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from market_data_services.app.commands._common import (
     EXIT_OK,
     EXIT_USAGE,
     add_db_option,
+    open_engine,
 )
+from market_data_services.app.commands._options import add_config_file_option, load_config
 from market_data_services.app.commands._progress import ProgressBar
 from market_data_services.app.commands.db import describe_db_error
-from market_data_services.app.config import Config, ConfigSource
-from market_data_services.storage.engine import create_engine
+from market_data_services.app.config import Config, Override
 from market_data_services.storage.migrate import SchemaNotCurrentError, ensure_current
+from market_data_services.timeutil import TIME_UNITS
 
 #: How many rejected rows are printed (all are counted).
 SHOWN_REJECTIONS = 10
@@ -51,14 +58,17 @@ def _common_options(parser: argparse.ArgumentParser, *, zone_help: str) -> None:
         help=f"{zone_help}: IANA name or fixed offset like UTC-05:00 (default: UTC)",
     )
     parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bar, even on a terminal"
+        "--time-unit",
+        choices=TIME_UNITS,
+        default="auto",
+        help="unit of times written as epoch numbers; auto (default) tells s, ms, us or ns "
+        "from the size of each file's first one. A file whose first time is before 1990 "
+        "or more than an hour ahead in that unit is refused (exit 2)",
     )
     parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="TOML configuration of mds run (default: $MDS_CONFIG), read for database.url "
-        "and ingest.reject_crossed; MDS_* variables and flags override it",
+        "--no-progress", action="store_true", help="no progress bar, even on a terminal"
     )
+    add_config_file_option(parser)
     add_db_option(parser)
 
 
@@ -68,7 +78,8 @@ def _register_ticks(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="load tick quote files (.csv, .csv.gz, single-file .zip; files or directories)",
         description=(
             "Load tick quotes. Layouts: 'plain' has a header timestamp,bid,ask[,volume]"
-            "[,symbol] with ISO-8601 or epoch-ms times; 'lean' is LEAN's tick quote files "
+            "[,symbol] with ISO-8601 or epoch times (see --time-unit); 'lean' is LEAN's tick "
+            "quote files "
             "(ms_since_midnight,bid,ask, date from the YYYYMMDD_ file name). Rows that fail "
             "validation are reported with file and line and skipped; the rest are kept."
         ),
@@ -87,7 +98,9 @@ def _register_ticks(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--reject-crossed",
         action="store_true",
-        help="reject crossed quotes (ask below bid) instead of keeping and counting them",
+        default=None,
+        help="reject crossed quotes (ask below bid) instead of keeping and counting them "
+        "(sets ingest.reject_crossed; default: false)",
     )
     _common_options(parser, zone_help="zone of times without an offset")
     parser.set_defaults(handler=_ingest_ticks)
@@ -122,7 +135,9 @@ def _register_dom(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--reject-crossed",
         action="store_true",
-        help="reject crossed books (best ask below best bid) instead of keeping them",
+        default=None,
+        help="reject crossed books (best ask below best bid) instead of keeping them "
+        "(sets ingest.reject_crossed; default: false)",
     )
     _common_options(parser, zone_help="zone of JSON-lines ISO times without an offset")
     parser.set_defaults(handler=_ingest_dom)
@@ -173,14 +188,17 @@ def _ingest_ticks(args: argparse.Namespace) -> int:
         "mds ingest ticks",
         args,
         kind="tick",
-        inspect=lambda: ticks.inspect_tick_files(args.paths, layout=args.layout),
+        inspect=lambda: ticks.inspect_tick_files(
+            args.paths, layout=args.layout, time_unit=args.time_unit
+        ),
         load=lambda engine, paths, progress, config: ticks.ingest_ticks(
             engine,
             paths,
             symbol=args.symbol,
             tz=args.tz,
             layout=args.layout,
-            reject_crossed=args.reject_crossed or config.ingest.reject_crossed,
+            time_unit=args.time_unit,
+            reject_crossed=config.ingest.reject_crossed,
             progress=progress,
         ),
     )
@@ -191,14 +209,17 @@ def _ingest_dom(args: argparse.Namespace) -> int:
         "mds ingest dom",
         args,
         kind="order-book",
-        inspect=lambda: dom.inspect_dom_files(args.paths, layout=args.layout),
+        inspect=lambda: dom.inspect_dom_files(
+            args.paths, layout=args.layout, time_unit=args.time_unit
+        ),
         load=lambda engine, paths, progress, config: dom.ingest_dom(
             engine,
             paths,
             symbols=args.symbol,
             tz=args.tz,
             layout=args.layout,
-            reject_crossed=args.reject_crossed or config.ingest.reject_crossed,
+            time_unit=args.time_unit,
+            reject_crossed=config.ingest.reject_crossed,
             progress=progress,
         ),
     )
@@ -209,13 +230,16 @@ def _ingest_sentiment(args: argparse.Namespace) -> int:
         "mds ingest sentiment",
         args,
         kind="sentiment",
-        inspect=lambda: sentiment.inspect_sentiment_files(args.paths, layout=args.layout),
+        inspect=lambda: sentiment.inspect_sentiment_files(
+            args.paths, layout=args.layout, time_unit=args.time_unit
+        ),
         load=lambda engine, paths, progress, config: sentiment.ingest_sentiment(
             engine,
             paths,
             symbols=args.symbol,
             tz=args.tz,
             layout=args.layout,
+            time_unit=args.time_unit,
             source=args.source,
             progress=progress,
         ),
@@ -231,11 +255,15 @@ def _run(
     load: Callable[[Any, list[Any], Callable[[IngestProgress], None], Config], IngestReport],
 ) -> int:
     """Inspect, load, report; the exit codes of every ``mds ingest`` kind."""
+    flags: list[Override] = []
+    if getattr(args, "reject_crossed", None):
+        flags.append(Override("ingest.reject_crossed", True, "--reject-crossed"))
+    config = load_config(name, args, flags)
+    if config is None:
+        return EXIT_USAGE
     try:
-        config = ConfigSource(path=args.config).load()
         files = inspect()
-        # --db, then MDS_DATABASE_URL or the file's database.url, then the default.
-        engine = create_engine(args.db or config.database.url)
+        engine = open_engine(config)
     except (WrongFileKindError, FileNotFoundError, ValueError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,7 +1,12 @@
 """``mds status [URL]``: a running instance's services as a table, from its health endpoint.
 
+Without a URL it asks the instance the configuration describes, as ``mds run`` reads it
+(``--config``/``$MDS_CONFIG``, ``MDS_HTTP_*``): ``http.listen`` (a wildcard address is
+asked on loopback), over https when TLS is configured, trusting the configured
+certificate besides the system's.
+
 Exit status: 0 when every service is healthy, 1 when one is degraded or the instance
-cannot be reached, 2 for bad usage.
+cannot be reached, 2 for bad usage or configuration.
 """
 
 from __future__ import annotations
@@ -16,9 +21,13 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from market_data_services.app.commands._common import EXIT_FAILURE, EXIT_OK
-from market_data_services.app.config import DEFAULT_LISTEN
+from market_data_services.app.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from market_data_services.app.commands._options import add_config_file_option, load_config
+from market_data_services.app.config import DEFAULT_LISTEN, HttpConfig
 from market_data_services.app.server import HEALTH_PATH
+
+#: Where a server listening on every address is asked.
+_LOOPBACK = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 COLUMNS = (
     "SERVICE",
@@ -45,7 +54,22 @@ def health_url(url: str | None) -> str:
     return urlunsplit(parts._replace(path=path))
 
 
-def fetch(url: str, *, timeout: float, insecure: bool, cafile: str | None) -> tuple[int, Any]:
+def instance_url(http: HttpConfig) -> str:
+    """The base URL of the instance ``http`` configures: https when TLS is set."""
+    host = _LOOPBACK.get(http.host, http.host)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{'https' if http.tls else 'http'}://{host}:{http.port}"
+
+
+def fetch(
+    url: str,
+    *,
+    timeout: float,
+    insecure: bool,
+    cafile: str | None,
+    also_trust: str | None = None,
+) -> tuple[int, Any]:
     parts = urlsplit(url)
     headers = {"Accept": "application/json"}
     if parts.username is not None:
@@ -56,6 +80,8 @@ def fetch(url: str, *, timeout: float, insecure: bool, cafile: str | None) -> tu
     context = None
     if parts.scheme == "https":
         context = ssl.create_default_context(cafile=cafile)
+        if also_trust is not None:
+            context.load_verify_locations(cafile=also_trust)
         if insecure:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -99,9 +125,23 @@ def render(report: dict[str, Any]) -> str:
 
 
 def status(args: argparse.Namespace) -> int:
-    url = health_url(args.url)
+    own_certificate = None
+    if args.url is None:
+        config = load_config("mds status", args)
+        if config is None:
+            return EXIT_USAGE
+        url = health_url(instance_url(config.http))
+        own_certificate = config.http.tls_cert_file
+    else:
+        url = health_url(args.url)
     try:
-        code, report = fetch(url, timeout=args.timeout, insecure=args.insecure, cafile=args.cacert)
+        code, report = fetch(
+            url,
+            timeout=args.timeout,
+            insecure=args.insecure,
+            cafile=args.cacert,
+            also_trust=own_certificate,
+        )
     except urllib.error.HTTPError as exc:
         print(f"mds: {url}: HTTP {exc.code} {exc.reason}", file=sys.stderr)
         return EXIT_FAILURE
@@ -125,9 +165,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "url",
         nargs="?",
-        help=f"base URL or HOST:PORT of the instance (default http://{DEFAULT_LISTEN}); "
+        help="base URL or HOST:PORT of the instance (default: http.listen of the "
+        f"configuration, http://{DEFAULT_LISTEN}, https when TLS is configured); "
         "https://user:password@host:port for basic auth",
     )
+    add_config_file_option(parser)
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--cacert", metavar="FILE", help="CA certificate to trust for https")
