@@ -55,7 +55,9 @@ class PausableProxy:
         self._closed.set()
         self._forwarding.set()
         with contextlib.suppress(OSError):
-            self._listener.close()
+            # Wakes the blocked accept() (closing alone does not, on Linux).
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
         with self._lock:
             sockets, threads = list(self._sockets), list(self._threads)
         for sock in sockets:

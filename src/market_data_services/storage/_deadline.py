@@ -152,8 +152,8 @@ class BoundedConnection(psycopg.Connection[Any]):
             self._end(token, what, seconds)
             raise
         else:
-            # An answer that came just as the deadline passed: _end closes the connection,
-            # whose socket is shut down.
+            # If the answer came just as the deadline passed, the socket is shut down all
+            # the same: _end closes the connection.
             self._end(token, what, seconds)
 
     def _end(self, token: int, what: str, seconds: float) -> str | None:
