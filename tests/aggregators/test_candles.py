@@ -17,7 +17,7 @@ from market_data_services import AggregatorService
 from market_data_services.aggregators import TF_RULES, SettingsMismatchError
 from market_data_services.aggregators.ticks import write_ticks
 from market_data_services.runtime import IterationOutcome
-from market_data_services.storage import create_engine, service_progress, upgrade
+from market_data_services.storage import Timeouts, create_engine, service_progress, upgrade
 from market_data_services.timeutil import parse_zone
 from tests.aggregators.reference import (
     FakeClock,
@@ -255,7 +255,7 @@ def test_each_iteration_with_new_ticks_writes_so_a_locked_database_fails_it(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "locked.sqlite"
-    engine = create_engine(f"sqlite:///{path}", sqlite_busy_timeout_ms=100)
+    engine = create_engine(f"sqlite:///{path}", timeouts=Timeouts(lock_seconds=0.1))
     upgrade(engine)
     clock = FakeClock(T0 / 1000 + 10)
     svc = service(engine, clock)

@@ -124,6 +124,34 @@ def test_environment_lists_and_booleans_are_parsed() -> None:
     assert config.telemetry.trace_console is False
 
 
+def test_database_timeouts_have_bounded_defaults_environment_variables_and_checks() -> None:
+    database = ConfigSource(environ={}).load().database
+    assert (database.statement_timeout_seconds, database.connect_timeout_seconds) == (20.0, 5)
+    env = {
+        "MDS_DATABASE_STATEMENT_TIMEOUT_SECONDS": "2.5",
+        "MDS_DATABASE_CONNECT_TIMEOUT_SECONDS": "3",
+        "MDS_DATABASE_KEEPALIVES_IDLE_SECONDS": "30",
+        "MDS_DATABASE_KEEPALIVES_INTERVAL_SECONDS": "6",
+        "MDS_DATABASE_KEEPALIVES_COUNT": "4",
+    }
+    database = ConfigSource(environ=env).load().database
+    assert database.statement_timeout_seconds == 2.5
+    assert database.connect_timeout_seconds == 3
+    assert (
+        database.keepalives_idle_seconds,
+        database.keepalives_interval_seconds,
+        database.keepalives_count,
+    ) == (30, 6, 4)
+    with pytest.raises(ConfigError) as too_short:
+        ConfigSource(environ={"MDS_DATABASE_CONNECT_TIMEOUT_SECONDS": "1"}).load()
+    assert str(too_short.value) == (
+        "database.connect_timeout_seconds: must be >= 2 (libpq's minimum), got 1 "
+        "(from MDS_DATABASE_CONNECT_TIMEOUT_SECONDS)"
+    )
+    with pytest.raises(ConfigError, match=r"database\.statement_timeout_seconds: must be >= 0"):
+        ConfigSource(environ={"MDS_DATABASE_STATEMENT_TIMEOUT_SECONDS": "-1"}).load()
+
+
 def test_a_service_can_override_the_symbols() -> None:
     flags = [
         Override("symbols", "EUR/USD,NZD/USD", "--symbols"),

@@ -87,8 +87,20 @@ class DatabaseConfig:
     url: str = DEFAULT_DATABASE_URL
     #: auto: upgrade the schema of an embedded SQLite database at start; always; never.
     migrate: str = "auto"
-    #: How long a write waits for another connection's lock before failing (SQLite).
+    #: How long a write waits for another connection's lock before failing (SQLite's
+    #: busy_timeout, PostgreSQL's lock_timeout).
     busy_timeout_seconds: float = 5.0
+    #: PostgreSQL: the longest statement of a service iteration or probe (the server's
+    #: statement_timeout); a server that does not answer at all is cut off 1 s later by
+    #: the client. One engine serves every service: above any sane statement, below the
+    #: 30 s and 60 s intervals. 0: no limit.
+    statement_timeout_seconds: float = 20.0
+    #: PostgreSQL: opening a connection (whole seconds, at least 2: libpq's rule).
+    connect_timeout_seconds: int = 5
+    #: PostgreSQL: TCP keepalives, so that an idle connection's dead peer is noticed.
+    keepalives_idle_seconds: int = 10
+    keepalives_interval_seconds: int = 5
+    keepalives_count: int = 3
 
     def __post_init__(self) -> None:
         _check(
@@ -96,6 +108,15 @@ class DatabaseConfig:
         )
         _one_of(self.migrate, MIGRATE_MODES, "migrate")
         _non_negative(self.busy_timeout_seconds, "busy_timeout_seconds")
+        _non_negative(self.statement_timeout_seconds, "statement_timeout_seconds")
+        _check(
+            self.connect_timeout_seconds >= 2,
+            "connect_timeout_seconds",
+            f"must be >= 2 (libpq's minimum), got {self.connect_timeout_seconds}",
+        )
+        for key in ("keepalives_idle_seconds", "keepalives_interval_seconds", "keepalives_count"):
+            value = getattr(self, key)
+            _check(value >= 1, key, f"must be >= 1, got {value}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,13 +14,17 @@ from market_data_services._version import __version__
 from market_data_services.app.auth import BasicAuth
 from market_data_services.app.config import Config, ConfigSource, mask_url
 from market_data_services.app.health import HealthRule, health_report
+from market_data_services.app.probe import SingleFlightProbe
 from market_data_services.app.server import HttpServer, TlsFiles, make_app
 from market_data_services.app.services import SERVICES, ServiceContext, ServiceEntry
 from market_data_services.runtime import ThreadedBackgroundService
-from market_data_services.storage.engine import create_engine, is_sqlite
+from market_data_services.storage.engine import Timeouts, create_engine, is_sqlite
 from market_data_services.storage.migrate import upgrade
 
 logger = logging.getLogger(__name__)
+
+#: /readyz waits this long for the database before answering 503 (within 2 s in all).
+READY_DEADLINE_SECONDS = 1.5
 
 
 class StartupError(RuntimeError):
@@ -64,6 +68,9 @@ class Application:
         self.http: HttpServer | None = None
         self._started = threading.Event()
         self._stopping = threading.Event()
+        self._database_probe = SingleFlightProbe(
+            self._select_one, name="database", deadline_seconds=READY_DEADLINE_SECONDS
+        )
 
     # -- start -------------------------------------------------------------------------------
 
@@ -105,16 +112,18 @@ class Application:
         )
 
     def _create_engine(self) -> Any:
+        """The one engine of every service and probe, each of its calls bounded."""
         db = self.config.database
-        timeout_ms = int(db.busy_timeout_seconds * 1000)
+        timeouts = Timeouts(
+            lock_seconds=db.busy_timeout_seconds,
+            statement_seconds=db.statement_timeout_seconds or None,
+            connect_seconds=db.connect_timeout_seconds,
+            keepalives_idle_seconds=db.keepalives_idle_seconds,
+            keepalives_interval_seconds=db.keepalives_interval_seconds,
+            keepalives_count=db.keepalives_count,
+        )
         try:
-            if is_sqlite(db.url):
-                return create_engine(db.url, sqlite_busy_timeout_ms=timeout_ms)
-            # PostgreSQL: the same setting bounds how long a statement waits for a lock.
-            return create_engine(
-                db.url,
-                connect_args={"connect_timeout": 10, "options": f"-c lock_timeout={timeout_ms}"},
-            )
+            return create_engine(db.url, timeouts=timeouts)
         except Exception as exc:
             raise StartupError(f"database.url: {exc}") from exc
 
@@ -170,14 +179,7 @@ class Application:
     def ready(self) -> tuple[bool, dict[str, Any]]:
         """Ready: started, not stopping, database answers, every service loop alive."""
         checks: dict[str, Any] = {}
-        database_ok = False
-        if self.engine is not None:
-            try:
-                with self.engine.connect() as connection:
-                    connection.execute(sa.text("SELECT 1"))
-                database_ok = True
-            except Exception as exc:
-                checks["database_error"] = type(exc).__name__
+        database_ok = self._database_ready(checks)
         checks["database"] = database_ok
         services = self.services
         checks["services"] = {svc.service_name: svc.is_running() for svc in services.values()}
@@ -190,6 +192,23 @@ class Application:
             and all(checks["services"].values())
         )
         return ok, checks
+
+    def _database_ready(self, checks: dict[str, Any]) -> bool:
+        """Whether the database answers ``SELECT 1``, known within the probe's deadline.
+
+        The query runs on the probe's own thread, one at a time (see ``SingleFlightProbe``),
+        so a hung database never holds HTTP workers; the engine bounds the query itself.
+        """
+        if self.engine is None:
+            return False
+        result = self._database_probe.check()
+        if result.error is not None:
+            checks["database_error"] = result.error
+        return result.ok
+
+    def _select_one(self) -> None:
+        with self.engine.connect() as connection:
+            connection.execute(sa.text("SELECT 1"))
 
     # -- shutdown ---------------------------------------------------------------------------------
 

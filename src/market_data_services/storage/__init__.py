@@ -8,7 +8,8 @@
     upgrade(engine)  # create or update the tables
 """
 
-from market_data_services.storage.engine import create_engine, is_sqlite, normalise_url
+from market_data_services.storage._deadline import DeadlineExceeded
+from market_data_services.storage.engine import Timeouts, create_engine, is_sqlite, normalise_url
 from market_data_services.storage.migrate import current, upgrade
 from market_data_services.storage.schema import (
     candles,
@@ -24,6 +25,8 @@ from market_data_services.storage.schema import (
 from market_data_services.storage.upsert import upsert, upsert_sql
 
 __all__ = [
+    "DeadlineExceeded",
+    "Timeouts",
     "candles",
     "create_engine",
     "current",

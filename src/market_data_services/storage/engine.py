@@ -1,19 +1,28 @@
 """Engines from a URL: SQLite (the embedded default) and PostgreSQL through psycopg 3.
 
 ``create_engine`` only builds the engine, as SQLAlchemy's does: no connection is opened
-until first use. The per-connection settings are applied by a ``connect`` event, so every
-pooled connection gets them, including ones opened after a database restart.
+until first use. The per-connection settings are applied by a ``connect`` event (SQLite)
+or as connection parameters (PostgreSQL), so every pooled connection gets them, including
+ones opened after a database restart. ``Timeouts`` bounds how long calls may take.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, Engine, make_url
+
+from market_data_services.storage._deadline import (
+    CLIENT_GRACE_SECONDS,
+    BoundedConnection,
+    BoundedCursor,
+)
 
 #: How long a SQLite connection waits for another writer's lock before failing.
 DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -50,38 +59,127 @@ def is_sqlite(engine_or_url: Engine | URL | str) -> bool:
     return normalise_url(engine_or_url).get_backend_name() == "sqlite"
 
 
+@dataclass(frozen=True, kw_only=True)
+class Timeouts:
+    """How long database calls may take, so that a hung database fails them, not hangs them.
+
+    The defaults bound what never fails a working call (connecting, keepalives) and leave
+    statements and lock waits to the backend's defaults: ``mds run`` bounds those from its
+    ``[database]`` configuration; long maintenance work (``mds db upgrade``, ``mds
+    backfill``, ``mds ingest``) keeps them unbounded.
+    """
+
+    #: Waiting for another transaction's lock: SQLite's ``busy_timeout`` (None: 5 s) and
+    #: PostgreSQL's ``lock_timeout`` (None: the server's setting, normally no limit).
+    lock_seconds: float | None = None
+    #: PostgreSQL: the server's ``statement_timeout``, and a client-side deadline
+    #: ``CLIENT_GRACE_SECONDS`` later for a server that does not answer at all. None: no limit.
+    statement_seconds: float | None = None
+    #: PostgreSQL: opening a connection (libpq counts whole seconds, at least 2).
+    connect_seconds: int = 10
+    #: PostgreSQL: TCP keepalives, so that an idle connection's dead peer is noticed.
+    keepalives_idle_seconds: int = 10
+    keepalives_interval_seconds: int = 5
+    keepalives_count: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("lock_seconds", "statement_seconds"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number of seconds or None, got {value!r}")
+            if not math.isfinite(value) or value < 0 or (name == "statement_seconds" and not value):
+                limit = "> 0" if name == "statement_seconds" else ">= 0"
+                raise ValueError(f"{name} must be {limit} (or None: no limit), got {value}")
+        for name, least in (
+            ("connect_seconds", 2),
+            ("keepalives_idle_seconds", 1),
+            ("keepalives_interval_seconds", 1),
+            ("keepalives_count", 1),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+
+    @property
+    def client_deadline_seconds(self) -> float | None:
+        """How long the client waits for any answer of a PostgreSQL call (None: for ever)."""
+        if self.statement_seconds is None:
+            return None
+        return self.statement_seconds + CLIENT_GRACE_SECONDS
+
+
 def create_engine(
     url: str | URL,
     *,
-    sqlite_busy_timeout_ms: int = DEFAULT_SQLITE_BUSY_TIMEOUT_MS,
+    timeouts: Timeouts | None = None,
     **kwargs: Any,
 ) -> Engine:
     """An engine for ``url`` with our connection settings; other keywords go to SQLAlchemy.
 
     SQLite (``sqlite:///path``): each connection gets ``journal_mode=WAL`` (readers never
     block the writer), ``busy_timeout`` (a writer waits for the lock instead of failing
-    at once), ``foreign_keys=ON`` and ``synchronous=NORMAL`` (durable across a process
-    crash; WAL's recommended setting). SQLAlchemy emits BEGIN itself, so reads inside a
-    transaction see one snapshot and SAVEPOINT works (the sqlite3 module's legacy mode
-    would begin only at the first write).
+    at once; ``timeouts.lock_seconds``, 5 s by default), ``foreign_keys=ON`` and
+    ``synchronous=NORMAL`` (durable across a process crash; WAL's recommended setting).
+    SQLAlchemy emits BEGIN itself, so reads inside a transaction see one snapshot and
+    SAVEPOINT works (the sqlite3 module's legacy mode would begin only at the first write).
 
     PostgreSQL (``postgresql+psycopg://``, or ``postgresql://`` mapped to psycopg 3):
     connections are pinged on checkout, so a restarted server costs one failed iteration,
-    not a pool of dead connections.
+    not a pool of dead connections. Each connection gets ``connect_timeout``, TCP
+    keepalives, and, when set, ``lock_timeout`` and ``statement_timeout`` with a
+    client-side deadline on every call (see ``Timeouts``). Parameters in the URL's query
+    string (``?connect_timeout=3``) win over ``timeouts``.
     """
     parsed = normalise_url(url)
-    if isinstance(sqlite_busy_timeout_ms, bool) or not isinstance(sqlite_busy_timeout_ms, int):
-        raise ValueError(
-            f"sqlite_busy_timeout_ms must be an integer, got {sqlite_busy_timeout_ms!r}"
-        )
-    if sqlite_busy_timeout_ms < 0:
-        raise ValueError(f"sqlite_busy_timeout_ms must be >= 0, got {sqlite_busy_timeout_ms}")
+    if timeouts is None:
+        timeouts = Timeouts()
     if parsed.get_backend_name() == "sqlite":
         engine = sqlalchemy.create_engine(parsed, **kwargs)
-        _configure_sqlite(engine, sqlite_busy_timeout_ms)
+        busy_ms = (
+            DEFAULT_SQLITE_BUSY_TIMEOUT_MS
+            if timeouts.lock_seconds is None
+            else int(timeouts.lock_seconds * 1000)
+        )
+        _configure_sqlite(engine, busy_ms)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return sqlalchemy.create_engine(parsed, **kwargs)
+    engine = sqlalchemy.create_engine(parsed, **kwargs)
+    _configure_postgres(engine, timeouts)
+    return engine
+
+
+def _configure_postgres(engine: Engine, timeouts: Timeouts) -> None:
+    params: dict[str, Any] = {
+        "connect_timeout": timeouts.connect_seconds,
+        "keepalives": 1,
+        "keepalives_idle": timeouts.keepalives_idle_seconds,
+        "keepalives_interval": timeouts.keepalives_interval_seconds,
+        "keepalives_count": timeouts.keepalives_count,
+    }
+    settings = {}
+    if timeouts.statement_seconds is not None:
+        settings["statement_timeout"] = max(1, int(timeouts.statement_seconds * 1000))
+    if timeouts.lock_seconds is not None:
+        # lock_timeout=0 would mean "no limit": 1 ms is "do not wait", as on SQLite.
+        settings["lock_timeout"] = max(1, int(timeouts.lock_seconds * 1000))
+    options = " ".join(f"-c {name}={value}" for name, value in settings.items())
+    deadline = timeouts.client_deadline_seconds
+
+    @event.listens_for(engine, "do_connect")
+    def _on_do_connect(
+        _dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
+    ) -> Any:
+        for name, value in params.items():
+            cparams.setdefault(name, value)
+        if options:
+            # Ours first: a setting in the URL's own options comes later and wins.
+            cparams["options"] = f"{options} {cparams.get('options', '')}".strip()
+        cparams.setdefault("cursor_factory", BoundedCursor)
+        connection = BoundedConnection.connect(*cargs, **cparams)
+        connection.deadline_seconds = deadline
+        return connection
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
