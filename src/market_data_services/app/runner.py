@@ -39,8 +39,9 @@ class Application:
     """Builds and runs the enabled services and the HTTP server.
 
     The constructor does no I/O. ``start()`` opens the database, upgrades an embedded
-    one, builds the services, runs the warm-up iterations (the demo feed's backfill),
-    starts the loops and the HTTP server. ``shutdown()`` stops them all.
+    one, refuses a schema that is not at head, builds the services, runs the warm-up
+    iterations (the demo feed's backfill), starts the loops and the HTTP server.
+    ``shutdown()`` stops them all.
     """
 
     def __init__(
@@ -137,7 +138,8 @@ class Application:
         try:
             status = schema_status(self.engine)
         except Exception as exc:
-            raise StartupError(f"cannot read the database schema's revision: {exc}") from exc
+            first_line = next(iter(str(exc).splitlines()), type(exc).__name__)
+            raise StartupError(f"cannot read the database schema's revision: {first_line}") from exc
         problem = status.problem(self._masked_url())
         if problem is not None:
             if mode == "auto" and status.upgradable:
