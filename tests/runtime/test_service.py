@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import datetime
@@ -10,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from market_data_services import CircuitBreaker, IterationOutcome, ThreadedBackgroundService
+from market_data_services.runtime import FailureCondition
 
 from .conftest import FakeClock
 
@@ -398,3 +400,83 @@ def test_service_name_must_be_a_valid_label_value(registry, name) -> None:
 
     with pytest.raises(ValueError, match="service_name must be"):
         Bad(registry=registry)
+
+
+# -- known conditions: logged once, not per iteration -------------------------------------
+
+MISSING_TABLE = FailureCondition(name="table_missing", hint="restore the table")
+
+
+def missing_table(error: Exception) -> FailureCondition | None:
+    return MISSING_TABLE if isinstance(error, LookupError) else None
+
+
+def service_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "market_data_services.runtime.service"]
+
+
+def test_a_known_condition_is_logged_once_when_it_starts_and_once_when_it_ends(
+    make, registry, caplog
+) -> None:
+    service = make(
+        None,
+        ["EUR/USD"],
+        60.0,
+        fail_with=LookupError("no such table: candles"),
+        failure_classifier=missing_table,
+    )
+    caplog.set_level(logging.DEBUG, logger="market_data_services.runtime.service")
+    for _ in range(3):
+        assert service.run_once() is IterationOutcome.FAILED
+    service.fail_with = None
+    assert service.run_once() is IterationOutcome.SUCCEEDED
+
+    loud = [r for r in service_records(caplog) if r.levelno >= logging.INFO]
+    assert [(r.levelname, r.getMessage()) for r in loud] == [
+        ("ERROR", "service.condition_started"),
+        ("INFO", "service.condition_ended"),
+    ]
+    started, ended = loud
+    assert started.exc_info is None  # one clear line, no traceback
+    assert started.condition == "table_missing"
+    assert started.hint == "restore the table"
+    assert started.error == "no such table: candles"
+    assert ended.failed_iterations == 3
+    # Every failure still counts, in the metrics and the specification's dict.
+    assert sample(registry, "mds_service_errors_total") == 3
+    assert service.get_metrics()["error_count"] == 3
+    assert service.get_metrics()["condition"] is None
+
+
+def test_an_unknown_error_during_a_condition_ends_it_and_is_logged_with_its_traceback(
+    make, caplog
+) -> None:
+    service = make(
+        None,
+        ["EUR/USD"],
+        60.0,
+        fail_with=LookupError("no such table: candles"),
+        failure_classifier=missing_table,
+    )
+    service.run_once()
+    assert service.get_metrics()["condition"] == {
+        "name": "table_missing",
+        "hint": "restore the table",
+    }
+    service.fail_with = ValueError("NaN price")
+    caplog.set_level(logging.INFO, logger="market_data_services.runtime.service")
+    caplog.clear()
+    service.run_once()
+    loud = [r for r in service_records(caplog) if r.levelno >= logging.INFO]
+    assert [r.getMessage() for r in loud] == ["service.condition_ended", "service.iteration_failed"]
+    assert loud[1].exc_info is not None
+    assert service.get_metrics()["condition"] is None
+
+
+def test_without_a_classifier_every_failure_is_logged_with_its_traceback(make, caplog) -> None:
+    service = make(None, ["EUR/USD"], 60.0, fail_with=LookupError("no such table: candles"))
+    service.run_once()
+    service.run_once()
+    failed = [r for r in service_records(caplog) if r.getMessage() == "service.iteration_failed"]
+    assert len(failed) == 2
+    assert all(r.exc_info is not None and r.levelno == logging.ERROR for r in failed)

@@ -3,11 +3,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from market_data_services.storage import create_engine, current, metadata, migrate, upgrade
 from tests.conftest import dies_with_parent
@@ -70,3 +72,87 @@ def test_revision_chain_is_linear() -> None:
     script = ScriptDirectory.from_config(migrate._config())
     assert len(script.get_heads()) == 1
     assert len(script.get_bases()) == 1
+
+
+# -- how current a schema is, and errors that say it is not --------------------------------
+
+
+def test_schema_status_of_an_empty_database_names_mds_db_upgrade(database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        status = migrate.schema_status(engine)
+    finally:
+        engine.dispose()
+    assert status.revision is None
+    assert not status.current
+    assert status.upgradable
+    assert status.problem("URL") == "the database has no schema yet; run `mds db upgrade --db URL`"
+
+
+def test_schema_status_at_head_is_current(engine: Engine) -> None:
+    status = migrate.schema_status(engine)
+    assert status.current
+    assert status.problem("URL") is None
+
+
+def test_schema_status_behind_names_both_revisions(engine: Engine) -> None:
+    migrate.downgrade(engine, "0002")
+    status = migrate.schema_status(engine)
+    assert not status.current
+    assert status.upgradable
+    assert status.problem("URL") == (
+        f"the database schema is at revision 0002, this version needs {migrate.head()}; "
+        "run `mds db upgrade --db URL`"
+    )
+
+
+def test_schema_status_of_a_newer_revision_says_a_newer_mds_migrated_it(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    status = migrate.schema_status(engine)
+    assert not status.upgradable
+    problem = status.problem("URL")
+    assert problem is not None
+    assert "revision 0099, which this version does not know" in problem
+    assert "mds db upgrade" not in problem  # it would not help
+    with pytest.raises(migrate.SchemaNotCurrentError, match="does not know"):
+        migrate.ensure_current(engine)
+
+
+def test_schema_status_at_head_names_a_dropped_table(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE candles"))
+    status = migrate.schema_status(engine)
+    assert status.revision == migrate.head()
+    assert status.missing_tables == ("candles",)
+    assert status.problem("URL") == (
+        f"the database schema is at revision {migrate.head()} but lacks the tables candles; "
+        "restore them from a backup"
+    )
+
+
+def test_a_query_on_a_dropped_table_or_column_is_a_schema_error(engine: Engine) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE candles"))
+    for statement in ("SELECT * FROM candles", "SELECT no_such_column FROM ticks"):
+        with pytest.raises(DBAPIError) as caught, engine.connect() as connection:
+            connection.execute(text(statement))
+        assert migrate.is_schema_error(caught.value), statement
+    wrapped = RuntimeError("symbol EUR/USD failed")
+    wrapped.__cause__ = caught.value
+    assert migrate.is_schema_error(wrapped)
+
+
+def test_other_database_errors_are_not_schema_errors(engine: Engine) -> None:
+    with pytest.raises(DBAPIError) as caught, engine.connect() as connection:
+        connection.execute(text("SELECT 1/0 FROM ticks WHERE nonsense syntax"))
+    assert not migrate.is_schema_error(caught.value)
+    with pytest.raises(IntegrityError) as duplicate, engine.begin() as connection:
+        row = {"key": "k", "value": "v", "updated_at": 0}
+        statement = text(
+            "INSERT INTO settings (key, value, updated_at) VALUES (:key, :value, :updated_at)"
+        )
+        connection.execute(statement, row)
+        connection.execute(statement, row)
+    assert not migrate.is_schema_error(duplicate.value)
+    assert not migrate.is_schema_error(ValueError("no such table in the prose of a message"))

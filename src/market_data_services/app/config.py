@@ -85,7 +85,9 @@ class DatabaseConfig:
     """Where the market data lives."""
 
     url: str = DEFAULT_DATABASE_URL
-    #: auto: upgrade the schema of an embedded SQLite database at start; always; never.
+    #: auto: upgrade an embedded SQLite database at start, and refuse to start on a
+    #: PostgreSQL one whose schema is not the newest; always: upgrade either at start;
+    #: never: refuse to start unless the schema is the newest (run ``mds db upgrade``).
     migrate: str = "auto"
     #: How long a write waits for another connection's lock before failing (SQLite's
     #: busy_timeout, PostgreSQL's lock_timeout).
@@ -186,11 +188,16 @@ class HttpConfig:
 @dataclass(frozen=True, kw_only=True)
 class HealthConfig:
     """The rule of /api/health/aggregators (the specification's: running, breaker not
-    open, error rate below 5 %), with the error rate taken over a recent window."""
+    open, error rate below 5 %), with the error rate taken over a recent window, and how
+    often /readyz re-reads the database schema's revision."""
 
     error_rate_threshold: float = 0.05
     #: Iterations older than this no longer count in the error rate (0: all kept ones).
     error_rate_window_seconds: float = 600.0
+    #: The window holds at least this many iterations, however old (at most 1000 are kept).
+    error_rate_min_iterations: int = 20
+    #: How often the schema's revision is re-read for /readyz (answered from the last read).
+    schema_check_interval_seconds: float = 10.0
 
     def __post_init__(self) -> None:
         _check(
@@ -199,6 +206,12 @@ class HealthConfig:
             f"must satisfy 0 < x <= 1, got {self.error_rate_threshold:g}",
         )
         _non_negative(self.error_rate_window_seconds, "error_rate_window_seconds")
+        _check(
+            1 <= self.error_rate_min_iterations <= 1000,
+            "error_rate_min_iterations",
+            f"must be 1..1000, got {self.error_rate_min_iterations}",
+        )
+        _positive(self.schema_check_interval_seconds, "schema_check_interval_seconds")
 
 
 @dataclass(frozen=True, kw_only=True)

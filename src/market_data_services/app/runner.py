@@ -15,11 +15,12 @@ from market_data_services.app.auth import BasicAuth
 from market_data_services.app.config import Config, ConfigSource, mask_url
 from market_data_services.app.health import HealthRule, health_report
 from market_data_services.app.probe import SingleFlightProbe
+from market_data_services.app.schema_watch import SchemaWatch, schema_condition
 from market_data_services.app.server import HttpServer, TlsFiles, make_app
 from market_data_services.app.services import SERVICES, ServiceContext, ServiceEntry
 from market_data_services.runtime import ThreadedBackgroundService
 from market_data_services.storage.engine import Timeouts, create_engine, is_sqlite
-from market_data_services.storage.migrate import upgrade
+from market_data_services.storage.migrate import schema_status, upgrade
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +43,9 @@ class Application:
     """Builds and runs the enabled services and the HTTP server.
 
     The constructor does no I/O. ``start()`` opens the database, upgrades an embedded
-    one, builds the services, runs the warm-up iterations (the demo feed's backfill),
-    starts the loops and the HTTP server. ``shutdown()`` stops them all.
+    one, refuses a schema that is not at head, builds the services, runs the warm-up
+    iterations (the demo feed's backfill), starts the loops and the HTTP server.
+    ``shutdown()`` stops them all.
     """
 
     def __init__(
@@ -61,8 +63,10 @@ class Application:
         self._rule = HealthRule(
             error_rate_threshold=config.health.error_rate_threshold,
             error_rate_window_seconds=config.health.error_rate_window_seconds,
+            error_rate_min_iterations=config.health.error_rate_min_iterations,
         )
         self.engine: Any = None
+        self._schema: SchemaWatch | None = None  # set by start() before the server answers
         # Replaced whole (never mutated) by start(); HTTP threads read the reference.
         self.services: dict[str, ThreadedBackgroundService] = {}
         self.http: HttpServer | None = None
@@ -129,13 +133,35 @@ class Application:
 
     def _migrate(self) -> None:
         mode = self.config.database.migrate
-        if mode == "never" or (mode == "auto" and not is_sqlite(self.engine)):
-            return
+        if mode == "always" or (mode == "auto" and is_sqlite(self.engine)):
+            try:
+                upgrade(self.engine)
+            except Exception as exc:
+                raise StartupError(f"cannot upgrade the database schema: {exc}") from exc
+            logger.info("database.upgraded", extra={"url": self._masked_url()})
+        self._require_current_schema(mode)
+
+    def _require_current_schema(self, mode: str) -> None:
+        """Refuse to start on a schema that is not the newest: every iteration would fail
+        on it, and the fix (``mds db upgrade``) is the operator's."""
         try:
-            upgrade(self.engine)
+            status = schema_status(self.engine)
         except Exception as exc:
-            raise StartupError(f"cannot upgrade the database schema: {exc}") from exc
-        logger.info("database.upgraded", extra={"url": self._masked_url()})
+            first_line = next(iter(str(exc).splitlines()), type(exc).__name__)
+            raise StartupError(f"cannot read the database schema's revision: {first_line}") from exc
+        problem = status.problem(self._masked_url())
+        if problem is not None:
+            if mode == "auto" and status.upgradable:
+                problem += ' (or set database.migrate = "always" to upgrade at start)'
+            raise StartupError(problem)
+        watch = SchemaWatch(
+            self.engine,
+            url=self._masked_url(),
+            interval_seconds=self.config.health.schema_check_interval_seconds,
+        )
+        watch.seed(status)
+        watch.start()
+        self._schema = watch
 
     def _masked_url(self) -> str:
         return mask_url(self.config.database.url)
@@ -152,6 +178,7 @@ class Application:
                 registry=self.registry,
                 symbol_provider=_symbol_provider(self._source, name),
                 symbol_cache_ttl_seconds=self.config.symbol_cache_ttl_seconds,
+                failure_classifier=schema_condition,
             )
             services[name] = entry.factory(ctx)
         return services
@@ -177,16 +204,19 @@ class Application:
         return health_report(list(self.services.values()), self._rule)
 
     def ready(self) -> tuple[bool, dict[str, Any]]:
-        """Ready: started, not stopping, database answers, every service loop alive."""
+        """Ready: started, not stopping, database answers, schema current, every service
+        loop alive."""
         checks: dict[str, Any] = {}
         database_ok = self._database_ready(checks)
         checks["database"] = database_ok
+        schema_ok = self._schema_ready(checks)
         services = self.services
         checks["services"] = {svc.service_name: svc.is_running() for svc in services.values()}
         checks["started"] = self._started.is_set()
         checks["stopping"] = self._stopping.is_set()
         ok = (
             database_ok
+            and schema_ok
             and checks["started"]
             and not checks["stopping"]
             and all(checks["services"].values())
@@ -209,6 +239,15 @@ class Application:
     def _select_one(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(sa.text("SELECT 1"))
+
+    def _schema_ready(self, checks: dict[str, Any]) -> bool:
+        """The schema part of readiness, from the watch's last read (no query here)."""
+        if self._schema is None:
+            checks["schema"] = False
+            return False
+        ok, fields = self._schema.report()
+        checks.update(fields)
+        return ok
 
     # -- shutdown ---------------------------------------------------------------------------------
 
@@ -235,6 +274,8 @@ class Application:
             thread.join(timeout + 1.0)
         if self.http is not None:
             self.http.stop()
+        if self._schema is not None:
+            self._schema.stop(1.0)
         if self.engine is not None:
             self.engine.dispose()
         late = [name for name in self.services if not results.get(name, False)]

@@ -27,6 +27,7 @@ from market_data_services.aggregators.sentiment import (
 from market_data_services.app.config import BreakerConfig, ConfigError, ServiceConfig
 from market_data_services.demo import DemoFeedService
 from market_data_services.runtime import CircuitBreaker, ThreadedBackgroundService
+from market_data_services.runtime.service import FailureClassifier
 from market_data_services.timeutil import parse_day_start
 
 
@@ -41,6 +42,8 @@ class ServiceContext:
     registry: CollectorRegistry
     symbol_provider: Callable[[], Iterable[str]]
     symbol_cache_ttl_seconds: float
+    #: Recognises known conditions (a missing schema) among iteration errors.
+    failure_classifier: FailureClassifier | None = None
 
     @property
     def options(self) -> Any:
@@ -56,6 +59,7 @@ class ServiceContext:
             "symbol_cache_ttl_seconds": self.symbol_cache_ttl_seconds,
             "first_start_jitter_seconds": self.config.first_start_jitter_seconds,
             "stuck_after_seconds": self.config.stuck_after_seconds,
+            "failure_classifier": self.failure_classifier,
             "circuit_breaker": CircuitBreaker(
                 failure_threshold=breaker.failure_threshold,
                 timeout=breaker.timeout_seconds,

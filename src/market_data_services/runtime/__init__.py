@@ -12,7 +12,11 @@ from market_data_services.runtime.breaker import (
 )
 from market_data_services.runtime.events import EventDispatcher
 from market_data_services.runtime.notify import WebhookNotifier
-from market_data_services.runtime.service import IterationOutcome, ThreadedBackgroundService
+from market_data_services.runtime.service import (
+    FailureCondition,
+    IterationOutcome,
+    ThreadedBackgroundService,
+)
 from market_data_services.runtime.symbols import SymbolSource
 from market_data_services.runtime.telemetry import ITERATION_BUCKETS
 
@@ -22,6 +26,7 @@ __all__ = [
     "CircuitBreakerError",
     "CircuitBreakerState",
     "EventDispatcher",
+    "FailureCondition",
     "IterationOutcome",
     "Permit",
     "StateChange",

@@ -17,8 +17,9 @@ import time
 from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -59,6 +60,23 @@ class IterationOutcome(enum.StrEnum):
     SKIPPED = "skipped"  # the circuit breaker was open
 
 
+@dataclass(frozen=True, slots=True)
+class FailureCondition:
+    """A known cause of failing iterations that only an operator can remove.
+
+    A service's ``failure_classifier`` returns one for such an exception (the app's
+    recognises a missing or old database schema); the loop then logs the condition once
+    when it starts and once when it ends, instead of a traceback per iteration.
+    """
+
+    name: str  # snake_case, from a fixed set: a log field (``schema_not_current``)
+    hint: str  # what the operator should do, in one sentence
+
+
+#: Names the known condition an iteration's exception shows, or None for any other error.
+FailureClassifier = Callable[[Exception], FailureCondition | None]
+
+
 def utc_iso(unix_seconds: float) -> str:
     """``2025-01-08T10:15:23.123Z``."""
     moment = datetime.fromtimestamp(unix_seconds, UTC)
@@ -95,6 +113,7 @@ class ThreadedBackgroundService(ABC):
         symbol_cache_ttl_seconds: float = DEFAULT_SYMBOL_TTL_SECONDS,
         first_start_jitter_seconds: float | timedelta = 0.0,
         stuck_after_seconds: float | timedelta | None = None,
+        failure_classifier: FailureClassifier | None = None,
         registry: CollectorRegistry | None = None,
         tracer: trace.Tracer | None = None,
         clock: Any = time.monotonic,
@@ -132,6 +151,11 @@ class ThreadedBackgroundService(ABC):
 
         # Written only by the thread running an iteration; read anywhere (one reference).
         self._iteration_started: float | None = None
+        self._classify = failure_classifier
+        # The known condition the latest iterations failed with (None: not in one), and
+        # how many failed with it; written only by the thread running iterations.
+        self._condition: FailureCondition | None = None
+        self._condition_failures = 0
 
         # The loop's numbers, for get_metrics() and the scrape alike (own lock inside).
         self._stats = IterationStats(RECENT_ERRORS)
@@ -256,6 +280,7 @@ class ThreadedBackgroundService(ABC):
             symbols = []
             logger.debug("service.symbols_unavailable", extra={"service": self._name, "err": exc})
         in_progress = self.current_iteration_seconds()
+        condition = self._condition
         stats = self._stats
         with stats.lock:
             counts = {
@@ -284,6 +309,9 @@ class ThreadedBackgroundService(ABC):
             "current_iteration_seconds": in_progress,
             "stuck": in_progress > self._stuck_after,
             "stuck_after_seconds": self._stuck_after,
+            "condition": None
+            if condition is None
+            else {"name": condition.name, "hint": condition.hint},
         }
 
     def recent_outcomes(self) -> list[tuple[float, bool]]:
@@ -401,18 +429,64 @@ class ThreadedBackgroundService(ABC):
                 stats.exemplars[bucket] = Exemplar(exemplar, duration, now)
             if error is None:
                 stats.last_success_time = now
-                return IterationOutcome.SUCCEEDED
-            stats.errors += 1
-            stats.last_error_time = now
-            stats.recent_errors.append(
-                {"timestamp": utc_iso(now), "error": str(error), "type": type(error).__name__}
+            else:
+                stats.errors += 1
+                stats.last_error_time = now
+                stats.recent_errors.append(
+                    {"timestamp": utc_iso(now), "error": str(error), "type": type(error).__name__}
+                )
+        self._log_outcome(number, error)
+        return IterationOutcome.SUCCEEDED if error is None else IterationOutcome.FAILED
+
+    def _log_outcome(self, number: int, error: Exception | None) -> None:
+        """Log a failure with its traceback, except a known condition: that is logged
+        once when it starts and once when it ends, since a traceback per iteration for a
+        missing table only buries the one line that says what to do."""
+        condition = None if error is None else self._condition_of(error)
+        previous = self._condition
+        if previous is not None and condition == previous:
+            self._condition_failures += 1
+            logger.debug(
+                "service.iteration_failed",
+                extra={"service": self._name, "iteration": number, "condition": previous.name},
             )
+            return
+        if previous is not None:
+            logger.info(
+                "service.condition_ended",
+                extra={
+                    "service": self._name,
+                    "condition": previous.name,
+                    "failed_iterations": self._condition_failures,
+                },
+            )
+        self._condition, self._condition_failures = condition, 0
+        if error is None:
+            return
+        fields = {"service": self._name, "iteration": number, "error_type": type(error).__name__}
+        if condition is None:
+            logger.error("service.iteration_failed", exc_info=error, extra=fields)
+            return
+        self._condition_failures = 1
+        first_line = next(iter(str(error).splitlines()), "")
         logger.error(
-            "service.iteration_failed",
-            exc_info=error,
-            extra={"service": self._name, "iteration": number, "error_type": type(error).__name__},
+            "service.condition_started",
+            extra={
+                **fields,
+                "condition": condition.name,
+                "error": first_line,
+                "hint": condition.hint,
+            },
         )
-        return IterationOutcome.FAILED
+
+    def _condition_of(self, error: Exception) -> FailureCondition | None:
+        if self._classify is None:
+            return None
+        try:
+            return self._classify(error)
+        except Exception:
+            logger.exception("service.failure_classifier_failed", extra={"service": self._name})
+            return None
 
     def __repr__(self) -> str:
         state = "running" if self.is_running() else "stopped"

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import functools
+import sqlite3
 import threading
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, text
+from alembic.util import CommandError
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from market_data_services.storage.engine import begin_write
+from market_data_services.storage.schema import metadata
 
 SCRIPT_LOCATION = "market_data_services.storage:migrations"
+#: Where Alembic keeps the database's revision (its default name).
+VERSION_TABLE = "alembic_version"
 
 # One advisory-lock key for "migrating this database", so two processes starting at the
 # same time on PostgreSQL run the migrations one after the other instead of racing.
@@ -34,11 +42,24 @@ def _config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    # The revisions inside the package do not change while it runs: read them once.
+    return ScriptDirectory.from_config(_config())
+
+
 def head() -> str:
     """The newest revision shipped in this package."""
-    revision = ScriptDirectory.from_config(_config()).get_current_head()
+    revision = _scripts().get_current_head()
     assert revision is not None, "the package ships no migrations"
     return revision
+
+
+def _known(revision: str) -> bool:
+    try:
+        return _scripts().get_revision(revision) is not None
+    except CommandError:
+        return False
 
 
 def current(engine: Engine) -> str | None:
@@ -49,6 +70,67 @@ def current(engine: Engine) -> str | None:
 
 class SchemaNotCurrentError(RuntimeError):
     """The database's schema is older (or newer) than this package's."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SchemaStatus:
+    """The database's schema compared with the one this package needs."""
+
+    revision: str | None  # the database's; None when it was never migrated
+    head: str
+    #: Tables of the newest schema the database lacks although it is at ``head``
+    #: (dropped by hand: ``mds db upgrade`` cannot bring them back).
+    missing_tables: tuple[str, ...] = ()
+
+    @property
+    def current(self) -> bool:
+        return self.revision == self.head and not self.missing_tables
+
+    @property
+    def upgradable(self) -> bool:
+        """Whether ``mds db upgrade`` makes it current: never migrated, or behind."""
+        return self.revision is None or (self.revision != self.head and _known(self.revision))
+
+    def problem(self, url: str) -> str | None:
+        """What is wrong, and what to run, in one line; None when the schema is current."""
+        if self.revision is None:
+            return f"the database has no schema yet; run `mds db upgrade --db {url}`"
+        if self.revision != self.head:
+            if not _known(self.revision):
+                return (
+                    f"the database schema is at revision {self.revision}, which this version "
+                    f"does not know (its newest is {self.head}): a newer mds migrated it; "
+                    f"run that version"
+                )
+            return (
+                f"the database schema is at revision {self.revision}, this version needs "
+                f"{self.head}; run `mds db upgrade --db {url}`"
+            )
+        if self.missing_tables:
+            return (
+                f"the database schema is at revision {self.head} but lacks the tables "
+                f"{', '.join(self.missing_tables)}; restore them from a backup"
+            )
+        return None
+
+
+def schema_status(engine: Engine) -> SchemaStatus:
+    """Read the database's revision and, at head, which of our tables it lacks.
+
+    Two small queries on one connection (the table names, then the version row), cheap
+    enough to repeat every few seconds; Alembic's MigrationContext is not used here, as it
+    logs two INFO lines each time it is set up.
+    """
+    newest = head()
+    with engine.connect() as connection:
+        present = set(inspect(connection).get_table_names())
+        revision = None
+        if VERSION_TABLE in present:
+            revision = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+    missing: tuple[str, ...] = ()
+    if revision == newest:
+        missing = tuple(name for name in metadata.tables if name not in present)
+    return SchemaStatus(revision=revision, head=newest, missing_tables=missing)
 
 
 def ensure_current(engine: Engine, *, upgrade_sqlite: bool = True) -> None:
@@ -62,18 +144,42 @@ def ensure_current(engine: Engine, *, upgrade_sqlite: bool = True) -> None:
     newest = head()
     if revision == newest:
         return
-    if upgrade_sqlite and engine.dialect.name == "sqlite":
+    if (
+        upgrade_sqlite
+        and engine.dialect.name == "sqlite"
+        and (revision is None or _known(revision))
+    ):
         upgrade(engine)
         return
-    url = engine.url.render_as_string(hide_password=True)
-    if revision is None:
-        raise SchemaNotCurrentError(
-            f"the database has no schema yet; run `mds db upgrade --db {url}`"
-        )
-    raise SchemaNotCurrentError(
-        f"the database schema is at revision {revision}, this version needs {newest}; "
-        f"run `mds db upgrade --db {url}`"
-    )
+    status = SchemaStatus(revision=revision, head=newest)
+    raise SchemaNotCurrentError(status.problem(engine.url.render_as_string(hide_password=True)))
+
+
+# PostgreSQL's SQLSTATEs for a missing relation and a missing column.
+_PG_UNDEFINED = frozenset({"42P01", "42703"})
+# SQLite's messages for the same.
+_SQLITE_UNDEFINED = ("no such table", "no such column", "has no column named")
+
+
+def is_schema_error(error: BaseException) -> bool:
+    """Whether ``error``, or an exception it was raised from, says the schema is missing
+    or behind: a table or column does not exist, on either database."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, SchemaNotCurrentError):
+            return True
+        if isinstance(cause, DBAPIError):
+            original = cause.orig
+            if getattr(original, "sqlstate", None) in _PG_UNDEFINED:
+                return True
+            if isinstance(original, sqlite3.OperationalError) and any(
+                words in str(original) for words in _SQLITE_UNDEFINED
+            ):
+                return True
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -101,9 +207,12 @@ def _run(engine: Engine, action: Callable[[Config, str], None], revision: str) -
 __all__ = [
     "SCRIPT_LOCATION",
     "SchemaNotCurrentError",
+    "SchemaStatus",
     "current",
     "downgrade",
     "ensure_current",
     "head",
+    "is_schema_error",
+    "schema_status",
     "upgrade",
 ]
