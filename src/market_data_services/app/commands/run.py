@@ -19,7 +19,12 @@ from typing import Any
 
 from prometheus_client import disable_created_metrics
 
-from market_data_services.app.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from market_data_services.app.commands._common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    help_text,
+)
 from market_data_services.app.commands._options import add_config_options, config_source
 from market_data_services.app.config import ConfigError
 from market_data_services.app.logs import configure_logging
@@ -99,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "run",
         help="run the services and the HTTP server (metrics, health) until stopped",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_options(parser)

@@ -16,7 +16,7 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from market_data_services.app.commands._common import EXIT_FAILURE, EXIT_OK
+from market_data_services.app.commands._common import EXIT_FAILURE, EXIT_OK, help_text
 from market_data_services.app.config import DEFAULT_LISTEN
 from market_data_services.app.server import HEALTH_PATH
 
@@ -119,7 +119,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "status",
         help="show a running instance's services from its health endpoint",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
