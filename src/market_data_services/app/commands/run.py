@@ -71,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     # The *_created series add one series per counter and histogram child, which
     # Prometheus does not use unless created-timestamp ingestion is switched on.
     disable_created_metrics()  # type: ignore[no-untyped-call]
-    provider: Any = configure_tracing(console=config.telemetry.trace_console)
+    try:
+        provider: Any = configure_tracing(console=config.telemetry.trace_console)
+    except ConfigError as exc:  # an OTLP protocol we cannot export with
+        print(f"mds: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     signals = ShutdownSignals()
     signals.install()
     app = Application(config, source)
