@@ -147,22 +147,21 @@ class _ServiceCollector(Collector):
         silently hide the first. A service that was dropped (garbage collected) frees its
         name, so rebuilding a service in a notebook or a test works.
         """
-        if self._taken(service):
-            # The holder may be garbage that only a cycle keeps: collect once, ask again.
-            gc.collect()
-            if self._taken(service):
-                raise ValueError(
-                    f"a service named {service!r} is already on this Prometheus registry; "
-                    f"its series would hide the first one's. Give each service its own "
-                    f"service_name, or pass each its own registry=CollectorRegistry()"
-                )
-        with self._lock:
-            self._sources[service] = source
-
-    def _taken(self, service: str) -> bool:
-        with self._lock:
-            existing = self._sources.get(service)
-        return existing is not None and existing.readers() is not None
+        for attempt in range(2):
+            with self._lock:  # check and claim at once: two racing constructors, one wins
+                existing = self._sources.get(service)
+                if existing is None or existing.readers() is None:
+                    self._sources[service] = source
+                    return
+            if attempt == 0:
+                # The holder may be garbage that only a reference cycle keeps alive:
+                # collect once (outside the lock: finalizers run), then ask again.
+                gc.collect()
+        raise ValueError(
+            f"a service named {service!r} is already on this Prometheus registry; "
+            f"its series would hide the first one's. Give each service its own "
+            f"service_name, or pass each its own registry=CollectorRegistry()"
+        )
 
     def _live_sources(self) -> list[tuple[str, _Source, tuple[Any, ...]]]:
         with self._lock:
