@@ -38,10 +38,15 @@ class Quiet(ThreadedBackgroundService):
         return None
 
 
+#: The services must outlive populated_registry(): a registry drops a collected one's series.
+_ALIVE: list[Quiet] = []
+
+
 def populated_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     for i in range(SERVICES):
         service = Quiet(f"Service{i}", registry=registry)
+        _ALIVE.append(service)
         for _ in range(50):
             service.run_once()
     return registry

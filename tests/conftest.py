@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -32,6 +33,34 @@ def require_executable(name: str, debian_package: str) -> str:
             f"install it with `apt-get update && apt-get install -y {debian_package}`",
         )
     assert path is not None
+    return path
+
+
+#: Small real samples kept in the repository, in the full data set's layout (their
+#: sources and licences: tests/data/README.md). Tests read these unless they need it all.
+SAMPLE_DATA = Path(__file__).resolve().parent / "data"
+
+#: How to get the full data set, for skip and failure messages.
+_FULL_DATA_HOW = (
+    "set MDS_SHARED_DATA to the folder of the full market data set "
+    "(see the README's first section; CI has it as ../shared/data)"
+)
+
+
+def shared_data() -> Path:
+    """The full real data set: ``$MDS_SHARED_DATA``, else ``../shared/data`` beside the clone.
+
+    Only a path: nothing is read, so a module may compute paths from it at import.
+    """
+    default = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    return Path(os.environ.get("MDS_SHARED_DATA", default)).resolve()
+
+
+def full_data(*parts: str) -> Path:
+    """A folder or file of the full data set; skips (fails in CI) when it is missing."""
+    path = shared_data().joinpath(*parts)
+    if not path.exists():
+        unavailable(f"the full market data set ({path})", _FULL_DATA_HOW)
     return path
 
 

@@ -1,39 +1,34 @@
-"""Where the real market data lives (read-only, never copied into the project)."""
+"""The real market data the aggregator tests read.
+
+``ticks_dir``, ``orderbook_dir`` and ``sentiment_dir`` are the small samples kept in
+``tests/data`` (always there); ``full_ticks_dir`` is the full data set, which the oracle
+tests need and which is skipped without (and fails in CI).
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import unavailable
-
-
-def shared_data() -> Path:
-    default = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-    return Path(os.environ.get("MDS_SHARED_DATA", default)).resolve()
+from tests.conftest import SAMPLE_DATA, full_data
 
 
 @pytest.fixture(scope="session")
 def ticks_dir() -> Path:
-    path = shared_data() / "forex_ticks"
-    if not path.is_dir():
-        unavailable(f"the shared market data ({path})", "set MDS_SHARED_DATA to its folder")
-    return path
+    return SAMPLE_DATA / "forex_ticks"
 
 
 @pytest.fixture(scope="session")
 def orderbook_dir() -> Path:
-    path = shared_data() / "orderbook"
-    if not path.is_dir():
-        unavailable(f"the shared market data ({path})", "set MDS_SHARED_DATA to its folder")
-    return path
+    return SAMPLE_DATA / "orderbook"
 
 
 @pytest.fixture(scope="session")
 def sentiment_dir() -> Path:
-    path = shared_data() / "sentiment"
-    if not path.is_dir():
-        unavailable(f"the shared market data ({path})", "set MDS_SHARED_DATA to its folder")
-    return path
+    return SAMPLE_DATA / "sentiment"
+
+
+@pytest.fixture(scope="session")
+def full_ticks_dir() -> Path:
+    return full_data("forex_ticks")

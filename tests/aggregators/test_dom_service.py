@@ -151,6 +151,7 @@ def test_a_restart_resumes_from_the_stored_progress_and_counts_each_book_once(
     )
     first.run_once()
     assert len(stored_metrics(engine, "EUR/USD")) < 100
+    del first  # a new process: one live service per name on a registry
     second = service(engine, ["EUR/USD"], batch_size=10, registry=registry)
     second.run_once()
     assert_metrics_equal(stored_metrics(engine, "EUR/USD"), expected_metrics(books))

@@ -3,7 +3,8 @@
 The files are loaded once per backend through the CLI (``mds ingest ticks``), candles
 built through the CLI (``mds backfill``), and compared with what pandas computes from
 the same files read by pandas itself (``read_csv``,
-``resample(...).ohlc()`` and counts). Both feeds, both pairs, every timeframe, every
+``resample(...).ohlc()`` and counts). They need the full data set (``MDS_SHARED_DATA``):
+without it they skip, and fail in CI. Both feeds, both pairs, every timeframe, every
 price basis; the two weekends are in the data; a New York 17:00 day start is checked on
 the mid price (each extra configuration is a full rebuild, so only one basis runs it).
 
@@ -90,16 +91,16 @@ def days_for(backend: str) -> tuple[str, ...] | None:
 
 @pytest.fixture(scope="module", params=backend_params())
 def loading(
-    request: pytest.FixtureRequest, database_factory: DatabaseFactory, ticks_dir: Path
+    request: pytest.FixtureRequest, full_ticks_dir: Path, database_factory: DatabaseFactory
 ) -> tuple[str, dict[str, str]]:
     """A database with the four series loaded through ``mds ingest ticks``, and what
-    the command printed for each."""
+    the command printed for each. (The data first: without it no database is made.)"""
     backend: str = request.param
     url = database_factory.url(backend)
     assert main(["db", "upgrade", "--db", url]) == 0
     printed: dict[str, str] = {"backend": backend}
     for folder, pair, symbol, zone in SERIES:
-        paths = [str(p) for p in day_files(ticks_dir / folder / pair, days_for(backend))]
+        paths = [str(p) for p in day_files(full_ticks_dir / folder / pair, days_for(backend))]
         args = ["ingest", "ticks", *paths, "--symbol", symbol, "--layout", "lean", "--tz", zone]
         output = io.StringIO()
         with contextlib.redirect_stdout(output):
@@ -114,11 +115,11 @@ def loaded(loading: tuple[str, dict[str, str]]) -> str:
 
 
 @pytest.fixture
-def oracle(loading: tuple[str, dict[str, str]], ticks_dir: Path) -> Oracle:
+def oracle(loading: tuple[str, dict[str, str]], full_ticks_dir: Path) -> Oracle:
     """pandas on the same files the database got (kept for the session)."""
     backend = loading[1]["backend"]
     if backend not in _ORACLES:
-        _ORACLES[backend] = Oracle(ticks_dir, days_for(backend))
+        _ORACLES[backend] = Oracle(full_ticks_dir, days_for(backend))
     return _ORACLES[backend]
 
 

@@ -334,6 +334,7 @@ def test_a_restart_rebuilds_the_window_from_the_database(engine: Engine) -> None
     first.run_once()
     before = first.history("EUR/USD")
     # A new process: empty memory. The window comes back from the stored readings.
+    del first  # one live service per name on a registry
     write(engine, readings[80:])
     second = service(engine, ["EUR/USD"], registry=registry)
     second.run_once()

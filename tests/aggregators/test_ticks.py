@@ -51,12 +51,12 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_lean_file_times_are_read_in_the_given_zone(engine: Engine, ticks_dir: Path) -> None:
-    path = ticks_dir / "lean_fxcm" / "eurusd" / "20140501_eurusd_tick_quote.csv.gz"
+    path = ticks_dir / "lean_fxcm" / "eurusd" / "20140504_eurusd_tick_quote.csv.gz"
     report = ingest_ticks(engine, path, symbol="EUR/USD", tz="UTC-05:00", layout="lean")
-    # The data README: first tick 20140501 +1787 ms in UTC-5, 51,053 rows in the file.
+    # The data README: Sunday 05-04's first tick at 14:00:51.815 UTC-5, 8,025 rows.
     assert report.first_ts is not None
-    assert format_ms(report.first_ts) == "2014-05-01T05:00:01.787Z"
-    assert (report.accepted, report.written, report.rejected) == (51_053, 51_053, 0)
+    assert format_ms(report.first_ts) == "2014-05-04T19:00:51.815Z"
+    assert (report.accepted, report.written, report.rejected) == (8_025, 8_025, 0)
 
 
 def test_layout_is_told_from_the_content(engine: Engine, ticks_dir: Path) -> None:
@@ -79,7 +79,7 @@ def test_ingesting_the_same_files_twice_adds_nothing(engine: Engine, ticks_dir: 
 
 
 def test_equal_timestamps_are_numbered_in_file_order(engine: Engine, ticks_dir: Path) -> None:
-    path = ticks_dir / "lean_oanda" / "nzdusd" / "20140501_nzdusd_tick_quote.csv.gz"
+    path = ticks_dir / "lean_oanda" / "nzdusd" / "20140504_nzdusd_tick_quote.csv.gz"
     ingest_ticks(engine, path, symbol="NZD/USD")
     lines = read_gz(path).split("\r\n")
     expected: list[tuple[int, float, float]] = []

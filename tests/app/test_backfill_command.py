@@ -13,10 +13,10 @@ from market_data_services.storage import (
     sentiment_metrics,
     settings,
 )
-from tests.aggregators.conftest import shared_data
 from tests.aggregators.reference import stored_candles
+from tests.conftest import SAMPLE_DATA
 
-FXCM = shared_data() / "forex_ticks" / "lean_fxcm"
+FXCM = SAMPLE_DATA / "forex_ticks" / "lean_fxcm"
 SUNDAY = "20140504_{pair}_tick_quote.csv.gz"
 
 
@@ -115,8 +115,8 @@ def test_backfill_refuses_a_bad_day_start(capsys: pytest.CaptureFixture[str]) ->
     assert "day start must look like 'HH:MM ZONE'" in capsys.readouterr().err
 
 
-ORDERBOOK = shared_data() / "orderbook" / "bybit_2024-12-01_XRPUSDT_ob500.data.gz"
-IG = shared_data() / "sentiment" / "ig_client_sentiment.csv.gz"
+ORDERBOOK = SAMPLE_DATA / "orderbook" / "bybit_2024-12-01_XRPUSDT_ob500.data.gz"
+IG = SAMPLE_DATA / "sentiment" / "ig_client_sentiment.csv.gz"
 
 
 @pytest.fixture

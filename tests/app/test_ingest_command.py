@@ -12,12 +12,10 @@ from sqlalchemy import func, select
 from market_data_services.app.cli import main
 from market_data_services.app.commands._progress import ProgressBar
 from market_data_services.storage import create_engine, ticks
-from tests.aggregators.conftest import shared_data
+from tests.conftest import SAMPLE_DATA
 from tests.databases import DatabaseFactory
 
-SUNDAY = (
-    shared_data() / "forex_ticks" / "lean_fxcm" / "eurusd" / "20140504_eurusd_tick_quote.csv.gz"
-)
+SUNDAY = SAMPLE_DATA / "forex_ticks" / "lean_fxcm" / "eurusd" / "20140504_eurusd_tick_quote.csv.gz"
 
 
 def count(url: str) -> int:
@@ -123,11 +121,16 @@ def test_progress_bar_draws_on_a_terminal_and_stays_silent_otherwise() -> None:
 
 
 def test_the_readme_ingest_example_runs_as_written(tmp_path: Path) -> None:
-    """`mds ingest ticks ../shared/data/... --db sqlite:///mds.sqlite`, from the repo root."""
-    folder = shared_data() / "forex_ticks" / "lean_fxcm" / "nzdusd"
+    """`mds ingest ticks ../shared/data/... --db sqlite:///mds.sqlite`, from the repo root.
+
+    The repository's sample of that file stands in for ../shared/data (same layout and
+    bytes), so the command runs as written in a clone with nothing beside it.
+    """
+    folder = SAMPLE_DATA / "forex_ticks" / "lean_fxcm" / "nzdusd"
     work = tmp_path / "repo"
     work.mkdir()
-    (tmp_path / "shared").symlink_to(shared_data().parent)
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "data").symlink_to(SAMPLE_DATA)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     result = subprocess.run(
         [
@@ -158,8 +161,8 @@ def test_the_readme_ingest_example_runs_as_written(tmp_path: Path) -> None:
     assert count(f"sqlite:///{work / 'mds.sqlite'}") == 21_018
 
 
-ORDERBOOK = shared_data() / "orderbook"
-IG = shared_data() / "sentiment" / "ig_client_sentiment.csv.gz"
+ORDERBOOK = SAMPLE_DATA / "orderbook"
+IG = SAMPLE_DATA / "sentiment" / "ig_client_sentiment.csv.gz"
 
 
 def test_ingest_dom_prints_a_summary_of_the_books(

@@ -6,7 +6,12 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
 
+from market_data_services import ThreadedBackgroundService
 from market_data_services.app.logs import configure_logging
 
 
@@ -58,3 +63,63 @@ def test_level_filters_records(restore_logging: None) -> None:
     configure_logging(level="WARNING", fmt="json", stream=stream)
     logging.getLogger("x").info("quiet")
     assert stream.getvalue() == ""
+
+
+class LogsPerSymbol(ThreadedBackgroundService):
+    """Logs one line inside each symbol's span."""
+
+    @property
+    def service_name(self) -> str:
+        return "LogsPerSymbol"
+
+    def _process_iteration(self) -> None:
+        for symbol in self.get_symbols():
+            with self.symbol_span(symbol):
+                logging.getLogger("market_data_services.test").info(
+                    "quotes.read", extra={"symbol": symbol}
+                )
+
+
+def fields_of(fmt: str, line: str) -> dict[str, str]:
+    if fmt == "json":
+        return {k: str(v) for k, v in json.loads(line).items()}
+    return dict(part.split("=", 1) for part in line.split()[3:] if "=" in part)
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+def test_lines_logged_inside_a_span_carry_its_trace_and_span_ids(
+    restore_logging: None, fmt: str
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    stream = io.StringIO()
+    configure_logging(level="INFO", fmt=fmt, stream=stream)
+    service = LogsPerSymbol(
+        symbols=["EUR/USD", "NZD/USD"],
+        registry=CollectorRegistry(),
+        tracer=provider.get_tracer("test"),
+    )
+    logging.getLogger("market_data_services.test").info("before.any_span")
+    service.run_once()
+    logging.getLogger("market_data_services.test").info("after.the_spans")
+
+    expected = {}
+    for span in exporter.get_finished_spans():
+        if span.name == "LogsPerSymbol.symbol":
+            context = span.get_span_context()
+            expected[span.attributes["symbol"]] = {
+                "trace_id": f"{context.trace_id:032x}",
+                "span_id": f"{context.span_id:016x}",
+            }
+    assert len(expected) == 2
+    inside, outside = {}, []
+    for line in stream.getvalue().splitlines():
+        fields = fields_of(fmt, line)
+        ids = {k: fields[k] for k in ("trace_id", "span_id") if k in fields}
+        if "quotes.read" in line:
+            inside[fields["symbol"]] = ids
+        else:
+            outside.append(ids)
+    assert inside == expected
+    assert outside == [{}, {}]  # before.any_span, after.the_spans

@@ -191,6 +191,48 @@ def test_unknown_paths_are_404_and_other_methods_405(server: HttpServer) -> None
     assert post.value.headers["Allow"] == "GET, HEAD"
 
 
+def raw_request(
+    url: str, method: str, path: str, headers: str = ""
+) -> tuple[str, dict[str, str], bytes]:
+    """Status line, headers (without Date) and every byte after them, off the wire."""
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n".encode()
+        )
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines)
+    fields.pop("Date", None)
+    return status, fields, body
+
+
+@pytest.mark.parametrize(
+    ("path", "headers"),
+    [
+        ("/metrics", ""),
+        ("/metrics", "Accept-Encoding: gzip\r\n"),
+        ("/metrics", "Accept: application/openmetrics-text; version=1.0.0\r\n"),
+        ("/healthz", ""),
+        ("/readyz", ""),
+        (HEALTH_PATH, ""),
+        ("/", ""),
+        ("/nope", ""),
+    ],
+)
+def test_head_answers_like_get_without_the_body(
+    server: HttpServer, path: str, headers: str
+) -> None:
+    get_status, get_headers, get_body = raw_request(server.url, "GET", path, headers)
+    head_status, head_headers, head_body = raw_request(server.url, "HEAD", path, headers)
+    assert (head_status, head_headers) == (get_status, get_headers)
+    assert head_body == b""
+    assert int(get_headers["Content-Length"]) == len(get_body) > 0
+
+
 def test_healthz_answers_and_readyz_follows_the_services(
     server: HttpServer, toy: ToyService
 ) -> None:

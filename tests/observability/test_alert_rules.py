@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections import defaultdict
@@ -86,6 +87,27 @@ def test_runbook_has_what_it_means_how_to_check_and_what_to_do_for_each_alert() 
         section = text.split(f"\n## {name}\n", 1)[1].split("\n## ", 1)[0]
         for part in ("**Means.**", "**Check.**", "**Do.**"):
             assert part in section, f"runbook section {name} lacks {part}"
+
+
+def test_runbook_names_only_files_dashboards_and_metrics_that_ship() -> None:
+    text = RUNBOOK.read_text()
+    paths = set(re.findall(r"`((?:alerts|deploy|dashboards|docs)/[\w./-]+)`", text))
+    assert paths, "the runbook names no shipped file"
+    for path in paths:
+        assert (REPO / path).exists(), f"docs/runbook.md names {path}, which does not ship"
+    titles = {
+        json.loads(board.read_text())["title"].split(" / ")[-1]
+        for board in (REPO / "dashboards").glob("*.json")
+    }
+    for title in re.findall(r"The \*([^*]+)\* dashboard", text):
+        assert title in titles, f"no dashboard titled {title!r}; there are {sorted(titles)}"
+    code = "".join(path.read_text() for path in (REPO / "src").rglob("*.py"))
+    for metric in set(re.findall(r"`(mds_[a-z_]+)", text)):
+        assert f'"{metric.removesuffix("_total")}"' in code, f"no metric {metric} in src/"
+    recorded = {rule["record"] for rule in recording_rules()}
+    for record in set(re.findall(r"`(mds:[a-z0-9_:]+)`", text)):
+        assert record in recorded, f"no recording rule {record}"
+    assert "systemctl" not in text  # no unit file ships
 
 
 def test_counters_are_read_through_rate_or_increase() -> None:

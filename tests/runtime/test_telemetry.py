@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from opentelemetry.util._once import Once
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
@@ -172,7 +172,32 @@ def test_two_services_share_families_with_their_own_labels(registry) -> None:
         def service_name(self) -> str:
             return "Other"
 
-    PerSymbol(registry=registry).run_once()
-    Other(registry=registry)
+    first = PerSymbol(registry=registry)
+    first.run_once()
+    second = Other(registry=registry)
     assert registry.get_sample_value("mds_service_iterations_total", {"service": "PerSymbol"}) == 1
     assert registry.get_sample_value("mds_service_iterations_total", {"service": "Other"}) == 0
+    assert second.get_metrics()["iteration_count"] == 0
+
+
+def test_a_second_service_with_the_same_name_on_one_registry_is_refused(registry) -> None:
+    first = PerSymbol(registry=registry)
+    first.run_once()
+    with pytest.raises(ValueError, match="a service named 'PerSymbol' is already on this"):
+        PerSymbol(registry=registry)
+    # The first one's series are untouched, and another registry takes the name.
+    assert registry.get_sample_value("mds_service_iterations_total", {"service": "PerSymbol"}) == 1
+    elsewhere = CollectorRegistry()
+    other = PerSymbol(registry=elsewhere)
+    other.run_once()
+    assert elsewhere.get_sample_value("mds_service_iterations_total", {"service": "PerSymbol"}) == 1
+
+
+def test_a_dropped_service_frees_its_name_and_its_series(registry) -> None:
+    first = PerSymbol(registry=registry)
+    first.run_once()
+    del first
+    second = PerSymbol(registry=registry)
+    assert registry.get_sample_value("mds_service_iterations_total", {"service": "PerSymbol"}) == 0
+    second.run_once()
+    assert registry.get_sample_value("mds_service_iterations_total", {"service": "PerSymbol"}) == 1

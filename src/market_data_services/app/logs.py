@@ -3,7 +3,8 @@
 Our code logs an event name as the message and its fields as ``extra``
 (``logger.info("service.started", extra={"service": ..., "symbol": ...})``); both
 formats carry those fields: text as ``key=value`` after the message, JSON as keys of the
-object.
+object. A line logged inside an OpenTelemetry span also carries ``trace_id`` and
+``span_id`` (the W3C hex forms a tracing backend shows), so logs and traces join up.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from opentelemetry import trace
+
 #: Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = frozenset(
     vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
@@ -22,6 +25,19 @@ _STANDARD = frozenset(
 
 def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
+
+
+def trace_fields() -> dict[str, str]:
+    """``trace_id`` and ``span_id`` of the current span; nothing outside a span.
+
+    Read when the line is formatted, which our handler does on the thread that logs, in
+    its context (a handler that formats on another thread would need these stamped on
+    the record first).
+    """
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
 
 
 def _iso(created: float) -> str:
@@ -54,6 +70,8 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in extra_fields(record).items():
             out.setdefault(key, _plain(value))
+        for key, ids in trace_fields().items():
+            out.setdefault(key, ids)
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
@@ -62,10 +80,13 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``2025-01-08T10:15:23.123Z INFO  logger event key=value ...``."""
+    """``2025-01-08T10:15:23.123Z INFO  logger event key=value ... trace_id=... span_id=...``."""
 
     def format(self, record: logging.LogRecord) -> str:
-        fields = " ".join(f"{k}={_text(v)}" for k, v in extra_fields(record).items())
+        extra = extra_fields(record)
+        for key, ids in trace_fields().items():
+            extra.setdefault(key, ids)
+        fields = " ".join(f"{k}={_text(v)}" for k, v in extra.items())
         line = f"{_iso(record.created)} {record.levelname:<7} {record.name} {record.getMessage()}"
         if fields:
             line = f"{line} {fields}"

@@ -3,7 +3,8 @@
 Routes: ``/metrics`` (prometheus_client's own WSGI app: text or OpenMetrics by the
 scraper's Accept header, gzip when asked), ``/healthz`` (the process answers),
 ``/readyz`` (database reachable, services started), ``/api/health/aggregators`` (the
-specification's JSON, 200 or 503), anything else 404.
+specification's JSON, 200 or 503), anything else 404. HEAD answers on every path as GET
+does, same status and headers, without the body.
 
 cheroot (CherryPy's server) parses HTTP for us: a thread pool so scrapes run
 concurrently, socket timeouts against slow clients, TLS through the standard ``ssl``
@@ -80,6 +81,31 @@ def make_app(
     """The WSGI app. ``/healthz`` answers without credentials (it tells nothing but "up")."""
     metrics_app = make_wsgi_app(registry)
 
+    def metrics(
+        environ: WSGIEnvironment, start_response: StartResponse, *, head: bool
+    ) -> list[bytes]:
+        """prometheus_client's answer to a GET, with its length; the body dropped for HEAD.
+
+        Its app refuses HEAD (405), so a HEAD is asked as a GET: same status and headers.
+        """
+        answer: list[Any] = []
+
+        def capture(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            answer[:] = [status, headers]
+            return None
+
+        result = metrics_app({**environ, "REQUEST_METHOD": "GET"}, capture)
+        try:
+            body = b"".join(result)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+        status, headers = answer
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"]
+        start_response(status, [*headers, ("Content-Length", str(len(body)))])
+        return [] if head else [body]
+
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
@@ -102,8 +128,7 @@ def make_app(
                 head=head,
             )
         if path == "/metrics":
-            metrics: Iterable[bytes] = metrics_app(environ, start_response)
-            return metrics
+            return metrics(environ, start_response, head=head)
         if path == HEALTH_PATH:
             status, body = health()
             return _respond(start_response, status, _json(body), _JSON, head=head)
@@ -123,7 +148,8 @@ def make_app(
             # A failing health or readiness check must not take the server down; cheroot
             # would answer 500 too, but without our log line.
             logger.exception("http.handler_failed", extra={"path": environ.get("PATH_INFO")})
-            return _respond(start_response, 500, b"internal error\n", _TEXT, [], head=False)
+            head = environ.get("REQUEST_METHOD") == "HEAD"
+            return _respond(start_response, 500, b"internal error\n", _TEXT, [], head=head)
 
     return guarded
 

@@ -10,6 +10,8 @@ resolved once.
 
 from __future__ import annotations
 
+import gc
+import inspect
 import logging
 import os
 import threading
@@ -102,14 +104,33 @@ class IterationStats:
         return buckets
 
 
+def _weak(function: Callable[[], Any]) -> Callable[[], Callable[[], Any] | None]:
+    """A reference to ``function`` that does not keep its object alive.
+
+    The registry outlives the services put on it (the default one lives as long as the
+    process); holding a service's bound methods strongly would keep every service ever
+    built, and its name, on the registry forever.
+    """
+    if inspect.ismethod(function):
+        return weakref.WeakMethod(function)
+    return lambda: function
+
+
 @dataclass(frozen=True, slots=True)
 class _Source:
     stats: IterationStats
     interval_seconds: float
     breaker: CircuitBreaker | None
-    is_running: Callable[[], bool]
-    in_progress_seconds: Callable[[], float]
-    is_stuck: Callable[[], bool]
+    is_running: Callable[[], Callable[[], bool] | None]
+    in_progress_seconds: Callable[[], Callable[[], float] | None]
+    is_stuck: Callable[[], Callable[[], bool] | None]
+
+    def readers(self) -> tuple[Callable[[], bool], Callable[[], float], Callable[[], bool]] | None:
+        """The service's three callables, or None once the service is gone."""
+        running, in_progress, stuck = self.is_running(), self.in_progress_seconds(), self.is_stuck()
+        if running is None or in_progress is None or stuck is None:
+            return None
+        return running, in_progress, stuck
 
 
 class _ServiceCollector(Collector):
@@ -120,10 +141,44 @@ class _ServiceCollector(Collector):
         self._sources: dict[str, _Source] = {}  # guarded by _lock
 
     def track(self, service: str, source: _Source) -> None:
+        """Put ``service`` on the registry; refuse a name a live service already has.
+
+        Two services with one name would share one set of series, and the second would
+        silently hide the first. A service that was dropped (garbage collected) frees its
+        name, so rebuilding a service in a notebook or a test works.
+        """
+        for attempt in range(2):
+            with self._lock:  # check and claim at once: two racing constructors, one wins
+                existing = self._sources.get(service)
+                if existing is None or existing.readers() is None:
+                    self._sources[service] = source
+                    return
+            if attempt == 0:
+                # The holder may be garbage that only a reference cycle keeps alive:
+                # collect once (outside the lock: finalizers run), then ask again.
+                gc.collect()
+        raise ValueError(
+            f"a service named {service!r} is already on this Prometheus registry; "
+            f"its series would hide the first one's. Give each service its own "
+            f"service_name, or pass each its own registry=CollectorRegistry()"
+        )
+
+    def _live_sources(self) -> list[tuple[str, _Source, tuple[Any, ...]]]:
         with self._lock:
-            if service in self._sources:
-                logger.warning("telemetry.service_replaced", extra={"service": service})
-            self._sources[service] = source
+            sources = list(self._sources.items())
+        live, dead = [], []
+        for service, source in sources:
+            readers = source.readers()
+            if readers is None:
+                dead.append((service, source))
+            else:
+                live.append((service, source, readers))
+        if dead:
+            with self._lock:
+                for service, source in dead:
+                    if self._sources.get(service) is source:
+                        del self._sources[service]
+        return live
 
     def collect(self) -> Iterator[Metric]:
         labels = ["service"]
@@ -179,9 +234,7 @@ class _ServiceCollector(Collector):
             "Circuit-breaker listener calls that raised (each was logged).",
             labels=labels,
         )
-        with self._lock:
-            sources = list(self._sources.items())
-        for service, source in sources:
+        for service, source, (is_running, in_progress_seconds, is_stuck) in self._live_sources():
             label = [service]
             breaker = source.breaker
             # Reading the state applies transitions that time caused; the transition
@@ -201,9 +254,9 @@ class _ServiceCollector(Collector):
             duration.add_metric(label, buckets, duration_sum)  # type: ignore[arg-type]
             last_success.add_metric(label, last)
             interval.add_metric(label, source.interval_seconds)
-            running.add_metric(label, 1.0 if source.is_running() else 0.0)
-            in_progress.add_metric(label, source.in_progress_seconds())
-            stuck.add_metric(label, 1.0 if source.is_stuck() else 0.0)
+            running.add_metric(label, 1.0 if is_running() else 0.0)
+            in_progress.add_metric(label, in_progress_seconds())
+            stuck.add_metric(label, 1.0 if is_stuck() else 0.0)
         yield from (
             state,
             iterations,
@@ -248,7 +301,10 @@ def _families_for(registry: CollectorRegistry) -> _Families:
 
 
 class ServiceTelemetry:
-    """Puts one service's loop on a registry; its transition children resolved once."""
+    """Puts one service's loop on a registry; its transition children resolved once.
+
+    Raises ValueError when a live service of the same name is already on it.
+    """
 
     def __init__(
         self,
@@ -269,7 +325,14 @@ class ServiceTelemetry:
         }
         families.services.track(
             service,
-            _Source(stats, interval_seconds, breaker, is_running, in_progress_seconds, is_stuck),
+            _Source(
+                stats,
+                interval_seconds,
+                breaker,
+                _weak(is_running),
+                _weak(in_progress_seconds),
+                _weak(is_stuck),
+            ),
         )
         if breaker is not None:
             breaker.add_listener(self.on_transition, synchronous=True)

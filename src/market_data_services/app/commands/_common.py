@@ -15,6 +15,12 @@ EXIT_FAILURE = 1  # something failed at run time
 EXIT_USAGE = 2  # bad usage, configuration or input file
 
 
+def help_text(doc: str | None) -> str:
+    """A module docstring as ``--help`` shows it: plain text, without reST's double
+    backquotes (the docstring keeps them for the API documentation)."""
+    return (doc or "").replace("``", "")
+
+
 def add_db_option(parser: argparse.ArgumentParser) -> None:
     """``--db URL``: overrides ``database.url`` of the configuration."""
     parser.add_argument(

@@ -19,7 +19,12 @@ from typing import Any
 
 from prometheus_client import disable_created_metrics
 
-from market_data_services.app.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from market_data_services.app.commands._common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    help_text,
+)
 from market_data_services.app.commands._options import add_config_options, config_source
 from market_data_services.app.config import ConfigError
 from market_data_services.app.logs import configure_logging
@@ -66,7 +71,11 @@ def run(args: argparse.Namespace) -> int:
     # The *_created series add one series per counter and histogram child, which
     # Prometheus does not use unless created-timestamp ingestion is switched on.
     disable_created_metrics()  # type: ignore[no-untyped-call]
-    provider: Any = configure_tracing(console=config.telemetry.trace_console)
+    try:
+        provider: Any = configure_tracing(console=config.telemetry.trace_console)
+    except ConfigError as exc:  # an OTLP protocol we cannot export with
+        print(f"mds: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     signals = ShutdownSignals()
     signals.install()
     app = Application(config, source)
@@ -99,7 +108,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "run",
         help="run the services and the HTTP server (metrics, health) until stopped",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_options(parser)

@@ -21,7 +21,12 @@ import urllib.request
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from market_data_services.app.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from market_data_services.app.commands._common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    help_text,
+)
 from market_data_services.app.commands._options import add_config_file_option, load_config
 from market_data_services.app.config import DEFAULT_LISTEN, HttpConfig
 from market_data_services.app.server import HEALTH_PATH
@@ -159,7 +164,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser = subparsers.add_parser(
         "status",
         help="show a running instance's services from its health endpoint",
-        description=__doc__,
+        description=help_text(__doc__),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
