@@ -123,3 +123,36 @@ def test_lines_logged_inside_a_span_carry_its_trace_and_span_ids(
             outside.append(ids)
     assert inside == expected
     assert outside == [{}, {}]  # before.any_span, after.the_spans
+
+
+class FailsEveryTime(ThreadedBackgroundService):
+    @property
+    def service_name(self) -> str:
+        return "FailsEveryTime"
+
+    def _process_iteration(self) -> None:
+        raise RuntimeError("database is locked")
+
+
+def test_a_failed_iteration_is_logged_with_the_trace_of_its_iteration_span(
+    restore_logging: None,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    stream = io.StringIO()
+    configure_logging(level="INFO", fmt="json", stream=stream)
+    service = FailsEveryTime(
+        symbols=["EUR/USD"], registry=CollectorRegistry(), tracer=provider.get_tracer("test")
+    )
+    service.run_once()
+
+    (span,) = [s for s in exporter.get_finished_spans() if s.name == "FailsEveryTime.iteration"]
+    (failed,) = [
+        json.loads(line)
+        for line in stream.getvalue().splitlines()
+        if json.loads(line)["event"] == "service.iteration_failed"
+    ]
+    assert failed["trace_id"] == f"{span.get_span_context().trace_id:032x}"
+    assert failed["span_id"] == f"{span.get_span_context().span_id:016x}"
+    assert "RuntimeError: database is locked" in failed["exception"]

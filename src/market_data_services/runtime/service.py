@@ -409,6 +409,9 @@ class ThreadedBackgroundService(ABC):
             duration = clock() - started
             self._iteration_started = None
 
+        # Logged while the span is still current, so the failure's log line carries the
+        # trace_id and span_id of the iteration it belongs to.
+        self._log_outcome(number, error)
         exemplar = None
         if span is not None:
             exemplar = exemplar_for(span)
@@ -435,7 +438,6 @@ class ThreadedBackgroundService(ABC):
                 stats.recent_errors.append(
                     {"timestamp": utc_iso(now), "error": str(error), "type": type(error).__name__}
                 )
-        self._log_outcome(number, error)
         return IterationOutcome.SUCCEEDED if error is None else IterationOutcome.FAILED
 
     def _log_outcome(self, number: int, error: Exception | None) -> None:
