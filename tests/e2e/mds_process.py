@@ -26,6 +26,26 @@ from tests.conftest import dies_with_parent
 START_TIMEOUT_SECONDS = 30.0
 
 
+def clean_environment() -> dict[str, str]:
+    """This process's environment without MDS_* and OTEL_* variables of the caller's."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("MDS_", "OTEL_"))}
+
+
+def run_command(args: Sequence[str]) -> list[str]:
+    """``mds run`` on a free port with JSON logs, then ``args``."""
+    return [
+        sys.executable,
+        "-m",
+        "market_data_services",
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+        *args,
+    ]
+
+
 class MdsProcess:
     def __init__(
         self,
@@ -35,21 +55,10 @@ class MdsProcess:
         env: dict[str, str] | None = None,
         wait_until_running: bool = True,
     ) -> None:
-        environment = {k: v for k, v in os.environ.items() if not k.startswith(("MDS_", "OTEL_"))}
+        environment = clean_environment()
         environment.update(env or {})
-        command = [
-            sys.executable,
-            "-m",
-            "market_data_services",
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            *args,
-        ]
         self.proc = subprocess.Popen(
-            dies_with_parent(command),
+            dies_with_parent(run_command(args)),
             cwd=cwd,
             env=environment,
             stdout=subprocess.PIPE,

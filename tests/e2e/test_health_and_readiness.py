@@ -11,10 +11,8 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +24,7 @@ from sqlalchemy import inspect, text
 
 from market_data_services.storage import create_engine, metadata, migrate
 from tests.databases import DatabaseFactory
-from tests.e2e.mds_process import MdsProcess, wait_until
+from tests.e2e.mds_process import MdsProcess, clean_environment, run_command, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -128,21 +126,10 @@ def test_health_is_healthy_again_within_two_intervals_of_the_database_returning(
 def run_refused(cwd: Path, *args: str) -> tuple[int, list[str], str]:
     """``mds run`` that is expected to exit: its status, the lines of stderr that are not
     JSON log records (what a person reads), and all of stderr."""
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("MDS_", "OTEL_"))}
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "market_data_services",
-            "run",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            *args,
-        ],
+        run_command(args),
         cwd=cwd,
-        env=environment,
+        env=clean_environment(),
         capture_output=True,
         text=True,
         timeout=60,
