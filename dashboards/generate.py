@@ -354,18 +354,21 @@ def services_overview() -> dict[str, Any]:
                 Panel(
                     "Time since last success",
                     "Seconds since each service last finished an iteration without error, "
-                    "beside three of its intervals: MdsServiceStalled pages when the first "
+                    "as each scrape found it, beside the alert's threshold (three of its "
+                    "intervals, at least a minute): MdsServiceStalled pages when the first "
                     "stays above the second for a minute.",
                     "s",
                     [
                         Target(
-                            f"time() - max {BY_SERVICE} "
-                            f"(mds_service_last_success_timestamp_seconds{SERVICE} > 0)",
+                            f"max {BY_SERVICE} "
+                            f"(timestamp(mds_service_last_success_timestamp_seconds{SERVICE}) "
+                            f"- (mds_service_last_success_timestamp_seconds{SERVICE} > 0))",
                             LEGEND_SERVICE,
                         ),
                         Target(
-                            f"3 * max {BY_SERVICE} (mds_service_interval_seconds{SERVICE})",
-                            "3 intervals {{service}} {{instance}}",
+                            f"clamp_min(3 * max {BY_SERVICE} "
+                            f"(mds_service_interval_seconds{SERVICE}), 60)",
+                            "threshold {{service}} {{instance}}",
                         ),
                     ],
                 ),
