@@ -472,6 +472,12 @@ SIGNALS = {
     1: ("crowd short: buy", "green"),
 }
 BY_SYMBOL = "by (instance, symbol)"
+#: One per-symbol series of each kind of market data: ticks, order books, sentiment.
+SYMBOL_METRICS = (
+    "mds_data_freshness_seconds",
+    "mds_dom_last_snapshot_timestamp_seconds",
+    "mds_sentiment_last_reading_timestamp_seconds",
+)
 LEGEND_SYMBOL = "{{symbol}} {{instance}}"
 
 
@@ -649,10 +655,15 @@ def market_data() -> dict[str, Any]:
             ],
         ),
     ]
+    # Every symbol of every kind of data, so picking one never empties a row: ticks (the
+    # candle service's freshness), order books and sentiment readings (their last-seen
+    # gauges), whichever of them a symbol has.
     symbol = _query_variable(
         "symbol",
         "Symbol",
-        'label_values(mds_data_freshness_seconds{job=~"$job", instance=~"$instance"}, symbol)',
+        "label_values({"
+        f'__name__=~"{"|".join(SYMBOL_METRICS)}", job=~"$job", instance=~"$instance"'
+        "}, symbol)",
     )
     return _dashboard(
         "mds-market-data",
