@@ -354,18 +354,21 @@ def services_overview() -> dict[str, Any]:
                 Panel(
                     "Time since last success",
                     "Seconds since each service last finished an iteration without error, "
-                    "beside three of its intervals: MdsServiceStalled pages when the first "
+                    "as each scrape found it, beside the alert's threshold (three of its "
+                    "intervals, at least a minute): MdsServiceStalled pages when the first "
                     "stays above the second for a minute.",
                     "s",
                     [
                         Target(
-                            f"time() - max {BY_SERVICE} "
-                            f"(mds_service_last_success_timestamp_seconds{SERVICE} > 0)",
+                            f"max {BY_SERVICE} "
+                            f"(timestamp(mds_service_last_success_timestamp_seconds{SERVICE}) "
+                            f"- (mds_service_last_success_timestamp_seconds{SERVICE} > 0))",
                             LEGEND_SERVICE,
                         ),
                         Target(
-                            f"3 * max {BY_SERVICE} (mds_service_interval_seconds{SERVICE})",
-                            "3 intervals {{service}} {{instance}}",
+                            f"clamp_min(3 * max {BY_SERVICE} "
+                            f"(mds_service_interval_seconds{SERVICE}), 60)",
+                            "threshold {{service}} {{instance}}",
                         ),
                     ],
                 ),
@@ -469,6 +472,12 @@ SIGNALS = {
     1: ("crowd short: buy", "green"),
 }
 BY_SYMBOL = "by (instance, symbol)"
+#: One per-symbol series of each kind of market data: ticks, order books, sentiment.
+SYMBOL_METRICS = (
+    "mds_data_freshness_seconds",
+    "mds_dom_last_snapshot_timestamp_seconds",
+    "mds_sentiment_last_reading_timestamp_seconds",
+)
 LEGEND_SYMBOL = "{{symbol}} {{instance}}"
 
 
@@ -646,10 +655,15 @@ def market_data() -> dict[str, Any]:
             ],
         ),
     ]
+    # Every symbol of every kind of data, so picking one never empties a row: ticks (the
+    # candle service's freshness), order books and sentiment readings (their last-seen
+    # gauges), whichever of them a symbol has.
     symbol = _query_variable(
         "symbol",
         "Symbol",
-        'label_values(mds_data_freshness_seconds{job=~"$job", instance=~"$instance"}, symbol)',
+        "label_values({"
+        f'__name__=~"{"|".join(SYMBOL_METRICS)}", job=~"$job", instance=~"$instance"'
+        "}, symbol)",
     )
     return _dashboard(
         "mds-market-data",

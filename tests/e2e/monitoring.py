@@ -10,7 +10,8 @@ elsewhere, which is done here, programmatically, on copies:
   pointed at the test's receiver (``<url>/<receiver name>``) and the grouping waits
   shortened.
 - ``prometheus_config``: deploy/prometheus.yml with its targets, rule files and
-  Alertmanager replaced by the test's, scraping and evaluating every second.
+  Alertmanager replaced by the test's; scraping and evaluating at a given interval, or at
+  the shipped ones when none is given.
 """
 
 from __future__ import annotations
@@ -230,11 +231,16 @@ def prometheus_config(
     rule_files: list[Path],
     targets: list[str],
     alertmanager_url: str,
-    interval: str,
+    interval: str | None = None,
 ) -> dict[str, Any]:
-    """The shipped Prometheus config, pointed at the test's servers and rule copies."""
+    """The shipped Prometheus config, pointed at the test's servers and rule files.
+
+    ``interval`` replaces the scrape and evaluation intervals; None keeps the shipped ones,
+    for tests of how the rules behave at the intervals users run.
+    """
     config: dict[str, Any] = yaml.safe_load(shipped.read_text())
-    config["global"].update(scrape_interval=interval, evaluation_interval=interval)
+    if interval is not None:
+        config["global"].update(scrape_interval=interval, evaluation_interval=interval)
     config["rule_files"] = [str(path) for path in rule_files]
     (manager,) = config["alerting"]["alertmanagers"]
     manager["static_configs"] = [{"targets": [alertmanager_url.removeprefix("http://")]}]

@@ -3,15 +3,18 @@
 No PromQL parser ships for Python, and the Prometheus 2.42 binaries here have no command
 that prints a parsed query, so this reads our own expressions lexically: strings, label
 matchers, ranges and grouping clauses are removed, then every identifier that is not a
-function call or a keyword is a metric name. The real parser checks the same expressions
-where it matters: ``promtool check rules`` for the rules, a real Prometheus for the
-dashboard queries (tests/e2e).
+function call or a keyword is a metric name; so is every name a ``__name__`` matcher lists
+(``{__name__=~"a|b"}``; a pattern that is not such a list is refused). The real parser
+checks the same expressions where it matters: ``promtool check rules`` for the rules, a
+real Prometheus for the dashboard queries (tests/e2e).
 """
 
 from __future__ import annotations
 
 import re
 
+_NAME_MATCHER = re.compile(r'__name__\s*(=~|=)\s*"([^"]*)"')
+_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _STRING = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'')
 _MATCHERS = re.compile(r"\{[^{}]*\}")
 _RANGES = re.compile(r"\[[^\[\]]*\]")
@@ -44,13 +47,25 @@ def _without_strings(expr: str) -> str:
     return _STRING.sub('""', expr)
 
 
+def _names_matched(expr: str) -> set[str]:
+    """Names selected with ``{__name__="a"}`` or ``{__name__=~"a|b"}``."""
+    names: set[str] = set()
+    for operator, value in _NAME_MATCHER.findall(expr):
+        alternatives = value.split("|") if operator == "=~" else [value]
+        for name in alternatives:
+            if not _NAME.fullmatch(name):
+                raise ValueError(f"__name__ matcher is not a list of names: {value!r}")
+            names.add(name)
+    return names
+
+
 def metric_names(expr: str) -> set[str]:
     """The metric names ``expr`` selects (recording-rule names included)."""
+    names = _names_matched(expr)
     text = _without_strings(expr)
     text = _MATCHERS.sub(" ", text)
     text = _RANGES.sub(" ", text)
     text = _GROUPING.sub(" ", text)
-    names: set[str] = set()
     for match in _IDENTIFIER.finditer(text):
         name = match.group(0)
         if name in _KEYWORDS or text[match.end() :].lstrip().startswith("("):

@@ -77,6 +77,8 @@ def test_inhibition_names_only_alerts_that_exist() -> None:
     config = load(ALERTMANAGER_CONFIG)
     for rule in config["inhibit_rules"]:
         for matcher in rule["source_matchers"] + rule["target_matchers"]:
-            match = re.fullmatch(r'alertname(!?=)"(\w+)"', matcher)
+            # alertname="A", alertname!="A", or alertname=~"A|B" (not a wider pattern)
+            match = re.fullmatch(r'alertname(!?=~?)"(\w+(?:\|\w+)*)"', matcher)
             if match:
-                assert match.group(2) in names, matcher
+                for name in match.group(2).split("|"):
+                    assert name in names, matcher

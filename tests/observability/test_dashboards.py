@@ -171,11 +171,38 @@ def test_dashboards_read_only_metrics_the_service_exports(
 def test_variables_select_labels_the_service_exports(demo_scrape: dict[str, Any]) -> None:
     for dashboard in DASHBOARDS.values():
         for name, selector, label in variable_queries(dashboard):
-            (metric,) = metric_names(selector) or {""}
-            samples = demo_scrape.get(metric, [])
-            assert any(label in labels for labels, _ in samples) or label in {"job", "instance"}, (
-                f"{dashboard['title']}: variable {name} lists {label} of {metric}"
-            )
+            for metric in metric_names(selector) or {""}:
+                samples = demo_scrape.get(metric, [])
+                assert any(label in labels for labels, _ in samples) or label in {
+                    "job",
+                    "instance",
+                }, f"{dashboard['title']}: variable {name} lists {label} of {metric}"
+
+
+def symbols_of(metrics: set[str], scrape: dict[str, Any]) -> set[str]:
+    return {
+        labels["symbol"]
+        for metric in metrics
+        for labels, _ in scrape.get(metric, [])
+        if "symbol" in labels
+    }
+
+
+def test_the_symbol_variable_lists_every_symbol_a_panel_shows(
+    demo_scrape: dict[str, Any],
+) -> None:
+    # The demo has ticks and sentiment of EUR/USD and NZD/USD and books of XRPUSDT only:
+    # a list taken from one kind of data would leave another kind's row empty.
+    for dashboard in DASHBOARDS.values():
+        for name, selector, _ in variable_queries(dashboard):
+            if name != "symbol":
+                continue
+            listed = symbols_of(metric_names(selector), demo_scrape)
+            for where, expr in queries(dashboard):
+                if 'symbol=~"$symbol"' in expr:
+                    shown = symbols_of(metric_names(expr), demo_scrape)
+                    assert shown, f"{where}: no symbol in the demo's scrape"
+                    assert shown <= listed, f"{where}: {sorted(shown - listed)} not in $symbol"
 
 
 def test_dashboards_awaiting_metrics_from_other_work(demo_scrape: dict[str, object]) -> None:

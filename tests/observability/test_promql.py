@@ -24,6 +24,8 @@ from tests.observability.promql import counters_read_raw, metric_names
         ("vector(1) and on () (day_of_week() == 5 and hour() < 21)", set()),
         ('time() - max(x{service="a"}) > 3 * y offset 5m', {"x", "y"}),
         ('label_replace(z, "dst", "$1", "src", "(.*)") > 1e-3', {"z"}),
+        ('{__name__=~"a_seconds|b:c", job=~"$job"}', {"a_seconds", "b:c"}),
+        ('count({__name__="d"}) + e', {"d", "e"}),
     ],
 )
 def test_metric_names_are_the_selected_series_only(expr: str, names: set[str]) -> None:
@@ -39,3 +41,8 @@ def test_a_counter_read_raw_is_reported_even_when_also_rated() -> None:
         "a_total",
         "b_total",
     }
+
+
+def test_a_name_pattern_that_is_not_a_list_of_names_is_refused() -> None:
+    with pytest.raises(ValueError, match="not a list of names"):
+        metric_names('{__name__=~"mds_.+"}')
