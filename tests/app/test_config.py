@@ -18,6 +18,7 @@ from market_data_services.app.config import (
 )
 from market_data_services.app.services import SERVICES
 from market_data_services.demo import DEMO_SYMBOLS
+from market_data_services.market.symbols import is_valid_symbol
 
 
 def write(path: Path, text: str) -> Path:
@@ -197,6 +198,12 @@ def test_repeated_or_malformed_symbols_are_rejected() -> None:
         ConfigSource(environ={"MDS_SYMBOLS": "EUR/USD,EUR/USD"}).load()
     with pytest.raises(ConfigError, match="symbols: symbol must be"):
         ConfigSource(environ={"MDS_SYMBOLS": "EUR USD"}).load()
+
+
+def test_a_symbol_the_ingesters_accept_is_accepted_by_the_configuration() -> None:
+    config = ConfigSource(environ={"MDS_SYMBOLS": "BTC+USD,XAU/USD.fx"}).load()
+    assert config.symbols == ("BTC+USD", "XAU/USD.fx")
+    assert all(is_valid_symbol(symbol) for symbol in config.symbols)
 
 
 def test_basic_auth_needs_a_user_and_exactly_one_password() -> None:

@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from market_data_services.aggregators._book import BookBatch, FloatArray, IntArray
 from market_data_services.aggregators._files import (
     FileTimes,
     TimeOutOfRangeError,
@@ -51,6 +50,7 @@ from market_data_services.aggregators._files import (
     read_head,
 )
 from market_data_services.aggregators._ingest import Rejection
+from market_data_services.market.book import BookBatch, FloatArray, IntArray
 
 LAYOUTS = ("jsonl", "tardis", "bybit", "binance")
 #: Name endings ``find_book_files`` picks from a directory.

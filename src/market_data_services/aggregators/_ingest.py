@@ -8,19 +8,16 @@ beside them are kept, and an ``IngestReport`` says what happened.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol, TypeVar
 
-from market_data_services.storage.schema import SYMBOL_LENGTH
+from market_data_services.market.symbols import check_symbol, is_valid_symbol, symbol_rule
 from market_data_services.timeutil import format_ms
 
 #: Default allowance for feed clocks running ahead of ours.
 DEFAULT_FUTURE_TOLERANCE_SECONDS = 3600.0
-
-_SYMBOL = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9/._:+-]{{0,{SYMBOL_LENGTH - 1}}}$")
 
 
 class Rejection(NamedTuple):
@@ -99,25 +96,6 @@ class IngestReport:
         if self.first_ts is not None and self.last_ts is not None:
             parts.append(f"from {format_ms(self.first_ts)} to {format_ms(self.last_ts)}")
         return "; ".join(parts)
-
-
-def is_valid_symbol(name: str) -> bool:
-    return bool(_SYMBOL.match(name))
-
-
-def check_symbol(symbol: str) -> str:
-    """``symbol`` if it is a valid symbol name, else a ValueError naming the rule."""
-    if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
-        raise ValueError(
-            f"symbol must be 1-{SYMBOL_LENGTH} characters of letters, digits and / . _ : + - "
-            f"starting with a letter or digit, got {symbol!r}"
-        )
-    return symbol
-
-
-def symbol_rule() -> str:
-    """The symbol rule in words, for rejection messages."""
-    return f"letters, digits and / . _ : + -, at most {SYMBOL_LENGTH} characters"
 
 
 def future_tolerance_ms(seconds: float) -> int:

@@ -39,13 +39,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.engine import Engine
 
-from market_data_services.aggregators._buckets import (
-    HIGHER_TIMEFRAMES,
-    MINUTE_MS,
-    TF_RULES,
-    TIMEFRAMES,
-    Bucketing,
-)
 from market_data_services.aggregators._candle_sql import (
     MinuteCandles,
     aggregate_minutes,
@@ -56,6 +49,13 @@ from market_data_services.aggregators._candle_sql import (
     tick_time_range,
 )
 from market_data_services.aggregators._telemetry import families_for
+from market_data_services.market.timeframes import (
+    HIGHER_TIMEFRAMES,
+    MINUTE_MS,
+    TF_RULES,
+    TIMEFRAMES,
+    Bucketing,
+)
 from market_data_services.runtime import ThreadedBackgroundService, _validate
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.schema import candles, service_progress, settings, ticks

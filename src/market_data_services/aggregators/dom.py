@@ -35,19 +35,6 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.engine import Engine
 
-from market_data_services.aggregators._book import (
-    BOOK_REASONS,
-    METRIC_COLUMNS,
-    BookBatch,
-    Top,
-    check_books,
-    compute_metrics,
-    crossed_and_locked,
-    pack_levels,
-    top_of_book,
-    unpack_levels,
-)
-from market_data_services.aggregators._book import select as select_books
 from market_data_services.aggregators._bookfiles import (
     LAYOUTS,
     BookFile,
@@ -72,6 +59,19 @@ from market_data_services.aggregators._ingest import (
 )
 from market_data_services.aggregators._progress import read_progress, write_progress
 from market_data_services.aggregators._telemetry import families_for
+from market_data_services.market.book import (
+    BOOK_REASONS,
+    METRIC_COLUMNS,
+    BookBatch,
+    Top,
+    check_books,
+    compute_metrics,
+    crossed_and_locked,
+    pack_levels,
+    top_of_book,
+    unpack_levels,
+)
+from market_data_services.market.book import select as select_books
 from market_data_services.runtime import IterationOutcome, ThreadedBackgroundService
 from market_data_services.runtime._validate import positive_int
 from market_data_services.storage.bulk import upsert_columns

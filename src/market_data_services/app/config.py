@@ -18,7 +18,6 @@ import dataclasses
 import difflib
 import math
 import os
-import re
 import tomllib
 import types
 import typing
@@ -30,6 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from market_data_services.app.auth import parse_password_hash
 from market_data_services.demo import DEMO_SERVICE_SYMBOLS, DEMO_SYMBOLS
+from market_data_services.market.symbols import check_symbol
 
 if TYPE_CHECKING:
     from market_data_services.app.services import ServiceEntry
@@ -318,16 +318,12 @@ class Config:
         return [name for name, svc in self.services.items() if svc.enabled]
 
 
-_SYMBOL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9/._:-]{0,31}$")
-
-
 def _check_symbols(symbols: tuple[str, ...], key: str) -> None:
     for symbol in symbols:
-        _check(
-            bool(_SYMBOL.match(symbol)),
-            key,
-            f"symbol must be 1-32 letters, digits or / . _ : - (like EUR/USD), got {symbol!r}",
-        )
+        try:
+            check_symbol(symbol)
+        except ValueError as exc:
+            raise ConfigError(key, str(exc)) from None
     _check(len(set(symbols)) == len(symbols), key, f"has repeated symbols: {list(symbols)}")
 
 

@@ -93,7 +93,11 @@ class Bucketing:
         return result
 
 
-def check_timeframe(timeframe: str) -> str:
-    if timeframe not in TF_RULES:
-        raise ValueError(f"unknown timeframe {timeframe!r}; valid: {', '.join(TIMEFRAMES)}")
-    return timeframe
+__all__ = [
+    "DAY_MS",
+    "HIGHER_TIMEFRAMES",
+    "MINUTE_MS",
+    "TF_RULES",
+    "TIMEFRAMES",
+    "Bucketing",
+]
