@@ -48,7 +48,6 @@ from market_data_services.aggregators._candle_sql import (
     stored_symbols,
     tick_time_range,
 )
-from market_data_services.aggregators._telemetry import families_for
 from market_data_services.market.timeframes import (
     HIGHER_TIMEFRAMES,
     MINUTE_MS,
@@ -56,7 +55,8 @@ from market_data_services.market.timeframes import (
     TIMEFRAMES,
     Bucketing,
 )
-from market_data_services.runtime import ThreadedBackgroundService, _validate
+from market_data_services.runtime import ThreadedBackgroundService, validate
+from market_data_services.runtime.telemetry import families_for
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.schema import candles, service_progress, settings, ticks
 from market_data_services.storage.upsert import upsert
@@ -245,9 +245,9 @@ class AggregatorService(ThreadedBackgroundService):
         self._day_start = parse_day_start(day_start) if isinstance(day_start, str) else day_start
         self._basis = check_price_basis(price_basis)
         self._lateness_ms = int(
-            _validate.seconds(lateness_seconds, "lateness_seconds", allow_zero=True) * 1000
+            validate.seconds(lateness_seconds, "lateness_seconds", allow_zero=True) * 1000
         )
-        self._workers = _validate.positive_int(workers, "workers")
+        self._workers = validate.positive_int(workers, "workers")
         self._bucketing = Bucketing(self._day_start)
         self._metrics = candle_metrics(registry)
         self._written = {tf: self._metrics.written.labels(tf) for tf in TIMEFRAMES}
@@ -692,7 +692,6 @@ class AggregatorService(ThreadedBackgroundService):
                 histogram = self._lag[tf]
                 for end in ends[timely].tolist():
                     histogram.observe(max(0.0, (written_at - end) / 1000))
-        del cutoff
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -58,7 +58,6 @@ from market_data_services.aggregators._ingest import (
     symbol_rule,
 )
 from market_data_services.aggregators._progress import read_progress, write_progress
-from market_data_services.aggregators._telemetry import families_for
 from market_data_services.market.book import (
     BOOK_REASONS,
     METRIC_COLUMNS,
@@ -73,7 +72,8 @@ from market_data_services.market.book import (
 )
 from market_data_services.market.book import select as select_books
 from market_data_services.runtime import IterationOutcome, ThreadedBackgroundService
-from market_data_services.runtime._validate import positive_int
+from market_data_services.runtime.telemetry import families_for
+from market_data_services.runtime.validate import positive_int
 from market_data_services.storage.bulk import upsert_columns
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.schema import dom_metrics, dom_snapshots

@@ -56,10 +56,10 @@ from market_data_services.aggregators._sentimentfiles import (
     inspect_sentiment_file,
     read_readings,
 )
-from market_data_services.aggregators._telemetry import families_for
 from market_data_services.aggregators.candles import SettingsMismatchError
 from market_data_services.runtime import IterationOutcome, ThreadedBackgroundService
-from market_data_services.runtime._validate import fraction, positive_int, seconds
+from market_data_services.runtime.telemetry import families_for
+from market_data_services.runtime.validate import fraction, positive_int, seconds
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.schema import (
     sentiment_metrics,

@@ -51,7 +51,6 @@ from market_data_services.aggregators._ingest import (
     load_files,
     symbol_rule,
 )
-from market_data_services.aggregators._telemetry import families_for
 from market_data_services.aggregators._tickfiles import (
     LAYOUTS,
     NotATickFileError,
@@ -61,6 +60,7 @@ from market_data_services.aggregators._tickfiles import (
     inspect_file,
     read_chunks,
 )
+from market_data_services.runtime.telemetry import families_for
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.schema import ticks
 from market_data_services.storage.upsert import insert, upsert
