@@ -39,15 +39,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.engine import Engine
 
-from market_data_services.aggregators._candle_sql import (
-    MinuteCandles,
-    aggregate_minutes,
-    max_tick_id,
-    new_tick_minutes,
-    read_minute_candles,
-    stored_symbols,
-    tick_time_range,
-)
+from market_data_services.market.candles import MinuteCandles
 from market_data_services.market.timeframes import (
     HIGHER_TIMEFRAMES,
     MINUTE_MS,
@@ -58,7 +50,16 @@ from market_data_services.market.timeframes import (
 from market_data_services.runtime import ThreadedBackgroundService, validate
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.storage.engine import begin_write
-from market_data_services.storage.schema import candles, service_progress, settings, ticks
+from market_data_services.storage.progress import forget_progress, read_settings, write_settings
+from market_data_services.storage.reads import (
+    aggregate_minutes,
+    max_tick_id,
+    new_tick_minutes,
+    read_minute_candles,
+    stored_symbols,
+    tick_time_range,
+)
+from market_data_services.storage.schema import candles, service_progress, ticks
 from market_data_services.storage.upsert import upsert
 from market_data_services.timeutil import DayStart, parse_day_start
 
@@ -418,11 +419,7 @@ class AggregatorService(ThreadedBackgroundService):
     def _ensure_settings(self, engine: Engine) -> None:
         wanted = {SETTING_PRICE_BASIS: self._basis, SETTING_DAY_START: str(self._day_start)}
         with engine.connect() as connection:
-            stored = dict(
-                connection.execute(
-                    select(settings.c.key, settings.c.value).where(settings.c.key.in_(wanted))
-                ).all()
-            )
+            stored = read_settings(connection, wanted)
         if stored == wanted:
             return
         with self._state_lock:
@@ -440,19 +437,12 @@ class AggregatorService(ThreadedBackgroundService):
         with begin_write(engine) as connection:
             if differing:
                 connection.execute(delete(candles))
-                connection.execute(
-                    delete(service_progress).where(service_progress.c.service == SERVICE_NAME)
-                )
+                forget_progress(connection, SERVICE_NAME)
                 logger.warning(
                     "candles.rebuild",
                     extra={"service": SERVICE_NAME, "previous": stored, "new": wanted},
                 )
-            upsert(
-                connection,
-                settings,
-                [(key, value, now) for key, value in wanted.items()],
-                columns=("key", "value", "updated_at"),
-            )
+            write_settings(connection, wanted, now_ms=now)
         if differing:
             with self._state_lock:
                 self._last_processed_ts.clear()

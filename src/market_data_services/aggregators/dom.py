@@ -22,7 +22,6 @@ import functools
 import itertools
 import logging
 import time
-import zlib
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -32,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from market_data_services.aggregators._bookfiles import (
@@ -57,7 +56,6 @@ from market_data_services.aggregators._ingest import (
     load_files,
     symbol_rule,
 )
-from market_data_services.aggregators._progress import read_progress, write_progress
 from market_data_services.market.book import (
     BOOK_REASONS,
     METRIC_COLUMNS,
@@ -74,8 +72,11 @@ from market_data_services.market.book import select as select_books
 from market_data_services.runtime import IterationOutcome, ThreadedBackgroundService
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.runtime.validate import positive_int
-from market_data_services.storage.bulk import upsert_columns
+from market_data_services.storage.bulk import refresh_statistics, upsert_columns
 from market_data_services.storage.engine import begin_write
+from market_data_services.storage.locks import DOM_WRITE_LOCK_KEY, hold_advisory_lock
+from market_data_services.storage.progress import read_progress, write_progress
+from market_data_services.storage.reads import fetch_tuples, stored_symbols_of
 from market_data_services.storage.schema import dom_metrics, dom_snapshots
 from market_data_services.storage.upsert import upsert
 from market_data_services.timeutil import format_ms, parse_zone
@@ -93,10 +94,6 @@ REJECT_REASONS = (
     "crossed",  # best ask below best bid, only with reject_crossed=True
 )
 _CODE = {reason: number for number, reason in enumerate(REJECT_REASONS, start=1)}
-
-#: Like ticks: PostgreSQL writers of snapshots take this advisory lock, so ids become
-#: visible in order and the service's arrival watermark never skips a row.
-DOM_WRITE_LOCK_KEY = zlib.crc32(b"market_data_services.dom.write")
 
 #: After a load of this many new snapshots, PostgreSQL's statistics are refreshed.
 ANALYZE_AFTER_ROWS = 10_000
@@ -225,11 +222,6 @@ class _SymbolMetrics:
 # -- ingestion -----------------------------------------------------------------------------------
 
 
-def _lock_dom_writes(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": DOM_WRITE_LOCK_KEY})
-
-
 def _check(
     raw: RawBooks, policy: QuotePolicy, now_ms: int
 ) -> tuple[npt.NDArray[np.bool_], int, int, list[Rejection]]:
@@ -318,7 +310,7 @@ def _store(
         )
         rows = zip(symbol_column, ts.tolist(), bid_blobs, ask_blobs, strict=False)
         with begin_write(engine) as connection:
-            _lock_dom_writes(connection)
+            hold_advisory_lock(connection, DOM_WRITE_LOCK_KEY)
             written = upsert(
                 connection,
                 dom_snapshots,
@@ -422,11 +414,10 @@ def ingest_dom(
         report,
         progress,
     )
-    if report.written >= ANALYZE_AFTER_ROWS and engine.dialect.name == "postgresql":
+    if report.written >= ANALYZE_AFTER_ROWS:
         # Fresh statistics, so the service's time-ordered batch reads use the (symbol, ts)
         # index at once instead of sorting the whole table until autovacuum analyzes it.
-        with engine.begin() as connection:
-            connection.execute(text("ANALYZE dom_snapshots"))
+        refresh_statistics(engine, dom_snapshots)
     return report
 
 
@@ -668,8 +659,12 @@ class DOMAggregatorService(ThreadedBackgroundService):
         assert state.target_id is not None and state.cursor_ts is not None
         limit = self._batch_size
         with self.engine.connect() as connection, connection.begin():
-            rows = _fetch(connection, _ROWS_SQL, (symbol, state.cursor_ts, state.target_id, limit))
-            before = _fetch(connection, _BEFORE_SQL, (symbol, state.cursor_ts, state.target_id))
+            rows = fetch_tuples(
+                connection, _ROWS_SQL, (symbol, state.cursor_ts, state.target_id, limit)
+            )
+            before = fetch_tuples(
+                connection, _BEFORE_SQL, (symbol, state.cursor_ts, state.target_id)
+            )
             full = len(rows) == limit
             dirty_last = bool(rows) and rows[-1][0] > state.arrival_id
             next_cursor: int | None = None
@@ -678,7 +673,7 @@ class DOMAggregatorService(ThreadedBackgroundService):
                 next_cursor = int(rows[-1][1])
                 rows = rows[:-1]
             elif full:
-                found = _fetch(
+                found = fetch_tuples(
                     connection,
                     _NEXT_NEW_SQL,
                     (symbol, rows[-1][1], state.arrival_id, state.target_id),
@@ -771,7 +766,7 @@ class DOMAggregatorService(ThreadedBackgroundService):
             )
 
 
-# The service's reads, with ``?`` placeholders (see ``_fetch``). Rows of a pass are read in
+# The service's reads, with ``?`` placeholders (see ``fetch_tuples``). Rows of a pass are read in
 # time order through the (symbol, ts) index; ``id <= target`` keeps rows that arrive
 # during the pass for the next one.
 _ROWS_SQL = (
@@ -785,27 +780,6 @@ _BEFORE_SQL = (
 _NEXT_NEW_SQL = (
     "SELECT MIN(ts) FROM dom_snapshots WHERE symbol = ? AND ts > ? AND id > ? AND id <= ?"
 )
-
-
-def _fetch(connection: Connection, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """The rows of ``sql`` through the driver's own cursor, in the caller's transaction.
-
-    Plain tuples instead of SQLAlchemy rows, and on PostgreSQL the binary result format,
-    so a ``bytea`` side arrives as its bytes instead of hex text to decode.
-    """
-    raw: Any = connection.connection.driver_connection
-    if connection.dialect.name == "postgresql":
-        with raw.cursor(binary=True) as cursor:
-            cursor.execute(sql.replace("?", "%s"), params)
-            rows: list[tuple[Any, ...]] = cursor.fetchall()
-            return rows
-    cursor = raw.cursor()
-    try:
-        cursor.execute(sql, params)
-        result: list[tuple[Any, ...]] = cursor.fetchall()
-        return result
-    finally:
-        cursor.close()
 
 
 def _raise_if_skipped(service: ThreadedBackgroundService, outcome: IterationOutcome) -> None:
@@ -835,10 +809,7 @@ def _previous_top(rows: Sequence[Any]) -> Top | None:
 def stored_dom_symbols(engine: Engine) -> list[str]:
     """Every symbol with rows in ``dom_snapshots``, for backfills over the whole database."""
     with engine.connect() as connection:
-        rows = connection.execute(
-            select(dom_snapshots.c.symbol).distinct().order_by(dom_snapshots.c.symbol)
-        )
-        return [row[0] for row in rows]
+        return stored_symbols_of(connection, dom_snapshots)
 
 
 __all__ = [

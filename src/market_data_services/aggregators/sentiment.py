@@ -19,7 +19,6 @@ import itertools
 import logging
 import math
 import time
-import zlib
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import Connection, delete, func, select, text
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.engine import Engine
 
 from market_data_services.aggregators._files import ImplausibleTimeError
@@ -46,7 +45,6 @@ from market_data_services.aggregators._ingest import (
     load_files,
     symbol_rule,
 )
-from market_data_services.aggregators._progress import read_progress, write_progress
 from market_data_services.aggregators._sentimentfiles import (
     LAYOUTS,
     NotASentimentFileError,
@@ -61,11 +59,18 @@ from market_data_services.runtime import IterationOutcome, ThreadedBackgroundSer
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.runtime.validate import fraction, positive_int, seconds
 from market_data_services.storage.engine import begin_write
+from market_data_services.storage.locks import SENTIMENT_WRITE_LOCK_KEY, hold_advisory_lock
+from market_data_services.storage.progress import (
+    forget_progress,
+    read_progress,
+    read_settings,
+    write_progress,
+    write_settings,
+)
+from market_data_services.storage.reads import stored_symbols_of
 from market_data_services.storage.schema import (
     sentiment_metrics,
     sentiment_readings,
-    service_progress,
-    settings,
 )
 from market_data_services.storage.upsert import upsert
 from market_data_services.timeutil import format_ms, parse_zone
@@ -85,9 +90,6 @@ REJECT_REASONS = (
 )
 _CODE = {reason: number for number, reason in enumerate(REJECT_REASONS, start=1)}
 
-#: Like ticks: PostgreSQL writers of readings take this advisory lock, so ids become
-#: visible in order and the service's arrival watermark never skips a row.
-SENTIMENT_WRITE_LOCK_KEY = zlib.crc32(b"market_data_services.sentiment.write")
 #: Default tolerance of |long + short - 1| (one percentage point).
 DEFAULT_SUM_TOLERANCE = 0.01
 SOURCE_LENGTH = 32
@@ -229,13 +231,6 @@ def _policy(
     )
 
 
-def _lock_sentiment_writes(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        connection.execute(
-            text("SELECT pg_advisory_xact_lock(:key)"), {"key": SENTIMENT_WRITE_LOCK_KEY}
-        )
-
-
 def _check(
     raw: RawReadings, policy: _Policy, now_ms: int
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64], list[Rejection]]:
@@ -332,7 +327,7 @@ def _store(
             strict=True,
         )
         with begin_write(engine) as connection:
-            _lock_sentiment_writes(connection)
+            hold_advisory_lock(connection, SENTIMENT_WRITE_LOCK_KEY)
             written = upsert(
                 connection,
                 sentiment_readings,
@@ -767,9 +762,7 @@ class SentimentAggregatorService(ThreadedBackgroundService):
         stored metrics were computed with others, so rows of two settings never mix."""
         wanted = self.settings_text()
         with self.engine.connect() as connection:
-            stored = connection.execute(
-                select(settings.c.value).where(settings.c.key == SETTING_KEY)
-            ).scalar()
+            stored = read_settings(connection, [SETTING_KEY]).get(SETTING_KEY)
         if stored == wanted:
             return
         if stored is not None and not self._rebuild:
@@ -781,19 +774,12 @@ class SentimentAggregatorService(ThreadedBackgroundService):
         with begin_write(self.engine) as connection:
             if stored is not None:
                 connection.execute(delete(sentiment_metrics))
-                connection.execute(
-                    delete(service_progress).where(service_progress.c.service == SERVICE_NAME)
-                )
+                forget_progress(connection, SERVICE_NAME)
                 logger.warning(
                     "sentiment.rebuild",
                     extra={"service": SERVICE_NAME, "previous": stored, "new": wanted},
                 )
-            upsert(
-                connection,
-                settings,
-                [(SETTING_KEY, wanted, int(self._wall_clock() * 1000))],
-                columns=("key", "value", "updated_at"),
-            )
+            write_settings(connection, {SETTING_KEY: wanted}, now_ms=int(self._wall_clock() * 1000))
         self._histories.clear()
         self._rebuild = False
 
@@ -945,10 +931,7 @@ class SentimentAggregatorService(ThreadedBackgroundService):
 def stored_sentiment_symbols(engine: Engine) -> list[str]:
     """Every symbol with rows in ``sentiment_readings``, for backfills over the whole database."""
     with engine.connect() as connection:
-        rows = connection.execute(
-            select(sentiment_readings.c.symbol).distinct().order_by(sentiment_readings.c.symbol)
-        )
-        return [row[0] for row in rows]
+        return stored_symbols_of(connection, sentiment_readings)
 
 
 __all__ = [

@@ -25,7 +25,6 @@ import functools
 import itertools
 import math
 import time
-import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -62,6 +61,7 @@ from market_data_services.aggregators._tickfiles import (
 )
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.storage.engine import begin_write
+from market_data_services.storage.locks import TICK_WRITE_LOCK_KEY, hold_advisory_lock
 from market_data_services.storage.schema import ticks
 from market_data_services.storage.upsert import insert, upsert
 from market_data_services.timeutil import format_ms, parse_zone
@@ -78,12 +78,6 @@ REJECT_REASONS = (
     "crossed",  # ask < bid, only with reject_crossed=True
 )
 _CODE = {reason: number for number, reason in enumerate(REJECT_REASONS, start=1)}
-
-# PostgreSQL hands out ids from a sequence at insert time, but transactions commit in any
-# order, so a reader could see id 105 before id 103 commits and move its watermark past
-# 103 for good. Writers take this transaction-level advisory lock first: ids then become
-# visible in order. (SQLite has one writer at a time anyway.)
-TICK_WRITE_LOCK_KEY = zlib.crc32(b"market_data_services.ticks.write")
 
 _TICK_COLUMNS = ("symbol", "ts", "seq", "bid", "ask")
 _TICK_KEY = ("symbol", "ts", "seq")
@@ -269,11 +263,6 @@ class _SeqNumbering:
 # -- writing -----------------------------------------------------------------------------------
 
 
-def _lock_tick_writes(connection: Connection) -> None:
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": TICK_WRITE_LOCK_KEY})
-
-
 def _rows(
     raw: RawTicks, keep: npt.NDArray[np.bool_], seq: npt.NDArray[np.int64]
 ) -> tuple[tuple[str, ...], Iterator[tuple[Any, ...]]]:
@@ -314,7 +303,7 @@ def _store(
         codes, stamps = raw.symbol_codes[keep], raw.ts[keep]
         seq = numbering.number(codes, stamps)
         with begin_write(engine) as connection:
-            _lock_tick_writes(connection)
+            hold_advisory_lock(connection, TICK_WRITE_LOCK_KEY)
             if after_stored:
                 # Inside the write lock, so no other writer can take the same numbers.
                 seq = seq + _next_seq(connection, raw.symbols, codes, stamps)

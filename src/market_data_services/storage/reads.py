@@ -1,23 +1,25 @@
-"""The SQL the candle builder runs, for SQLite and PostgreSQL.
+"""The services' reads, for SQLite and PostgreSQL: where the two differ, it is here.
 
-One-minute candles are aggregated inside the database: the minutes to build are joined
-against the ``ticks`` index on (symbol, ts, seq), so each minute is one index range,
-read in time order, and only one row per minute comes back to Python. Open and close
-are the first and last tick of the range by (ts, seq), found by two index seeks.
+Candles: one-minute candles are aggregated inside the database: the minutes to build are
+joined against the ``ticks`` index on (symbol, ts, seq), so each minute is one index
+range, read in time order, and only one row per minute comes back to Python. Open and
+close are the first and last tick of the range by (ts, seq), found by two index seeks.
+
+Also: the symbols stored in each raw table, for backfills over the whole database, and
+``fetch_tuples``, which reads plain tuples through the driver's own cursor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, Table, select, text
+
+from market_data_services.market.candles import MinuteCandles
 
 IntArray = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float64]
 
 #: SQL for the price of a tick on each basis. ``mid`` is summed here and halved in numpy:
 #: halving is exact in binary floating point, so max((b+a)/2) == max(b+a)/2 bit for bit.
@@ -26,122 +28,6 @@ PRICE_SQL = {"mid": "{t}.bid + {t}.ask", "bid": "{t}.bid", "ask": "{t}.ask"}
 PRICE_SCALE = {"mid": 0.5, "bid": 1.0, "ask": 1.0}
 
 _MINUTES_SQLITE = "temp.mds_minutes"
-_OHLC = ("open", "high", "low", "close")
-_RECORD = np.dtype(
-    [
-        ("ts_open", np.int64),
-        ("open", np.float64),
-        ("high", np.float64),
-        ("low", np.float64),
-        ("close", np.float64),
-        ("volume", np.float64),
-        ("count", np.int64),
-    ]
-)
-
-
-@dataclass(frozen=True, slots=True)
-class MinuteCandles:
-    """Candles of one symbol and timeframe as columns, sorted by ``ts_open``."""
-
-    ts_open: IntArray
-    open: FloatArray
-    high: FloatArray
-    low: FloatArray
-    close: FloatArray
-    volume: FloatArray
-    count: IntArray
-
-    @classmethod
-    def empty(cls) -> MinuteCandles:
-        ints = np.empty(0, dtype=np.int64)
-        floats = np.empty(0, dtype=np.float64)
-        return cls(
-            ts_open=ints,
-            open=floats,
-            high=floats,
-            low=floats,
-            close=floats,
-            volume=floats,
-            count=ints,
-        )
-
-    @classmethod
-    def from_records(cls, records: Iterable[Sequence[Any]], scale: float = 1.0) -> MinuteCandles:
-        """From (ts_open, open, high, low, close, volume, count) tuples, converted in one
-        pass in C (``np.fromiter`` into a record array): no Python object per value."""
-        table = np.fromiter(records, dtype=_RECORD)
-        if not len(table):
-            return cls.empty()
-        prices = [table[name] * scale if scale != 1.0 else table[name].copy() for name in _OHLC]
-        return cls(
-            ts_open=table["ts_open"].copy(),
-            open=prices[0],
-            high=prices[1],
-            low=prices[2],
-            close=prices[3],
-            volume=table["volume"].copy(),
-            count=table["count"].copy(),
-        )
-
-    @classmethod
-    def from_rows(cls, rows: list[Any], scale: float = 1.0) -> MinuteCandles:
-        """Rows of (ts_open, open, high, low, close, volume, count)."""
-        if not rows:
-            return cls.empty()
-        ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        values = np.array([r[1:6] for r in rows], dtype=np.float64)
-        count = np.fromiter((r[6] for r in rows), dtype=np.int64, count=len(rows))
-        if scale != 1.0:
-            values[:, :4] *= scale
-        return cls(
-            ts_open=ts,
-            open=values[:, 0].copy(),
-            high=values[:, 1].copy(),
-            low=values[:, 2].copy(),
-            close=values[:, 3].copy(),
-            volume=values[:, 4].copy(),
-            count=count,
-        )
-
-    def __len__(self) -> int:
-        return int(self.ts_open.shape[0])
-
-    def select(self, mask: npt.NDArray[np.bool_]) -> MinuteCandles:
-        return MinuteCandles(
-            ts_open=self.ts_open[mask],
-            open=self.open[mask],
-            high=self.high[mask],
-            low=self.low[mask],
-            close=self.close[mask],
-            volume=self.volume[mask],
-            count=self.count[mask],
-        )
-
-    @staticmethod
-    def merge(stored: MinuteCandles, fresh: MinuteCandles) -> MinuteCandles:
-        """Both sets, ``fresh`` winning where both have a minute; sorted by time."""
-        if not len(stored):
-            return fresh
-        if not len(fresh):
-            return stored
-        keep = ~np.isin(stored.ts_open, fresh.ts_open)
-        parts = [stored.select(keep), fresh]
-        ts = np.concatenate([p.ts_open for p in parts])
-        order = np.argsort(ts, kind="stable")
-
-        def join(name: str) -> Any:
-            return np.concatenate([getattr(p, name) for p in parts])[order]
-
-        return MinuteCandles(
-            ts_open=ts[order],
-            open=join("open"),
-            high=join("high"),
-            low=join("low"),
-            close=join("close"),
-            volume=join("volume"),
-            count=join("count"),
-        )
 
 
 def _aggregate_sql(basis: str, minutes_source: str, symbol: str = ":symbol") -> str:
@@ -281,3 +167,47 @@ def stored_symbols(connection: Connection) -> list[str]:
         ") SELECT symbol FROM s WHERE symbol IS NOT NULL"
     )
     return [row[0] for row in connection.execute(sql)]
+
+
+def stored_symbols_of(connection: Connection, table: Table) -> list[str]:
+    """Every symbol with rows in ``table`` (the order-book and sentiment tables), sorted."""
+    rows = connection.execute(select(table.c.symbol).distinct().order_by(table.c.symbol))
+    return [row[0] for row in rows]
+
+
+def fetch_tuples(
+    connection: Connection, sql: str, params: tuple[Any, ...]
+) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (``?`` placeholders) through the driver's own cursor, in the
+    caller's transaction.
+
+    Plain tuples instead of SQLAlchemy rows, and on PostgreSQL the binary result format,
+    so a ``bytea`` column arrives as its bytes instead of hex text to decode.
+    """
+    raw: Any = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql":
+        with raw.cursor(binary=True) as cursor:
+            cursor.execute(sql.replace("?", "%s"), params)
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            return rows
+    cursor = raw.cursor()
+    try:
+        cursor.execute(sql, params)
+        result: list[tuple[Any, ...]] = cursor.fetchall()
+        return result
+    finally:
+        cursor.close()
+
+
+__all__ = [
+    "PRICE_SCALE",
+    "PRICE_SQL",
+    "aggregate_minutes",
+    "fetch_tuples",
+    "max_tick_id",
+    "new_tick_minutes",
+    "read_minute_candles",
+    "stored_symbols",
+    "stored_symbols_of",
+    "tick_time_range",
+]
