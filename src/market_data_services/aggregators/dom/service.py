@@ -81,7 +81,8 @@ from market_data_services.storage.schema import dom_metrics, dom_snapshots
 from market_data_services.storage.upsert import upsert
 from market_data_services.timeutil import format_ms, parse_zone
 
-logger = logging.getLogger(__name__)
+# The package's name, as before the service had a module of its own: log filters keep working.
+logger = logging.getLogger("market_data_services.aggregators.dom")
 
 #: Why a snapshot can be rejected: the ``reason`` label of ``mds_dom_snapshots_rejected_total``.
 REJECT_REASONS = (

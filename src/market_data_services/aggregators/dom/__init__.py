@@ -1,0 +1,41 @@
+"""Order books: ingestion and ``DOMAggregatorService`` (the service in ``service.py``)."""
+
+from market_data_services.aggregators.dom.service import (
+    DEFAULT_BATCH_SIZE,
+    DOM_WRITE_LOCK_KEY,
+    LAYOUTS,
+    REJECT_REASONS,
+    SERVICE_NAME,
+    BookFile,
+    BookSnapshot,
+    DOMAggregatorService,
+    ImplausibleTimeError,
+    NotABookFileError,
+    dom_ingest_metrics,
+    ingest_dom,
+    inspect_dom_files,
+    pack_levels,
+    stored_dom_symbols,
+    unpack_levels,
+    write_dom,
+)
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DOM_WRITE_LOCK_KEY",
+    "LAYOUTS",
+    "REJECT_REASONS",
+    "SERVICE_NAME",
+    "BookFile",
+    "BookSnapshot",
+    "DOMAggregatorService",
+    "ImplausibleTimeError",
+    "NotABookFileError",
+    "dom_ingest_metrics",
+    "ingest_dom",
+    "inspect_dom_files",
+    "pack_levels",
+    "stored_dom_symbols",
+    "unpack_levels",
+    "write_dom",
+]
