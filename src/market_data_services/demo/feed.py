@@ -25,8 +25,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
-from market_data_services.aggregators.ticks import Tick, write_ticks
 from market_data_services.demo.market import BOOK_SAMPLES, SENTIMENT_SYMBOLS, market_tracks
+from market_data_services.ingest.ticks import Tick, write_ticks
 from market_data_services.runtime import ThreadedBackgroundService
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.storage.schema import dom_snapshots, sentiment_readings, ticks

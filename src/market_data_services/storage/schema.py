@@ -59,6 +59,9 @@ NAMING_CONVENTION = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
+#: Length limit of a sentiment reading's source ("ig", a vendor's name).
+SOURCE_LENGTH = 32
+
 # On SQLite an INTEGER PRIMARY KEY is the rowid; AUTOINCREMENT keeps ids from ever being
 # reused after deletes, which the aggregator's arrival watermark relies on.
 _ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -168,7 +171,7 @@ sentiment_readings = Table(
     Column("id", _ID, Identity(), primary_key=True),
     Column("symbol", String(SYMBOL_LENGTH), nullable=False),
     Column("ts", BigInteger, nullable=False, comment="UTC epoch milliseconds"),
-    Column("source", String(32), nullable=False, comment="'' when the file names none"),
+    Column("source", String(SOURCE_LENGTH), nullable=False, comment="'' when the file names none"),
     Column("long_share", Double, nullable=False, comment="0..1"),
     Column("short_share", Double, nullable=False, comment="0..1"),
     UniqueConstraint("symbol", "ts", "source"),
@@ -193,6 +196,7 @@ sentiment_metrics = Table(
 )
 
 __all__ = [
+    "SOURCE_LENGTH",
     "SYMBOL_LENGTH",
     "candles",
     "dom_metrics",

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from market_data_services.aggregators._files import (
+from market_data_services.ingest.files import (
     FileTimes,
     TimeOutOfRangeError,
     WrongFileKindError,
@@ -49,7 +49,7 @@ from market_data_services.aggregators._files import (
     open_text,
     read_head,
 )
-from market_data_services.aggregators._ingest import Rejection
+from market_data_services.ingest.pipeline import Rejection
 from market_data_services.market.book import BookBatch, FloatArray, IntArray
 
 LAYOUTS = ("jsonl", "tardis", "bybit", "binance")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from market_data_services.aggregators._files import (
+from market_data_services.ingest.files import (
     FileTimes,
     TimeOutOfRangeError,
     WrongFileKindError,
@@ -34,7 +34,7 @@ from market_data_services.aggregators._files import (
     open_text,
     read_head,
 )
-from market_data_services.aggregators._ingest import Rejection
+from market_data_services.ingest.pipeline import Rejection
 
 LAYOUTS = ("plain", "ig")
 SENTIMENT_FILE_SUFFIXES = (".csv", ".csv.gz", ".zip", ".gz", ".txt")

@@ -28,7 +28,7 @@ from typing import IO
 import numpy as np
 import numpy.typing as npt
 
-from market_data_services.aggregators._files import (
+from market_data_services.ingest.files import (
     FileTimes,
     ImplausibleTimeError,
     TimeOutOfRangeError,
@@ -41,7 +41,7 @@ from market_data_services.aggregators._files import (
     open_text,
     read_head,
 )
-from market_data_services.aggregators._ingest import Rejection
+from market_data_services.ingest.pipeline import Rejection
 from market_data_services.timeutil import EARLIEST_MS
 
 LAYOUTS = ("plain", "lean")

@@ -39,6 +39,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.engine import Engine
 
+from market_data_services.aggregators.base import SettingsMismatchError
 from market_data_services.market.candles import MinuteCandles
 from market_data_services.market.timeframes import (
     HIGHER_TIMEFRAMES,
@@ -63,7 +64,8 @@ from market_data_services.storage.schema import candles, service_progress, ticks
 from market_data_services.storage.upsert import upsert
 from market_data_services.timeutil import DayStart, parse_day_start
 
-logger = logging.getLogger(__name__)
+# The package's name, as before the service had a module of its own: log filters keep working.
+logger = logging.getLogger("market_data_services.aggregators.candles")
 
 IntArray = npt.NDArray[np.int64]
 
@@ -109,10 +111,6 @@ _CANDLE_COLUMNS = (
     "tick_count",
 )
 _PROGRESS_COLUMNS = ("service", "symbol", "key", "value", "updated_at")
-
-
-class SettingsMismatchError(RuntimeError):
-    """The stored candles were built with another price basis or day start."""
 
 
 class BackfillProgress(NamedTuple):

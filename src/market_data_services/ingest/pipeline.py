@@ -1,4 +1,5 @@
-"""What every ingester shares: rejections with their place, the report, symbol rules.
+"""What every ingester shares: rejections with their place, the report, the policy, and
+the loop over files.
 
 Ticks, order-book snapshots and sentiment readings are loaded the same way: each row is
 validated, bad rows are rejected with a reason code and their file and line, good rows
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple, Protocol, TypeVar
 
-from market_data_services.market.symbols import check_symbol, is_valid_symbol, symbol_rule
+from market_data_services.market.symbols import check_symbol
 from market_data_services.timeutil import format_ms
 
 #: Default allowance for feed clocks running ahead of ours.
@@ -113,11 +114,11 @@ __all__ = [
     "DEFAULT_FUTURE_TOLERANCE_SECONDS",
     "IngestProgress",
     "IngestReport",
+    "QuotePolicy",
     "Rejection",
-    "check_symbol",
     "future_tolerance_ms",
-    "is_valid_symbol",
-    "symbol_rule",
+    "inspect_files",
+    "load_files",
 ]
 
 
