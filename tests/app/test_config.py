@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from market_data_services.app.catalog import SERVICES
 from market_data_services.app.cli import main
 from market_data_services.app.config import (
     DEFAULT_LISTEN,
@@ -16,7 +17,6 @@ from market_data_services.app.config import (
     parse_listen,
     schema,
 )
-from market_data_services.app.services import SERVICES
 from market_data_services.demo import DEMO_SYMBOLS
 from market_data_services.market.symbols import is_valid_symbol
 

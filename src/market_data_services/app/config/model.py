@@ -32,7 +32,7 @@ from market_data_services.demo import DEMO_SERVICE_SYMBOLS, DEMO_SYMBOLS
 from market_data_services.market.symbols import check_symbol
 
 if TYPE_CHECKING:
-    from market_data_services.app.services import ServiceEntry
+    from market_data_services.app.catalog import ServiceEntry
 
 #: The embedded default: a SQLite file in the working directory.
 DEFAULT_DATABASE_URL = "sqlite:///mds.sqlite"
@@ -536,7 +536,7 @@ class ConfigSource:
     ) -> None:
         if catalog is None:
             # The catalog imports this module for its types: import it on first use.
-            from market_data_services.app.services import SERVICES  # noqa: PLC0415
+            from market_data_services.app.catalog import SERVICES  # noqa: PLC0415
 
             catalog = SERVICES
         self.catalog = catalog

@@ -24,7 +24,7 @@ from market_data_services.aggregators.sentiment import (
     ContrarianThresholds,
     SentimentAggregatorService,
 )
-from market_data_services.app.config import BreakerConfig, ConfigError, ServiceConfig
+from market_data_services.app.config.model import BreakerConfig, ConfigError, ServiceConfig
 from market_data_services.demo import DemoFeedService
 from market_data_services.runtime import CircuitBreaker, ThreadedBackgroundService
 from market_data_services.runtime.service import FailureClassifier
