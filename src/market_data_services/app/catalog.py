@@ -1,10 +1,11 @@
 """The service catalog: every service ``mds run`` can start, one entry each.
 
 An entry names the service's config section (``[services.<name>]``), its defaults, its
-own keys (a frozen dataclass whose fields become keys of that section) and a factory
-that builds it from a :class:`ServiceContext`. Adding a service is adding one entry to
-``SERVICES``; the configuration, ``mds config show``, the environment variables, the
-health endpoint and shutdown pick it up from here.
+own keys (a frozen dataclass whose fields become keys of that section), the symbols it
+brings when none are configured (the demo feed's sample pairs), and a factory that builds
+it from a :class:`ServiceContext`. Adding a service is adding one entry to ``SERVICES``;
+the configuration (``ConfigSource`` is given this catalog), ``mds config show``, the
+environment variables, the health endpoint and shutdown pick it up from here.
 """
 
 from __future__ import annotations
@@ -24,8 +25,13 @@ from market_data_services.aggregators.sentiment import (
     ContrarianThresholds,
     SentimentAggregatorService,
 )
-from market_data_services.app.config.model import BreakerConfig, ConfigError, ServiceConfig
-from market_data_services.demo import DemoFeedService
+from market_data_services.app.config.model import (
+    BreakerConfig,
+    ConfigError,
+    DefaultSymbols,
+    ServiceConfig,
+)
+from market_data_services.demo import DEMO_SERVICE_SYMBOLS, DEMO_SYMBOLS, DemoFeedService
 from market_data_services.runtime import CircuitBreaker, ThreadedBackgroundService
 from market_data_services.runtime.service import FailureClassifier
 from market_data_services.timeutil import parse_day_start
@@ -76,12 +82,13 @@ Factory = Callable[[ServiceContext], ThreadedBackgroundService]
 class ServiceEntry:
     service_name: str  # what the service calls itself: metric label, health key
     factory: Factory
-    description: str
     defaults: ServiceConfig = field(default_factory=ServiceConfig)
     #: A frozen dataclass of the service's own keys, or None.
     options: type | None = None
     #: Run one iteration before the other services start (the demo feed's backfill).
     warm_up: bool = False
+    #: Symbols this service brings when enabled and none are configured, or None.
+    default_symbols: DefaultSymbols | None = None
 
 
 # -- candles -------------------------------------------------------------------------------
@@ -253,31 +260,30 @@ SERVICES: dict[str, ServiceEntry] = {
     "candles": ServiceEntry(
         service_name="AggregatorService",
         factory=_candles,
-        description="builds 1m to 1d candles from the ticks table",
         defaults=ServiceConfig(interval_seconds=60.0, stop_timeout_seconds=10.0),
         options=CandleOptions,
     ),
     "dom": ServiceEntry(
         service_name="DOMAggregatorService",
         factory=_dom,
-        description="book metrics (spread, microprice, imbalance, depth, OFI) from dom_snapshots",
         defaults=ServiceConfig(interval_seconds=5.0, stop_timeout_seconds=10.0),
         options=DomOptions,
     ),
     "sentiment": ServiceEntry(
         service_name="SentimentAggregatorService",
         factory=_sentiment,
-        description="long share, EMA, window extremes and contrarian signal from readings",
         defaults=ServiceConfig(interval_seconds=30.0, stop_timeout_seconds=10.0),
         options=SentimentOptions,
     ),
     "demo_feed": ServiceEntry(
         service_name="DemoFeedService",
         factory=_demo_feed,
-        description="replays the packaged sample ticks as if they arrived now (--demo)",
         defaults=ServiceConfig(enabled=False, interval_seconds=1.0, stop_timeout_seconds=5.0),
         options=DemoOptions,
         warm_up=True,
+        # With --demo, each service works on the sample pairs it has data for (no candles
+        # for the book stream's symbol, no books for the tick pairs).
+        default_symbols=DefaultSymbols(symbols=DEMO_SYMBOLS, per_service=DEMO_SERVICE_SYMBOLS),
     ),
 }
 
