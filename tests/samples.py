@@ -1,4 +1,5 @@
-"""The real market data the aggregator tests read.
+"""The real market data the ingestion and service tests read (a pytest plugin, see
+``tests/conftest.py``).
 
 ``ticks_dir``, ``orderbook_dir`` and ``sentiment_dir`` are the small samples kept in
 ``tests/data`` (always there); ``full_ticks_dir`` is the full data set, which the oracle

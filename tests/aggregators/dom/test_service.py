@@ -14,10 +14,11 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Engine
 
 from market_data_services import DOMAggregatorService
-from market_data_services.aggregators.dom import BookSnapshot, ingest_dom, pack_levels, write_dom
+from market_data_services.ingest.dom import BookSnapshot, ingest_dom, write_dom
+from market_data_services.market.book import pack_levels
 from market_data_services.runtime import IterationOutcome
 from market_data_services.storage import dom_metrics, dom_snapshots, service_progress
-from tests.aggregators.books import (
+from tests.books import (
     Book,
     assert_metrics_equal,
     bybit_books,

@@ -11,18 +11,17 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from market_data_services.aggregators.dom import (
+from market_data_services.ingest.dom import (
     BookSnapshot,
     ImplausibleTimeError,
     NotABookFileError,
     ingest_dom,
     inspect_dom_files,
-    pack_levels,
-    unpack_levels,
     write_dom,
 )
+from market_data_services.market.book import pack_levels, unpack_levels
 from market_data_services.storage import dom_snapshots
-from tests.aggregators.books import Book, bybit_books, random_books, tardis_books
+from tests.books import Book, bybit_books, random_books, tardis_books
 
 NOW = 1_700_000_000.0  # 2023-11-14, the injected wall clock
 TARDIS_25 = "tardis_binance-futures_book_snapshot_25_BTCUSDT.csv.gz"

@@ -15,11 +15,11 @@ from sqlalchemy.engine import Engine
 
 from market_data_services import AggregatorService
 from market_data_services.aggregators import TF_RULES, SettingsMismatchError
-from market_data_services.aggregators.ticks import write_ticks
+from market_data_services.ingest import write_ticks
 from market_data_services.runtime import IterationOutcome
 from market_data_services.storage import Timeouts, create_engine, service_progress, upgrade
 from market_data_services.timeutil import parse_zone
-from tests.aggregators.reference import (
+from tests.aggregators.candles.reference import (
     FakeClock,
     RefTick,
     as_records,

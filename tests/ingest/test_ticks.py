@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from market_data_services.aggregators.ticks import (
+from market_data_services.ingest.ticks import (
     ImplausibleTimeError,
     NotATickFileError,
     Tick,

@@ -14,14 +14,14 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 
 from market_data_services import AggregatorService
-from market_data_services.aggregators.ticks import write_ticks
+from market_data_services.ingest import write_ticks
 from market_data_services.market.timeframes import Bucketing
 from market_data_services.runtime import IterationOutcome
 from market_data_services.storage import candles, service_progress
 from market_data_services.storage import settings as settings_table
 from market_data_services.storage import ticks as ticks_table
 from market_data_services.timeutil import DayStart
-from tests.aggregators.reference import (
+from tests.aggregators.candles.reference import (
     MINUTES,
     FakeClock,
     RefTick,
