@@ -68,7 +68,7 @@ def current_rss_mb() -> float:
 
 
 def child_ingest(db: str) -> dict[str, Any]:
-    from market_data_services.aggregators.ticks import ingest_ticks
+    from market_data_services.ingest import ingest_ticks
     from market_data_services.storage import create_engine, upgrade
 
     engine = create_engine(f"sqlite:///{db}")

@@ -40,12 +40,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import delete, text
 from sqlalchemy.engine import Engine
 
-from market_data_services.aggregators.dom import (
-    BookSnapshot,
-    DOMAggregatorService,
-    ingest_dom,
-    write_dom,
-)
+from market_data_services.aggregators.dom import DOMAggregatorService
+from market_data_services.ingest import BookSnapshot, ingest_dom, write_dom
 from market_data_services.storage import (
     create_engine,
     dom_metrics,

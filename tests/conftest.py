@@ -64,8 +64,9 @@ def full_data(*parts: str) -> Path:
     return path
 
 
-# Database fixtures (database_url, engine, database_factory) for every test directory.
-pytest_plugins = ("tests.databases",)
+# Database fixtures (database_url, engine, database_factory) and the market-data samples
+# (ticks_dir, orderbook_dir, sentiment_dir, full_ticks_dir) for every test directory.
+pytest_plugins = ("tests.databases", "tests.samples")
 
 
 def dies_with_parent(command: list[str]) -> list[str]:

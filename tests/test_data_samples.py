@@ -55,7 +55,7 @@ def test_every_test_module_collects_without_the_full_data_set(tmp_path: Path) ->
 
 
 def test_tests_needing_the_full_data_set_skip_saying_how_and_fail_in_ci(tmp_path: Path) -> None:
-    oracle = "tests/aggregators/test_oracle.py"
+    oracle = "tests/aggregators/candles/test_oracle.py"
     local = run_pytest(tmp_path, "-q", "-rs", "-m", "not postgres", oracle)
     assert local.returncode == 0, local.stdout[-3000:]
     assert "passed" not in local.stdout and "failed" not in local.stdout

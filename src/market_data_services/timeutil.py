@@ -244,10 +244,15 @@ def parse_timestamp_ms(text: str, zone: tzinfo = UTC, *, unit: str = "ms") -> in
     return (moment - _EPOCH) // _ONE_MS
 
 
-def format_ms(ts_ms: int) -> str:
-    """``2014-05-01T05:00:01.787Z``."""
-    moment = datetime.fromtimestamp(ts_ms / 1000, UTC)
+def utc_iso(unix_seconds: float) -> str:
+    """``2025-01-08T10:15:23.123Z``: the one way we write a moment for people and JSON."""
+    moment = datetime.fromtimestamp(unix_seconds, UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def format_ms(ts_ms: int) -> str:
+    """``2014-05-01T05:00:01.787Z`` for UTC epoch milliseconds."""
+    return utc_iso(ts_ms / 1000)
 
 
 __all__ = [
@@ -263,5 +268,6 @@ __all__ = [
     "parse_timestamp_ms",
     "parse_zone",
     "unit_by_magnitude",
+    "utc_iso",
     "zone_name",
 ]

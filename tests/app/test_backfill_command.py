@@ -13,7 +13,7 @@ from market_data_services.storage import (
     sentiment_metrics,
     settings,
 )
-from tests.aggregators.reference import stored_candles
+from tests.aggregators.candles.reference import stored_candles
 from tests.conftest import SAMPLE_DATA
 
 FXCM = SAMPLE_DATA / "forex_ticks" / "lean_fxcm"

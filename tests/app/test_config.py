@@ -6,18 +6,22 @@ from pathlib import Path
 
 import pytest
 
+from market_data_services import ThreadedBackgroundService
+from market_data_services.app.catalog import SERVICES, ServiceContext, ServiceEntry
 from market_data_services.app.cli import main
 from market_data_services.app.config import (
     DEFAULT_LISTEN,
     ConfigError,
     ConfigSource,
+    DefaultSymbols,
     Override,
+    ServiceConfig,
     mask_url,
     parse_listen,
     schema,
 )
-from market_data_services.app.services import SERVICES
 from market_data_services.demo import DEMO_SYMBOLS
+from market_data_services.market.symbols import is_valid_symbol
 
 
 def write(path: Path, text: str) -> Path:
@@ -26,7 +30,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_defaults_need_no_file_and_listen_on_loopback() -> None:
-    config = ConfigSource(environ={}).load()
+    config = ConfigSource(catalog=SERVICES, environ={}).load()
     assert config.http.listen == DEFAULT_LISTEN
     assert config.http.host == "127.0.0.1"
     assert config.database.url == "sqlite:///mds.sqlite"
@@ -50,7 +54,7 @@ speed = 10
     )
     env = {"MDS_HTTP_LISTEN": "127.0.0.1:2222", "MDS_SERVICES_DEMO_FEED_SPEED": "20"}
     flags = [Override("http.listen", "127.0.0.1:3333", "--listen")]
-    config = ConfigSource(path=toml, environ=env, overrides=flags).load()
+    config = ConfigSource(catalog=SERVICES, path=toml, environ=env, overrides=flags).load()
     assert config.http.listen == "127.0.0.1:3333"  # flag
     assert config.services["demo_feed"].options.speed == 20.0  # environment
     assert config.http.threads == 3  # file
@@ -62,13 +66,13 @@ speed = 10
 def test_bad_value_names_the_key_the_problem_and_where_it_came_from(tmp_path: Path) -> None:
     toml = write(tmp_path / "mds.toml", "[services.demo_feed]\ninterval_seconds = -1\n")
     with pytest.raises(ConfigError) as from_file:
-        ConfigSource(path=toml, environ={}).load()
+        ConfigSource(catalog=SERVICES, path=toml, environ={}).load()
     assert str(from_file.value) == (
         f"services.demo_feed.interval_seconds: must be > 0, got -1 (from {toml})"
     )
     env = {"MDS_SERVICES_DEMO_FEED_CIRCUIT_BREAKER_FAILURE_THRESHOLD": "zero"}
     with pytest.raises(ConfigError) as from_env:
-        ConfigSource(environ=env).load()
+        ConfigSource(catalog=SERVICES, environ=env).load()
     assert "services.demo_feed.circuit_breaker.failure_threshold: must be an integer" in str(
         from_env.value
     )
@@ -78,13 +82,13 @@ def test_bad_value_names_the_key_the_problem_and_where_it_came_from(tmp_path: Pa
 def test_wrong_type_in_the_file_is_named(tmp_path: Path) -> None:
     toml = write(tmp_path / "mds.toml", '[http]\nthreads = "many"\n')
     with pytest.raises(ConfigError, match=r"http\.threads: must be an integer, got 'many'"):
-        ConfigSource(path=toml, environ={}).load()
+        ConfigSource(catalog=SERVICES, path=toml, environ={}).load()
 
 
 def test_unknown_key_suggests_the_closest_one(tmp_path: Path) -> None:
     toml = write(tmp_path / "mds.toml", "[health]\nerror_rate_treshold = 0.1\n")
     with pytest.raises(ConfigError, match=r"did you mean 'health\.error_rate_threshold'"):
-        ConfigSource(path=toml, environ={}).load()
+        ConfigSource(catalog=SERVICES, path=toml, environ={}).load()
 
 
 def test_unknown_service_lists_the_valid_ones(tmp_path: Path) -> None:
@@ -92,15 +96,15 @@ def test_unknown_service_lists_the_valid_ones(tmp_path: Path) -> None:
     with pytest.raises(
         ConfigError, match=r"services\.candels: unknown service; valid: .*demo_feed"
     ):
-        ConfigSource(path=toml, environ={}).load()
+        ConfigSource(catalog=SERVICES, path=toml, environ={}).load()
 
 
 def test_invalid_toml_and_missing_file_are_config_errors(tmp_path: Path) -> None:
     broken = write(tmp_path / "broken.toml", "[http\n")
     with pytest.raises(ConfigError, match="invalid TOML"):
-        ConfigSource(path=broken, environ={}).load()
+        ConfigSource(catalog=SERVICES, path=broken, environ={}).load()
     with pytest.raises(ConfigError, match="config file not found"):
-        ConfigSource(path=tmp_path / "absent.toml", environ={}).load()
+        ConfigSource(catalog=SERVICES, path=tmp_path / "absent.toml", environ={}).load()
 
 
 def test_every_key_has_its_own_environment_variable() -> None:
@@ -118,14 +122,14 @@ def test_environment_lists_and_booleans_are_parsed() -> None:
         "MDS_SERVICES_DEMO_FEED_ENABLED": "yes",
         "MDS_TELEMETRY_TRACE_CONSOLE": "false",
     }
-    config = ConfigSource(environ=env).load()
+    config = ConfigSource(catalog=SERVICES, environ=env).load()
     assert config.symbols == ("EUR/USD", "NZD/USD")
     assert config.services["demo_feed"].enabled is True
     assert config.telemetry.trace_console is False
 
 
 def test_database_timeouts_have_bounded_defaults_environment_variables_and_checks() -> None:
-    database = ConfigSource(environ={}).load().database
+    database = ConfigSource(catalog=SERVICES, environ={}).load().database
     assert (database.statement_timeout_seconds, database.connect_timeout_seconds) == (20.0, 5)
     env = {
         "MDS_DATABASE_STATEMENT_TIMEOUT_SECONDS": "2.5",
@@ -134,7 +138,7 @@ def test_database_timeouts_have_bounded_defaults_environment_variables_and_check
         "MDS_DATABASE_KEEPALIVES_INTERVAL_SECONDS": "6",
         "MDS_DATABASE_KEEPALIVES_COUNT": "4",
     }
-    database = ConfigSource(environ=env).load().database
+    database = ConfigSource(catalog=SERVICES, environ=env).load().database
     assert database.statement_timeout_seconds == 2.5
     assert database.connect_timeout_seconds == 3
     assert (
@@ -143,13 +147,15 @@ def test_database_timeouts_have_bounded_defaults_environment_variables_and_check
         database.keepalives_count,
     ) == (30, 6, 4)
     with pytest.raises(ConfigError) as too_short:
-        ConfigSource(environ={"MDS_DATABASE_CONNECT_TIMEOUT_SECONDS": "1"}).load()
+        ConfigSource(catalog=SERVICES, environ={"MDS_DATABASE_CONNECT_TIMEOUT_SECONDS": "1"}).load()
     assert str(too_short.value) == (
         "database.connect_timeout_seconds: must be >= 2 (libpq's minimum), got 1 "
         "(from MDS_DATABASE_CONNECT_TIMEOUT_SECONDS)"
     )
     with pytest.raises(ConfigError, match=r"database\.statement_timeout_seconds: must be >= 0"):
-        ConfigSource(environ={"MDS_DATABASE_STATEMENT_TIMEOUT_SECONDS": "-1"}).load()
+        ConfigSource(
+            catalog=SERVICES, environ={"MDS_DATABASE_STATEMENT_TIMEOUT_SECONDS": "-1"}
+        ).load()
 
 
 def test_a_service_can_override_the_symbols() -> None:
@@ -157,13 +163,13 @@ def test_a_service_can_override_the_symbols() -> None:
         Override("symbols", "EUR/USD,NZD/USD", "--symbols"),
         Override("services.demo_feed.symbols", "NZD/USD", "--set"),
     ]
-    config = ConfigSource(environ={}, overrides=flags).load()
+    config = ConfigSource(catalog=SERVICES, environ={}, overrides=flags).load()
     assert config.symbols_for("demo_feed") == ("NZD/USD",)
 
 
 def test_demo_without_symbols_works_on_the_sample_pairs() -> None:
     flags = [Override("services.demo_feed.enabled", True, "--demo")]
-    config = ConfigSource(environ={}, overrides=flags).load()
+    config = ConfigSource(catalog=SERVICES, environ={}, overrides=flags).load()
     assert config.symbols == DEMO_SYMBOLS
 
 
@@ -172,21 +178,44 @@ def test_demo_gives_each_service_the_symbols_it_has_data_for() -> None:
         Override("services.demo_feed.enabled", True, "--demo"),
         Override("services.sentiment.symbols", "EUR/USD", "--set"),
     ]
-    config = ConfigSource(environ={}, overrides=flags).load()
+    config = ConfigSource(catalog=SERVICES, environ={}, overrides=flags).load()
     assert config.symbols_for("candles") == ("EUR/USD", "NZD/USD")
     assert config.symbols_for("dom") == ("XRPUSDT",)
     assert config.symbols_for("sentiment") == ("EUR/USD",)  # configured: kept
     assert config.symbols_for("demo_feed") == DEMO_SYMBOLS
 
 
+def test_any_enabled_catalog_entry_may_bring_symbols_when_none_are_configured() -> None:
+    def never(ctx: ServiceContext) -> ThreadedBackgroundService:
+        raise AssertionError("the configuration builds no service")
+
+    catalog = {
+        "feed": ServiceEntry(
+            service_name="Feed",
+            factory=never,
+            defaults=ServiceConfig(enabled=False),
+            default_symbols=DefaultSymbols(symbols=("BTC+USD",), per_service={"quiet": ()}),
+        ),
+        "quiet": ServiceEntry(service_name="Quiet", factory=never),
+    }
+    assert ConfigSource(catalog=catalog, environ={}).load().symbols == ()  # feed disabled
+    on = ConfigSource(catalog=catalog, environ={"MDS_SERVICES_FEED_ENABLED": "true"}).load()
+    assert on.symbols_for("feed") == ("BTC+USD",)
+    assert on.symbols_for("quiet") == ()
+    configured = {"MDS_SERVICES_FEED_ENABLED": "true", "MDS_SYMBOLS": "EUR/USD"}
+    assert ConfigSource(catalog=catalog, environ=configured).load().symbols == ("EUR/USD",)
+
+
 def test_book_and_sentiment_keys_are_checked_naming_the_key() -> None:
     bad = [Override("services.sentiment.long_exit", "0.9", "--set")]
     with pytest.raises(ConfigError, match=r"services\.sentiment\.long_enter: thresholds must"):
-        ConfigSource(environ={}, overrides=bad).load()
+        ConfigSource(catalog=SERVICES, environ={}, overrides=bad).load()
     env = {"MDS_SERVICES_DOM_BATCH_SIZE": "1"}
     with pytest.raises(ConfigError, match=r"services\.dom\.batch_size: must be 2\.\.1000000"):
-        ConfigSource(environ=env).load()
-    config = ConfigSource(environ={"MDS_SERVICES_SENTIMENT_EMA_ALPHA": "0.25"}).load()
+        ConfigSource(catalog=SERVICES, environ=env).load()
+    config = ConfigSource(
+        catalog=SERVICES, environ={"MDS_SERVICES_SENTIMENT_EMA_ALPHA": "0.25"}
+    ).load()
     assert config.services["sentiment"].options.ema_alpha == 0.25
     assert config.services["dom"].interval_seconds == 5.0  # the specification's
     assert config.services["sentiment"].interval_seconds == 30.0
@@ -194,20 +223,27 @@ def test_book_and_sentiment_keys_are_checked_naming_the_key() -> None:
 
 def test_repeated_or_malformed_symbols_are_rejected() -> None:
     with pytest.raises(ConfigError, match="repeated symbols"):
-        ConfigSource(environ={"MDS_SYMBOLS": "EUR/USD,EUR/USD"}).load()
+        ConfigSource(catalog=SERVICES, environ={"MDS_SYMBOLS": "EUR/USD,EUR/USD"}).load()
     with pytest.raises(ConfigError, match="symbols: symbol must be"):
-        ConfigSource(environ={"MDS_SYMBOLS": "EUR USD"}).load()
+        ConfigSource(catalog=SERVICES, environ={"MDS_SYMBOLS": "EUR USD"}).load()
+
+
+def test_a_symbol_the_ingesters_accept_is_accepted_by_the_configuration() -> None:
+    config = ConfigSource(catalog=SERVICES, environ={"MDS_SYMBOLS": "BTC+USD,XAU/USD.fx"}).load()
+    assert config.symbols == ("BTC+USD", "XAU/USD.fx")
+    assert all(is_valid_symbol(symbol) for symbol in config.symbols)
 
 
 def test_basic_auth_needs_a_user_and_exactly_one_password() -> None:
     with pytest.raises(ConfigError, match=r"http\.basic_auth_username: is required"):
-        ConfigSource(environ={"MDS_HTTP_BASIC_AUTH_PASSWORD": "pw"}).load()
+        ConfigSource(catalog=SERVICES, environ={"MDS_HTTP_BASIC_AUTH_PASSWORD": "pw"}).load()
     with pytest.raises(ConfigError, match=r"http\.basic_auth_password_hash: must look like"):
         ConfigSource(
+            catalog=SERVICES,
             environ={
                 "MDS_HTTP_BASIC_AUTH_USERNAME": "prom",
                 "MDS_HTTP_BASIC_AUTH_PASSWORD_HASH": "plain",
-            }
+            },
         ).load()
 
 
@@ -278,4 +314,6 @@ def test_hash_password_output_is_accepted_by_the_config(
     hashed = capsys.readouterr().out.strip()
     assert hashed.startswith("pbkdf2_sha256$")
     env = {"MDS_HTTP_BASIC_AUTH_USERNAME": "u", "MDS_HTTP_BASIC_AUTH_PASSWORD_HASH": hashed}
-    assert ConfigSource(environ=env).load().http.basic_auth_password_hash == hashed
+    assert (
+        ConfigSource(catalog=SERVICES, environ=env).load().http.basic_auth_password_hash == hashed
+    )

@@ -25,7 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.engine import make_url
 
-from market_data_services.aggregators.ticks import Tick, write_ticks
+from market_data_services.ingest import Tick, write_ticks
 from market_data_services.storage import create_engine, upgrade
 from tests.e2e.mds_process import MdsProcess, wait_until
 

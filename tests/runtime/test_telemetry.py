@@ -11,12 +11,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from opentelemetry.util._once import Once
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from market_data_services import ThreadedBackgroundService
-from market_data_services.runtime.telemetry import ITERATION_BUCKETS
+from market_data_services.runtime.telemetry import ITERATION_BUCKETS, families_for
 from tests.conftest import require_executable
 
 
@@ -201,3 +201,20 @@ def test_a_dropped_service_frees_its_name_and_its_series(registry) -> None:
     assert registry.get_sample_value("mds_service_iterations_total", {"service": "PerSymbol"}) == 0
     second.run_once()
     assert registry.get_sample_value("mds_service_iterations_total", {"service": "PerSymbol"}) == 1
+
+
+def test_metric_families_are_made_once_per_registry_and_shared_on_it() -> None:
+    made: list[CollectorRegistry] = []
+
+    def things(registry: CollectorRegistry) -> Counter:
+        made.append(registry)
+        return Counter("mds_test_things", "Things counted by a test.", registry=registry)
+
+    first, second = CollectorRegistry(), CollectorRegistry()
+    counter = families_for(first, things)
+    assert families_for(first, things) is counter  # a second family would be refused
+    assert families_for(second, things) is not counter
+    assert made == [first, second]
+    counter.inc()
+    assert first.get_sample_value("mds_test_things_total") == 1.0
+    assert second.get_sample_value("mds_test_things_total") == 0.0

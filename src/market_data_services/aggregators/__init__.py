@@ -1,4 +1,9 @@
-"""The market-data services: candles, order book and sentiment, and the feeds."""
+"""Derived data: one subpackage per service (``candles``, ``dom``, ``sentiment``).
+
+The ingestion names below (``ingest_ticks``, ``write_dom``, ``IngestReport``, ...) moved to
+``market_data_services.ingest`` (issue 11); they are re-exported here so that imports
+written before still work. New code imports them from ``market_data_services.ingest``.
+"""
 
 from market_data_services.aggregators.candles import (
     PRICE_BASES,
@@ -9,22 +14,19 @@ from market_data_services.aggregators.candles import (
     PassReport,
     SettingsMismatchError,
 )
-from market_data_services.aggregators.dom import (
-    BookSnapshot,
-    DOMAggregatorService,
-    NotABookFileError,
-    ingest_dom,
-    write_dom,
-)
+from market_data_services.aggregators.dom import DOMAggregatorService
 from market_data_services.aggregators.sentiment import (
     ContrarianThresholds,
-    NotASentimentFileError,
     SentimentAggregatorService,
+)
+from market_data_services.ingest.dom import BookSnapshot, NotABookFileError, ingest_dom, write_dom
+from market_data_services.ingest.sentiment import (
+    NotASentimentFileError,
     SentimentReading,
     ingest_sentiment,
     write_sentiment,
 )
-from market_data_services.aggregators.ticks import (
+from market_data_services.ingest.ticks import (
     REJECT_REASONS,
     IngestReport,
     NotATickFileError,

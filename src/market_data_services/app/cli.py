@@ -14,8 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from market_data_services._version import __version__
-from market_data_services.app.commands import COMMANDS
-from market_data_services.app.commands._common import EXIT_USAGE
+from market_data_services.app.commands import COMMANDS, EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from market_data_services.runtime import ThreadedBackgroundService
-from market_data_services.runtime.service import utc_iso
+from market_data_services.timeutil import utc_iso
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -12,10 +12,11 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from opentelemetry import trace
+
+from market_data_services.timeutil import utc_iso
 
 #: Attributes every LogRecord has; anything else on a record came from ``extra``.
 _STANDARD = frozenset(
@@ -40,14 +41,6 @@ def trace_fields() -> dict[str, str]:
     return {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}"}
 
 
-def _iso(created: float) -> str:
-    return (
-        datetime.fromtimestamp(created, UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
-
-
 def _plain(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value
@@ -63,7 +56,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "time": _iso(record.created),
+            "time": utc_iso(record.created),
             "level": record.levelname,
             "logger": record.name,
             "event": record.getMessage(),
@@ -87,7 +80,9 @@ class TextFormatter(logging.Formatter):
         for key, ids in trace_fields().items():
             extra.setdefault(key, ids)
         fields = " ".join(f"{k}={_text(v)}" for k, v in extra.items())
-        line = f"{_iso(record.created)} {record.levelname:<7} {record.name} {record.getMessage()}"
+        line = (
+            f"{utc_iso(record.created)} {record.levelname:<7} {record.name} {record.getMessage()}"
+        )
         if fields:
             line = f"{line} {fields}"
         if record.exc_info:

@@ -12,12 +12,12 @@ from prometheus_client import REGISTRY, CollectorRegistry, Info
 
 from market_data_services._version import __version__
 from market_data_services.app.auth import BasicAuth
+from market_data_services.app.catalog import SERVICES, ServiceContext, ServiceEntry
 from market_data_services.app.config import Config, ConfigSource, mask_url
 from market_data_services.app.health import HealthRule, health_report
 from market_data_services.app.probe import SingleFlightProbe
 from market_data_services.app.schema_watch import SchemaWatch, schema_condition
 from market_data_services.app.server import HttpServer, TlsFiles, make_app
-from market_data_services.app.services import SERVICES, ServiceContext, ServiceEntry
 from market_data_services.runtime import ThreadedBackgroundService
 from market_data_services.storage.engine import Timeouts, create_engine, is_sqlite
 from market_data_services.storage.migrate import schema_status, upgrade

@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from market_data_services.runtime import FailureCondition
-from market_data_services.runtime.service import utc_iso
 from market_data_services.storage.migrate import SchemaStatus, is_schema_error, schema_status
+from market_data_services.timeutil import utc_iso
 
 logger = logging.getLogger(__name__)
 

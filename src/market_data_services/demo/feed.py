@@ -18,8 +18,6 @@ import csv
 import gzip
 import io
 import math
-import threading
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any, Protocol
@@ -27,9 +25,10 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
-from market_data_services.aggregators.ticks import Tick, write_ticks
 from market_data_services.demo.market import BOOK_SAMPLES, SENTIMENT_SYMBOLS, market_tracks
+from market_data_services.ingest.ticks import Tick, write_ticks
 from market_data_services.runtime import ThreadedBackgroundService
+from market_data_services.runtime.telemetry import families_for
 from market_data_services.storage.schema import dom_snapshots, sentiment_readings, ticks
 
 #: The pairs the packaged samples hold, and their files.
@@ -47,22 +46,14 @@ DEMO_SERVICE_SYMBOLS: dict[str, tuple[str, ...]] = {
 }
 
 
-_counters: weakref.WeakKeyDictionary[CollectorRegistry, Counter] = weakref.WeakKeyDictionary()
-_counters_lock = threading.Lock()
-
-
 def _rows_counter(registry: CollectorRegistry) -> Counter:
-    """``mds_demo_rows_replayed_total``, created once per registry."""
-    with _counters_lock:
-        counter = _counters.get(registry)
-        if counter is None:
-            counter = _counters[registry] = Counter(
-                "mds_demo_rows_replayed",
-                "Sample rows the demo feed wrote, by kind of data and symbol.",
-                ["kind", "symbol"],
-                registry=registry,
-            )
-        return counter
+    """``mds_demo_rows_replayed_total`` (made once per registry through ``families_for``)."""
+    return Counter(
+        "mds_demo_rows_replayed",
+        "Sample rows the demo feed wrote, by kind of data and symbol.",
+        ["kind", "symbol"],
+        registry=registry,
+    )
 
 
 class Track(Protocol):
@@ -215,7 +206,7 @@ class DemoFeedService(ThreadedBackgroundService):
         self._load_tracks = tracks
         self._latest_stored_ms = latest_stored_ms or _latest_stored_tick_ms
         self._registry = REGISTRY if registry is None else registry
-        self._rows_total = _rows_counter(self._registry)
+        self._rows_total = families_for(self._registry, _rows_counter)
         # Set by the first iteration, then owned by the thread running iterations.
         self._replays: list[Replay] | None = None
         self._origin_ms = 0.0

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from market_data_services.aggregators._bookfiles import inspect_book_file, read_books
-from market_data_services.aggregators._sentimentfiles import inspect_sentiment_file, read_readings
-from market_data_services.aggregators.dom import BookSnapshot, write_dom
-from market_data_services.aggregators.sentiment import SentimentReading, write_sentiment
+from market_data_services.ingest.dom import BookSnapshot, write_dom
+from market_data_services.ingest.layouts.books import inspect_book_file, read_books
+from market_data_services.ingest.layouts.sentiment import inspect_sentiment_file, read_readings
+from market_data_services.ingest.sentiment import SentimentReading, write_sentiment
 
 #: The packaged order-book stream and the symbol it holds.
 BOOK_SAMPLES: dict[str, str] = {"XRPUSDT": "books_bybit_xrpusdt.data.gz"}

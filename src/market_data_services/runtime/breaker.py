@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from market_data_services.runtime import _validate
+from market_data_services.runtime import validate
 from market_data_services.runtime.events import EventDispatcher, default_dispatcher
 
 logger = logging.getLogger(__name__)
@@ -128,35 +128,31 @@ class CircuitBreaker:
         random: Callable[[], float] = _random.random,
         dispatcher: EventDispatcher | None = None,
     ) -> None:
-        self.failure_threshold = _validate.positive_int(failure_threshold, "failure_threshold")
-        self.timeout = _validate.seconds(timeout, "timeout", allow_zero=True)
-        self.half_open_max_calls = _validate.positive_int(
-            half_open_max_calls, "half_open_max_calls"
-        )
-        self.success_threshold = _validate.positive_int(success_threshold, "success_threshold")
+        self.failure_threshold = validate.positive_int(failure_threshold, "failure_threshold")
+        self.timeout = validate.seconds(timeout, "timeout", allow_zero=True)
+        self.half_open_max_calls = validate.positive_int(half_open_max_calls, "half_open_max_calls")
+        self.success_threshold = validate.positive_int(success_threshold, "success_threshold")
         self.trial_lease_seconds = (
             max(self.timeout, 1.0)
             if trial_lease_seconds is None
-            else _validate.seconds(trial_lease_seconds, "trial_lease_seconds")
+            else validate.seconds(trial_lease_seconds, "trial_lease_seconds")
         )
         if not isinstance(timeout_multiplier, int | float) or timeout_multiplier < 1.0:
             raise ValueError(f"timeout_multiplier must be >= 1.0, got {timeout_multiplier!r}")
         self.timeout_multiplier = float(timeout_multiplier)
         self.max_timeout = (
-            None if max_timeout is None else _validate.seconds(max_timeout, "max_timeout")
+            None if max_timeout is None else validate.seconds(max_timeout, "max_timeout")
         )
-        self.timeout_jitter = _validate.fraction(timeout_jitter, "timeout_jitter")
+        self.timeout_jitter = validate.fraction(timeout_jitter, "timeout_jitter")
         self.failure_rate_threshold = (
             None
             if failure_rate_threshold is None
-            else _validate.fraction(
+            else validate.fraction(
                 failure_rate_threshold, "failure_rate_threshold", allow_zero=False
             )
         )
-        self.sliding_window_size = _validate.positive_int(
-            sliding_window_size, "sliding_window_size"
-        )
-        self.minimum_calls = _validate.positive_int(minimum_calls, "minimum_calls")
+        self.sliding_window_size = validate.positive_int(sliding_window_size, "sliding_window_size")
+        self.minimum_calls = validate.positive_int(minimum_calls, "minimum_calls")
         self.failure_exceptions = failure_exceptions
         self.ignored_exceptions = ignored_exceptions
         self.name = name

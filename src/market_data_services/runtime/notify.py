@@ -15,10 +15,10 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from market_data_services.runtime import _validate
+from market_data_services.runtime import validate
 from market_data_services.runtime.breaker import StateChange
 from market_data_services.runtime.events import EventDispatcher
-from market_data_services.runtime.service import utc_iso
+from market_data_services.timeutil import utc_iso
 
 logger = logging.getLogger(__name__)
 
@@ -60,17 +60,15 @@ class WebhookNotifier:
         if not url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, got {url!r}")
         self.url = url
-        self.timeout_seconds = _validate.seconds(timeout_seconds, "timeout_seconds")
-        self.max_retries = _validate.positive_int(max_retries, "max_retries", minimum=0)
-        self.backoff_seconds = _validate.seconds(
-            backoff_seconds, "backoff_seconds", allow_zero=True
-        )
+        self.timeout_seconds = validate.seconds(timeout_seconds, "timeout_seconds")
+        self.max_retries = validate.positive_int(max_retries, "max_retries", minimum=0)
+        self.backoff_seconds = validate.seconds(backoff_seconds, "backoff_seconds", allow_zero=True)
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         self.states = states  # only these new states are sent; None sends all
         self._open = opener or urllib.request.urlopen
         # Its own worker thread and bounded queue: a hanging webhook holds up only this.
         self._dispatcher = EventDispatcher(
-            max_queue=_validate.positive_int(max_queue, "max_queue"), name="mds-webhook-notifier"
+            max_queue=validate.positive_int(max_queue, "max_queue"), name="mds-webhook-notifier"
         )
         self._wake = threading.Event()  # set by close() to cut a backoff wait short
         self._counts_lock = threading.Lock()

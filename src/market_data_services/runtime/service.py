@@ -20,14 +20,14 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 from prometheus_client.samples import Exemplar
 
-from market_data_services.runtime import _validate
+from market_data_services.runtime import validate
 from market_data_services.runtime.breaker import CircuitBreaker, Permit
 from market_data_services.runtime.symbols import (
     DEFAULT_SYMBOL_TTL_SECONDS,
@@ -44,6 +44,7 @@ from market_data_services.runtime.telemetry import (
     exemplar_for,
     start_span,
 )
+from market_data_services.timeutil import utc_iso
 
 logger = logging.getLogger(__name__)
 
@@ -75,12 +76,6 @@ class FailureCondition:
 
 #: Names the known condition an iteration's exception shows, or None for any other error.
 FailureClassifier = Callable[[Exception], FailureCondition | None]
-
-
-def utc_iso(unix_seconds: float) -> str:
-    """``2025-01-08T10:15:23.123Z``."""
-    moment = datetime.fromtimestamp(unix_seconds, UTC)
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class ThreadedBackgroundService(ABC):
@@ -120,17 +115,17 @@ class ThreadedBackgroundService(ABC):
         wall_clock: Any = time.time,
         random: Any = _random.random,
     ) -> None:
-        name = _validate.label_value(self.service_name, "service_name")
+        name = validate.label_value(self.service_name, "service_name")
         self._name = name
         self._span_name = f"{name}.iteration"
-        self._interval = _validate.seconds(interval_seconds, "interval_seconds")
-        self._jitter = _validate.seconds(
+        self._interval = validate.seconds(interval_seconds, "interval_seconds")
+        self._jitter = validate.seconds(
             first_start_jitter_seconds, "first_start_jitter_seconds", allow_zero=True
         )
         self._stuck_after = (
             3.0 * self._interval
             if stuck_after_seconds is None
-            else _validate.seconds(stuck_after_seconds, "stuck_after_seconds")
+            else validate.seconds(stuck_after_seconds, "stuck_after_seconds")
         )
         self.engine = engine
         self._symbols = SymbolSource(

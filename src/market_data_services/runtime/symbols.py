@@ -81,8 +81,3 @@ class SymbolSource:
         with self._lock:
             self._cached, self._cached_at = fresh, now
         return fresh
-
-    def invalidate(self) -> None:
-        """Forget the cached answer; the next ``get`` reads configuration again."""
-        with self._lock:
-            self._cached = None

@@ -20,7 +20,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -288,16 +288,31 @@ class _Families:
         )
 
 
-_families: weakref.WeakKeyDictionary[CollectorRegistry, _Families] = weakref.WeakKeyDictionary()
+T = TypeVar("T")
+
+# Guarded by _families_lock: registry -> {family-set factory: its instance in that registry}.
 _families_lock = threading.Lock()
+_families: weakref.WeakKeyDictionary[CollectorRegistry, dict[object, object]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _families_for(registry: CollectorRegistry) -> _Families:
+def families_for(
+    registry: CollectorRegistry | None, factory: Callable[[CollectorRegistry], T]
+) -> T:
+    """The metric families ``factory`` makes, made once per registry and then shared.
+
+    Prometheus refuses a second family of the same name in one registry, so every
+    service, ingest call and feed with the same registry must share one set. ``None``
+    is the default registry.
+    """
+    target = REGISTRY if registry is None else registry
     with _families_lock:
-        families = _families.get(registry)
+        per_registry = _families.setdefault(target, {})
+        families = per_registry.get(factory)
         if families is None:
-            families = _families[registry] = _Families(registry)
-        return families
+            families = per_registry[factory] = factory(target)
+        return families  # type: ignore[return-value]
 
 
 class ServiceTelemetry:
@@ -318,7 +333,7 @@ class ServiceTelemetry:
         in_progress_seconds: Callable[[], float],
         is_stuck: Callable[[], bool],
     ) -> None:
-        families = _families_for(REGISTRY if registry is None else registry)
+        families = families_for(registry, _Families)
         self._transitions = {
             state: families.transitions.labels(service, state.value)
             for state in CircuitBreakerState

@@ -1,4 +1,6 @@
-"""SQLAlchemy schema, engine creation, migrations and upserts.
+"""SQL, and the only package that reads the database's dialect: schema, engine creation,
+migrations, upserts and bulk writes, advisory locks (``locks``), what a service remembers
+(``progress``) and the services' reads (``reads``).
 
 ::
 

@@ -22,7 +22,18 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import BigInteger, Connection, Double, Float, Integer, SmallInteger, String, Table
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Double,
+    Float,
+    Integer,
+    SmallInteger,
+    String,
+    Table,
+    text,
+)
+from sqlalchemy.engine import Engine
 
 from market_data_services.storage.upsert import (
     COPY_THRESHOLD,
@@ -155,4 +166,12 @@ def _binary_copy_upsert(
     return written
 
 
-__all__ = ["upsert_columns"]
+def refresh_statistics(engine: Engine, table: Table) -> None:
+    """After a large load, refresh PostgreSQL's planner statistics of ``table`` (ANALYZE),
+    so queries use its indexes at once instead of waiting for autovacuum. SQLite: nothing."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as connection:
+            connection.execute(text(f"ANALYZE {table.name}"))
+
+
+__all__ = ["refresh_statistics", "upsert_columns"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -19,15 +18,13 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
 from market_data_services.storage.engine import begin_write
+from market_data_services.storage.locks import MIGRATE_LOCK_KEY, hold_advisory_lock
 from market_data_services.storage.schema import metadata
 
 SCRIPT_LOCATION = "market_data_services.storage:migrations"
 #: Where Alembic keeps the database's revision (its default name).
 VERSION_TABLE = "alembic_version"
 
-# One advisory-lock key for "migrating this database", so two processes starting at the
-# same time on PostgreSQL run the migrations one after the other instead of racing.
-_PG_LOCK_KEY = zlib.crc32(b"market_data_services.migrate")
 # Alembic keeps the running migration in module-level proxies (alembic.op, .context), so
 # two migrations in one process must not overlap. Guards every alembic command below.
 _ALEMBIC_LOCK = threading.Lock()
@@ -199,8 +196,8 @@ def downgrade(engine: Engine, revision: str) -> None:
 
 def _run(engine: Engine, action: Callable[[Config, str], None], revision: str) -> None:
     with _ALEMBIC_LOCK, begin_write(engine) as connection:
-        if connection.dialect.name == "postgresql":
-            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+        # Two processes starting at once on PostgreSQL migrate one after the other.
+        hold_advisory_lock(connection, MIGRATE_LOCK_KEY)
         action(_config(connection), revision)
 
 

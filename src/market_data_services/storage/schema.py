@@ -21,8 +21,8 @@ Types, and why:
   (``BYTEA``) of little-endian float64 pairs ``price, size``, best level first. A row of
   one snapshot is written with one insert and read back with one ``numpy.frombuffer``
   per batch, exact to the bit; a row per level would be 40 inserts per 20-level book,
-  and JSON would cost a parse per row and round decimals. ``book_levels`` in
-  ``aggregators/_book.py`` packs and unpacks them.
+  and JSON would cost a parse per row and round decimals. ``pack_levels`` and
+  ``unpack_levels`` in ``market/book.py`` pack and unpack them.
 - Sentiment shares are fractions 0..1 (base units), not percentages.
 
 The migrations in ``storage/migrations`` create exactly these tables; a test checks that
@@ -47,6 +47,8 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
+from market_data_services.market.symbols import SYMBOL_LENGTH
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -57,8 +59,8 @@ NAMING_CONVENTION = {
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
-#: Length limit of a symbol ("EUR/USD", "BTCUSDT", "XAU/USD.fx").
-SYMBOL_LENGTH = 32
+#: Length limit of a sentiment reading's source ("ig", a vendor's name).
+SOURCE_LENGTH = 32
 
 # On SQLite an INTEGER PRIMARY KEY is the rowid; AUTOINCREMENT keeps ids from ever being
 # reused after deletes, which the aggregator's arrival watermark relies on.
@@ -169,7 +171,7 @@ sentiment_readings = Table(
     Column("id", _ID, Identity(), primary_key=True),
     Column("symbol", String(SYMBOL_LENGTH), nullable=False),
     Column("ts", BigInteger, nullable=False, comment="UTC epoch milliseconds"),
-    Column("source", String(32), nullable=False, comment="'' when the file names none"),
+    Column("source", String(SOURCE_LENGTH), nullable=False, comment="'' when the file names none"),
     Column("long_share", Double, nullable=False, comment="0..1"),
     Column("short_share", Double, nullable=False, comment="0..1"),
     UniqueConstraint("symbol", "ts", "source"),
@@ -194,6 +196,7 @@ sentiment_metrics = Table(
 )
 
 __all__ = [
+    "SOURCE_LENGTH",
     "SYMBOL_LENGTH",
     "candles",
     "dom_metrics",

@@ -9,6 +9,7 @@ import argparse
 from collections.abc import Callable
 
 from market_data_services.app.commands import backfill, config, db, ingest, run, status
+from market_data_services.app.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -21,4 +22,4 @@ COMMANDS: list[Register] = [
     backfill.register,
 ]
 
-__all__ = ["COMMANDS", "Register"]
+__all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "Register"]

@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from market_data_services.app.catalog import SERVICES
 from market_data_services.app.commands._common import add_db_option
 from market_data_services.app.config import (
     DEFAULT_LISTEN,
@@ -101,7 +102,11 @@ def overrides(args: argparse.Namespace) -> list[Override]:
 
 def config_source(args: argparse.Namespace, extra: Sequence[Override] = ()) -> ConfigSource:
     """The file, environment and flags of ``args``; ``extra`` are a command's own flags."""
-    return ConfigSource(path=getattr(args, "config", None), overrides=[*overrides(args), *extra])
+    return ConfigSource(
+        path=getattr(args, "config", None),
+        overrides=[*overrides(args), *extra],
+        catalog=SERVICES,
+    )
 
 
 def load_config(

@@ -29,7 +29,7 @@ from market_data_services.aggregators.sentiment import (
     SentimentAggregatorService,
     stored_sentiment_symbols,
 )
-from market_data_services.aggregators.ticks import check_symbol
+from market_data_services.app.catalog import CandleOptions, SentimentOptions
 from market_data_services.app.commands._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -41,7 +41,7 @@ from market_data_services.app.commands._options import add_config_file_option, l
 from market_data_services.app.commands._progress import ProgressBar
 from market_data_services.app.commands.db import describe_db_error
 from market_data_services.app.config import Config, Override
-from market_data_services.app.services import CandleOptions, SentimentOptions
+from market_data_services.market.symbols import check_symbol
 from market_data_services.storage.migrate import SchemaNotCurrentError, ensure_current
 from market_data_services.timeutil import format_ms, parse_day_start, parse_timestamp_ms, parse_zone
 

@@ -20,9 +20,6 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from market_data_services.aggregators import dom, sentiment, ticks
-from market_data_services.aggregators._files import WrongFileKindError
-from market_data_services.aggregators._ingest import IngestProgress, IngestReport
 from market_data_services.app.commands._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -34,6 +31,14 @@ from market_data_services.app.commands._options import add_config_file_option, l
 from market_data_services.app.commands._progress import ProgressBar
 from market_data_services.app.commands.db import describe_db_error
 from market_data_services.app.config import Config, Override
+from market_data_services.ingest import (
+    IngestProgress,
+    IngestReport,
+    WrongFileKindError,
+    dom,
+    sentiment,
+    ticks,
+)
 from market_data_services.storage.migrate import SchemaNotCurrentError, ensure_current
 from market_data_services.timeutil import TIME_UNITS
 

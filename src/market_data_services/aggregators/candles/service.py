@@ -1,0 +1,806 @@
+"""``AggregatorService``: ticks into OHLC candles for every timeframe.
+
+Each iteration finds the ticks that arrived since the last one (an ``id`` range of the
+``ticks`` primary key, from a watermark kept in ``service_progress``), marks the minutes
+they fall in as dirty, and rebuilds the dirty buckets that have closed:
+
+- one-minute candles are aggregated in the database from every tick of the minute, so a
+  late tick, or a tick that arrives in two batches' seam, simply makes its minute dirty
+  again and the whole minute is rebuilt;
+- every higher timeframe is rolled up from one-minute candles;
+- a bucket is written once it has closed, ``lateness_seconds`` after its end; dirty
+  buckets still open are remembered in ``service_progress`` as pending and built when
+  they close, so a restart loses nothing and fills every bucket missed while down;
+- writes are upserts, so running a pass twice gives the same tables.
+
+The work of a pass grows with the new ticks, not with the stored history.
+
+The same pass backfills: ``backfill()`` treats every minute of the stored history (or of
+a time window) as dirty and runs through ``run_once()``, the loop's own guarded path.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import math
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from opentelemetry import context as otel_context
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from sqlalchemy import Connection, delete, func, select
+from sqlalchemy.engine import Engine
+
+from market_data_services.aggregators.base import SettingsMismatchError
+from market_data_services.market.candles import MinuteCandles
+from market_data_services.market.timeframes import (
+    HIGHER_TIMEFRAMES,
+    MINUTE_MS,
+    TF_RULES,
+    TIMEFRAMES,
+    Bucketing,
+)
+from market_data_services.runtime import ThreadedBackgroundService, validate
+from market_data_services.runtime.telemetry import families_for
+from market_data_services.storage.engine import begin_write
+from market_data_services.storage.progress import forget_progress, read_settings, write_settings
+from market_data_services.storage.reads import (
+    aggregate_minutes,
+    max_tick_id,
+    new_tick_minutes,
+    read_minute_candles,
+    stored_symbols,
+    tick_time_range,
+)
+from market_data_services.storage.schema import candles, service_progress, ticks
+from market_data_services.storage.upsert import upsert
+from market_data_services.timeutil import DayStart, parse_day_start
+
+# The package's name, as before the service had a module of its own: log filters keep working.
+logger = logging.getLogger("market_data_services.aggregators.candles")
+
+IntArray = npt.NDArray[np.int64]
+
+PRICE_BASES = ("mid", "bid", "ask")
+SERVICE_NAME = "AggregatorService"
+SETTING_PRICE_BASIS = "candles.price_basis"
+SETTING_DAY_START = "candles.day_start"
+#: Progress keys: the arrival watermark, and per timeframe the first pending bucket.
+KEY_TICK_ID = "tick_id"
+PENDING_KEY = {tf: f"pending:{tf}" for tf in TIMEFRAMES}
+
+#: Candle lag buckets (seconds from bucket end to row written): 1 s to an hour.
+LAG_BUCKETS: tuple[float, ...] = (
+    0.5,
+    1.0,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+    15.0,
+    30.0,
+    60.0,
+    90.0,
+    120.0,
+    300.0,
+    600.0,
+    1800.0,
+    3600.0,
+)
+
+#: How many trading days one backfill step covers (bounded memory and transactions).
+BACKFILL_DAYS = 7
+
+_CANDLE_COLUMNS = (
+    "symbol",
+    "timeframe",
+    "ts_open",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "tick_count",
+)
+_PROGRESS_COLUMNS = ("service", "symbol", "key", "value", "updated_at")
+
+
+class BackfillProgress(NamedTuple):
+    """Handed to ``backfill``'s ``progress`` callback after each step."""
+
+    symbol: str
+    steps_done: int
+    steps_total: int
+    window_start_ms: int
+    window_end_ms: int
+    candles_written: int
+
+
+@dataclass
+class PassReport:
+    """What one pass wrote."""
+
+    symbols: int = 0
+    minutes_built: int = 0
+    candles: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TIMEFRAMES, 0))
+    tick_watermark: int = 0
+
+    @property
+    def candles_written(self) -> int:
+        return sum(self.candles.values())
+
+
+@dataclass
+class _State:
+    """Where one symbol got to (a copy of its ``service_progress`` rows)."""
+
+    tick_id: int = 0
+    pending: dict[str, int | None] = field(default_factory=lambda: dict.fromkeys(TIMEFRAMES))
+
+
+@dataclass
+class _Built:
+    """Candles of one symbol from one step, and its new pending buckets."""
+
+    symbol: str
+    rows: list[tuple[Any, ...]]
+    per_timeframe: dict[str, int]
+    bucket_ends: dict[str, IntArray]
+    pending: dict[str, int | None]
+    minutes_built: int
+    newest: dict[str, int]
+
+
+@dataclass(frozen=True)
+class _Backfill:
+    start_ms: int | None
+    end_ms: int | None
+    progress: Callable[[BackfillProgress], None] | None
+
+
+class _Families:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.written = Counter(
+            "mds_candles_written",
+            "Candle rows written (inserted or rewritten), by timeframe.",
+            ["timeframe"],
+            registry=registry,
+        )
+        self.rewritten = Counter(
+            "mds_candles_rewritten",
+            "Candles written for buckets that had closed before the previous pass: "
+            "late ticks and backfills.",
+            ["timeframe"],
+            registry=registry,
+        )
+        self.lag = Histogram(
+            "mds_candle_lag_seconds",
+            "Time from a bucket's end to its candle being written (timely candles only).",
+            ["timeframe"],
+            buckets=LAG_BUCKETS,
+            registry=registry,
+        )
+        self.freshness = Gauge(
+            "mds_data_freshness_seconds",
+            "Age of the newest stored tick of a symbol (NaN before one is seen).",
+            ["symbol"],
+            registry=registry,
+        )
+
+
+def candle_metrics(registry: CollectorRegistry | None = None) -> _Families:
+    return families_for(registry, _Families)
+
+
+def check_price_basis(basis: str) -> str:
+    if basis not in PRICE_BASES:
+        raise ValueError(f"unknown price basis {basis!r}; valid: {', '.join(PRICE_BASES)}")
+    return basis
+
+
+class AggregatorService(ThreadedBackgroundService):
+    """Builds candles for 1m, 5m, 15m, 30m, 1h, 4h and 1d from the ``ticks`` table.
+
+    ``AggregatorService(engine, symbols=["EUR/USD"])`` as in the specification; keyword
+    options:
+
+    - ``day_start``: ``"HH:MM ZONE"`` where the daily candle opens (default
+      ``"00:00 UTC"``; ``"17:00 America/New_York"`` is the forex convention, DST-correct);
+      1h and 4h buckets are counted from it so they nest in the day;
+    - ``price_basis``: ``"mid"`` (default), ``"bid"`` or ``"ask"``;
+    - ``lateness_seconds``: how long after a bucket's end it is written (default 2 s);
+    - ``rebuild``: when the database's candles were built with another basis or day
+      start, delete them and rebuild instead of refusing;
+    - ``workers``: symbols built in parallel (database work runs without the GIL).
+
+    Basis and day start are recorded in the ``settings`` table; a service configured
+    differently fails its iterations with ``SettingsMismatchError`` until rebuilt.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        symbols: Sequence[str] | None = None,
+        interval_seconds: float | timedelta = 60.0,
+        *,
+        day_start: str | DayStart = "00:00 UTC",
+        price_basis: str = "mid",
+        lateness_seconds: float | timedelta = 2.0,
+        rebuild: bool = False,
+        workers: int = 1,
+        registry: CollectorRegistry | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("enable_circuit_breaker", True)
+        super().__init__(engine, symbols, interval_seconds, registry=registry, **kwargs)
+        self._day_start = parse_day_start(day_start) if isinstance(day_start, str) else day_start
+        self._basis = check_price_basis(price_basis)
+        self._lateness_ms = int(
+            validate.seconds(lateness_seconds, "lateness_seconds", allow_zero=True) * 1000
+        )
+        self._workers = validate.positive_int(workers, "workers")
+        self._bucketing = Bucketing(self._day_start)
+        self._metrics = candle_metrics(registry)
+        self._written = {tf: self._metrics.written.labels(tf) for tf in TIMEFRAMES}
+        self._rewritten = {tf: self._metrics.rewritten.labels(tf) for tf in TIMEFRAMES}
+        self._lag = {tf: self._metrics.lag.labels(tf) for tf in TIMEFRAMES}
+
+        # Guarded by _state_lock: written by the thread running the pass, read anywhere.
+        self._state_lock = threading.Lock()
+        # The specification's name: (symbol, timeframe) -> ts_open of the newest bucket
+        # written (UTC epoch ms).
+        self._last_processed_ts: dict[tuple[str, str], int] = {}
+        self._newest_tick: dict[str, int] = {}  # symbol -> newest tick ts seen (ms)
+        self._freshness_tracked: set[str] = set()
+        self._last_cutoff: int | None = None
+        self._rebuild = bool(rebuild)
+        self._backfill: _Backfill | None = None
+        self._backfill_error: BaseException | None = None
+        self._last_pass = PassReport()
+
+    @property
+    def service_name(self) -> str:
+        return SERVICE_NAME
+
+    @property
+    def day_start(self) -> DayStart:
+        return self._day_start
+
+    @property
+    def price_basis(self) -> str:
+        return self._basis
+
+    def last_processed(self) -> dict[tuple[str, str], int]:
+        """(symbol, timeframe) -> start of the newest bucket written (UTC epoch ms)."""
+        with self._state_lock:
+            return dict(self._last_processed_ts)
+
+    def last_pass(self) -> PassReport:
+        with self._state_lock:
+            return self._last_pass
+
+    def get_metrics(self) -> dict[str, Any]:
+        metrics = super().get_metrics()
+        metrics.update(
+            price_basis=self._basis,
+            day_start=str(self._day_start),
+            lateness_seconds=self._lateness_ms / 1000,
+        )
+        return metrics
+
+    # -- backfill ---------------------------------------------------------------------------------
+
+    def backfill(
+        self,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        progress: Callable[[BackfillProgress], None] | None = None,
+    ) -> PassReport:
+        """Build every closed bucket of the stored history, or every bucket that overlaps
+        ``[start_ms, end_ms)`` (the window is widened to whole trading days).
+
+        Runs one iteration through ``run_once()``, the loop's guarded and instrumented
+        path, so it counts in the service's metrics and spans. Raises the iteration's
+        error if it failed. Without a window, the watermark moves to the newest tick, so
+        a service started afterwards goes on from there.
+        """
+        if start_ms is not None and end_ms is not None and end_ms <= start_ms:
+            raise ValueError(f"the window is empty: end {end_ms} <= start {start_ms}")
+        with self._state_lock:
+            self._backfill = _Backfill(start_ms, end_ms, progress)
+            self._backfill_error = None
+        try:
+            self.run_once()
+        finally:
+            with self._state_lock:
+                self._backfill = None
+                error = self._backfill_error
+        if error is not None:
+            raise error
+        return self.last_pass()
+
+    # -- the iteration --------------------------------------------------------------------------
+
+    def _process_iteration(self) -> None:
+        with self._state_lock:
+            request = self._backfill
+        try:
+            self._run_pass(request)
+        except BaseException as exc:
+            if request is not None:
+                with self._state_lock:
+                    self._backfill_error = exc
+            raise
+
+    def _now_ms(self) -> int:
+        return int(self._wall_clock() * 1000)
+
+    def _run_pass(self, request: _Backfill | None) -> None:
+        engine: Engine = self.engine
+        symbols = self.get_symbols()
+        self._ensure_settings(engine)
+        now_ms = self._now_ms()
+        cutoff = now_ms - self._lateness_ms
+        report = PassReport(symbols=len(symbols))
+        with engine.connect() as connection:
+            states = self._load_states(connection, symbols)
+            watermark = max_tick_id(connection)
+            if request is None:
+                incremental = [s for s in symbols if states[s].tick_id != 0]
+                after = min((states[s].tick_id for s in incremental), default=watermark)
+                dirty = new_tick_minutes(connection, incremental, after, watermark)
+            else:
+                incremental, dirty = [], {}
+            for symbol in symbols:
+                self._track_freshness(connection, symbol)
+        report.tick_watermark = watermark
+
+        def work(symbol: str) -> list[_Built]:
+            with self.symbol_span(symbol):
+                if symbol in incremental:
+                    empty = np.empty(0, dtype=np.int64)
+                    minutes = dirty.get(symbol, empty)
+                    return [self._build(symbol, minutes, states[symbol].pending, cutoff)]
+                return self._build_history(symbol, watermark, cutoff, request)
+
+        # Incremental symbols are written together at the end (one short transaction);
+        # a history is written step by step inside _build_history.
+        incremental_results: list[_Built] = []
+        for symbol, results in self._map(work, symbols):
+            if symbol in incremental:
+                incremental_results.extend(results)
+            for built in results:
+                report.minutes_built += built.minutes_built
+                for tf, count in built.per_timeframe.items():
+                    report.candles[tf] += count
+        if incremental:
+            self._write(incremental_results, incremental, watermark, cutoff)
+        with self._state_lock:
+            self._last_cutoff = cutoff if request is None else self._last_cutoff
+            self._last_pass = report
+
+    def _map(
+        self, work: Callable[[str], list[_Built]], symbols: list[str]
+    ) -> Iterator[tuple[str, list[_Built]]]:
+        """``work`` per symbol, in order; on ``workers`` threads when more than one."""
+        if self._workers == 1 or len(symbols) <= 1:
+            for symbol in symbols:
+                if self.stop_requested():
+                    return
+                yield symbol, work(symbol)
+            return
+        parent = otel_context.get_current()
+
+        def in_context(symbol: str) -> list[_Built]:
+            token = otel_context.attach(parent)
+            try:
+                if self.stop_requested():
+                    return []
+                return work(symbol)
+            finally:
+                otel_context.detach(token)
+
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="mds-candles") as pool:
+            yield from zip(symbols, pool.map(in_context, symbols), strict=True)
+
+    # -- settings and progress ------------------------------------------------------------------
+
+    def _ensure_settings(self, engine: Engine) -> None:
+        wanted = {SETTING_PRICE_BASIS: self._basis, SETTING_DAY_START: str(self._day_start)}
+        with engine.connect() as connection:
+            stored = read_settings(connection, wanted)
+        if stored == wanted:
+            return
+        with self._state_lock:
+            rebuild = self._rebuild
+        differing = {k: v for k, v in stored.items() if wanted[k] != v}
+        if differing and not rebuild:
+            raise SettingsMismatchError(
+                "the candles in this database were built with price basis "
+                f"{stored.get(SETTING_PRICE_BASIS, '?')!r} and day start "
+                f"{stored.get(SETTING_DAY_START, '?')!r}; this service is configured with "
+                f"{self._basis!r} and {str(self._day_start)!r}. Configure the same, or "
+                f"rebuild the candles (mds backfill --rebuild; rebuild=True)"
+            )
+        now = self._now_ms()
+        with begin_write(engine) as connection:
+            if differing:
+                connection.execute(delete(candles))
+                forget_progress(connection, SERVICE_NAME)
+                logger.warning(
+                    "candles.rebuild",
+                    extra={"service": SERVICE_NAME, "previous": stored, "new": wanted},
+                )
+            write_settings(connection, wanted, now_ms=now)
+        if differing:
+            with self._state_lock:
+                self._last_processed_ts.clear()
+                self._rebuild = False
+
+    def _load_states(self, connection: Connection, symbols: list[str]) -> dict[str, _State]:
+        states = {symbol: _State() for symbol in symbols}
+        if not symbols:
+            return states
+        rows = connection.execute(
+            select(service_progress.c.symbol, service_progress.c.key, service_progress.c.value)
+            .where(service_progress.c.service == SERVICE_NAME)
+            .where(service_progress.c.symbol.in_(symbols))
+        ).all()
+        by_key = {key: tf for tf, key in PENDING_KEY.items()}
+        for symbol, key, value in rows:
+            state = states[symbol]
+            if key == KEY_TICK_ID:
+                state.tick_id = int(value or 0)
+            elif key in by_key:
+                state.pending[by_key[key]] = None if value is None else int(value)
+        return states
+
+    def _track_freshness(self, connection: Connection, symbol: str) -> None:
+        newest = connection.execute(
+            select(func.max(ticks.c.ts)).where(ticks.c.symbol == symbol)
+        ).scalar()
+        with self._state_lock:
+            if newest is not None:
+                self._newest_tick[symbol] = int(newest)
+            tracked = symbol in self._freshness_tracked
+            self._freshness_tracked.add(symbol)
+        if not tracked:
+            self._metrics.freshness.labels(symbol).set_function(
+                functools.partial(self._freshness_seconds, symbol)
+            )
+
+    def _freshness_seconds(self, symbol: str) -> float:
+        with self._state_lock:
+            newest = self._newest_tick.get(symbol)
+        if newest is None:
+            return math.nan
+        return max(0.0, float(self._wall_clock()) - newest / 1000)
+
+    # -- building -------------------------------------------------------------------------------
+
+    def _build_history(
+        self, symbol: str, watermark: int, cutoff: int, request: _Backfill | None
+    ) -> list[_Built]:
+        """Every minute of the symbol's history (or the window), step by step, each step
+        written at once; then the watermark, unless a window was asked for.
+
+        ``watermark`` was read before the time range is, so every tick up to it falls in
+        the range built; ticks arriving meanwhile are left for the next pass.
+        """
+        engine: Engine = self.engine
+        with engine.connect() as connection:
+            span = tick_time_range(connection, symbol)
+        results: list[_Built] = []
+        if span is not None:
+            first, last = span
+            # A window is widened to whole trading days: every bucket that overlaps it
+            # is rebuilt from all of its ticks, never from part of them.
+            if request is not None and request.start_ms is not None:
+                first = max(
+                    first, self._day_start.boundaries(request.start_ms, request.start_ms)[0]
+                )
+            if request is not None and request.end_ms is not None:
+                last = min(
+                    last, self._day_start.boundaries(request.end_ms - 1, request.end_ms - 1)[-1] - 1
+                )
+            windows = self._windows(first, last) if first <= last else []
+            lowest, highest = first - first % MINUTE_MS, last - last % MINUTE_MS + MINUTE_MS
+            for number, (start, end) in enumerate(windows, start=1):
+                if self.stop_requested():
+                    return results
+                minutes = np.arange(max(start, lowest), min(end, highest), MINUTE_MS)
+                no_pending: dict[str, int | None] = dict.fromkeys(TIMEFRAMES)
+                built = self._build(symbol, minutes.astype(np.int64), no_pending, cutoff)
+                self._write([built], [], None, cutoff)
+                results.append(built)
+                if request is not None and request.progress is not None:
+                    request.progress(
+                        BackfillProgress(
+                            symbol=symbol,
+                            steps_done=number,
+                            steps_total=len(windows),
+                            window_start_ms=start,
+                            window_end_ms=end,
+                            candles_written=sum(built.per_timeframe.values()),
+                        )
+                    )
+        if request is None or (request.start_ms is None and request.end_ms is None):
+            pending = _merge_pending([b.pending for b in results])
+            self._write_progress({symbol: pending}, [symbol], watermark)
+        return results
+
+    def _windows(self, first: int, last: int) -> list[tuple[int, int]]:
+        """Steps of ``BACKFILL_DAYS`` whole trading days covering ``[first, last]``: every
+        bucket of every timeframe lies in one step."""
+        bounds = self._day_start.boundaries(first, last)
+        steps = bounds[::BACKFILL_DAYS]
+        if steps[-1] != bounds[-1]:
+            steps.append(bounds[-1])
+        return list(itertools.pairwise(steps))
+
+    def _build(
+        self,
+        symbol: str,
+        new_minutes: IntArray,
+        pending: dict[str, int | None],
+        cutoff: int,
+    ) -> _Built:
+        """Candles for the closed buckets made dirty by ``new_minutes`` or pending."""
+        bucketing = self._bucketing
+        engine: Engine = self.engine
+        new_pending: dict[str, int | None] = {}
+
+        # One-minute buckets: explicit dirty minutes and the pending range.
+        plan_1m = _plan(bucketing, "1m", new_minutes, pending["1m"], cutoff)
+        new_pending["1m"] = plan_1m.pending
+        minutes = plan_1m.closed
+        if plan_1m.range is not None:
+            lo, hi = plan_1m.range
+            minutes = np.union1d(minutes, np.arange(lo, hi, MINUTE_MS, dtype=np.int64))
+        # Every minute touched, closed or not, makes its higher buckets dirty.
+        touched = np.union1d(new_minutes, minutes)
+
+        plans = {
+            tf: _plan(bucketing, tf, bucketing.starts(tf, touched), pending[tf], cutoff)
+            for tf in HIGHER_TIMEFRAMES
+        }
+        for tf, plan in plans.items():
+            new_pending[tf] = plan.pending
+
+        # The one-minute candles the higher buckets need: [lo, hi) covers them all.
+        lows = [int(p.closed[0]) for p in plans.values() if len(p.closed)]
+        lows += [p.range[0] for p in plans.values() if p.range is not None]
+        highs = [
+            int(bucketing.ends(tf, p.closed[-1:])[0]) for tf, p in plans.items() if len(p.closed)
+        ]
+        highs += [p.range[1] for p in plans.values() if p.range is not None]
+        span = (min(lows), max(highs)) if lows else None
+
+        with engine.connect() as connection:
+            fresh = aggregate_minutes(connection, symbol, minutes, self._basis)
+            stored = MinuteCandles.empty()
+            if span is not None:
+                lo, hi = span
+                rebuilt = int(np.searchsorted(minutes, hi) - np.searchsorted(minutes, lo))
+                if rebuilt < (hi - lo) // MINUTE_MS:
+                    # Some minutes of these buckets were not rebuilt now: read them.
+                    stored = read_minute_candles(connection, symbol, lo, hi)
+        rows: list[tuple[Any, ...]] = []
+        per_tf: dict[str, int] = dict.fromkeys(TIMEFRAMES, 0)
+        ends: dict[str, IntArray] = {}
+        newest: dict[str, int] = {}
+        _append_rows(rows, symbol, "1m", fresh)
+        per_tf["1m"] = len(fresh)
+        ends["1m"] = fresh.ts_open + MINUTE_MS
+        if len(fresh):
+            newest["1m"] = int(fresh.ts_open[-1])
+        if span is not None:
+            lo, hi = span
+            inside = (fresh.ts_open >= lo) & (fresh.ts_open < hi)
+            base = MinuteCandles.merge(stored, fresh.select(inside))
+            for tf, plan in plans.items():
+                rolled, starts = _roll_up(bucketing, tf, base)
+                keep = plan.selects(starts)
+                chosen = rolled.select(keep)
+                _append_rows(rows, symbol, tf, chosen)
+                per_tf[tf] = len(chosen)
+                ends[tf] = bucketing.ends(tf, chosen.ts_open)
+                if len(chosen):
+                    newest[tf] = int(chosen.ts_open[-1])
+        return _Built(
+            symbol=symbol,
+            rows=rows,
+            per_timeframe=per_tf,
+            bucket_ends=ends,
+            pending=new_pending,
+            minutes_built=len(minutes),
+            newest=newest,
+        )
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def _write(
+        self,
+        results: list[_Built],
+        progress_symbols: list[str],
+        watermark: int | None,
+        cutoff: int,
+    ) -> None:
+        """Upsert the candles and, for ``progress_symbols``, the new progress, in one
+        transaction; then count what was written."""
+        rows = [row for built in results for row in built.rows]
+        pending = {b.symbol: b.pending for b in results}
+        engine: Engine = self.engine
+        now = self._now_ms()
+        with begin_write(engine) as connection:
+            if rows:
+                upsert(connection, candles, rows, columns=_CANDLE_COLUMNS)
+            if watermark is not None and progress_symbols:
+                _upsert_progress(connection, pending, progress_symbols, watermark, now)
+        written_at = self._now_ms()
+        self._account(results, cutoff, written_at)
+
+    def _write_progress(
+        self, pending: dict[str, dict[str, int | None]], symbols: list[str], watermark: int
+    ) -> None:
+        with begin_write(self.engine) as connection:
+            _upsert_progress(connection, pending, symbols, watermark, self._now_ms())
+
+    def _account(self, results: list[_Built], cutoff: int, written_at: int) -> None:
+        with self._state_lock:
+            previous = self._last_cutoff
+            for built in results:
+                for tf, start in built.newest.items():
+                    key = (built.symbol, tf)
+                    if start > self._last_processed_ts.get(key, -1):
+                        self._last_processed_ts[key] = start
+        for built in results:
+            for tf, count in built.per_timeframe.items():
+                if not count:
+                    continue
+                self._written[tf].inc(count)
+                ends = built.bucket_ends[tf]
+                if previous is None:
+                    # First pass: buckets that closed within the last interval are timely.
+                    timely = ends > cutoff - int(self.interval_seconds * 1000)
+                else:
+                    timely = ends > previous
+                late = int((~timely).sum())
+                if late:
+                    self._rewritten[tf].inc(late)
+                histogram = self._lag[tf]
+                for end in ends[timely].tolist():
+                    histogram.observe(max(0.0, (written_at - end) / 1000))
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Which buckets of one timeframe to build, and what stays pending."""
+
+    closed: IntArray  # starts of dirty buckets that have closed
+    range: tuple[int, int] | None  # every bucket starting in [a, b) is dirty and closed
+    pending: int | None  # first dirty bucket still open
+
+    def selects(self, starts: IntArray) -> npt.NDArray[np.bool_]:
+        mask = np.isin(starts, self.closed)
+        if self.range is not None:
+            mask |= (starts >= self.range[0]) & (starts < self.range[1])
+        return mask
+
+
+def _plan(
+    bucketing: Bucketing, timeframe: str, dirty: IntArray, pending: int | None, cutoff: int
+) -> _Plan:
+    starts = np.unique(dirty)
+    ends = bucketing.ends(timeframe, starts)
+    closed = starts[ends <= cutoff]
+    still_open = starts[ends > cutoff]
+    current = int(bucketing.starts(timeframe, np.array([cutoff], dtype=np.int64))[0])
+    span = None
+    candidates = still_open.tolist()
+    if pending is not None:
+        if pending < current:
+            span = (pending, current)
+        candidates.append(max(pending, current))
+    return _Plan(closed, span, min(candidates) if candidates else None)
+
+
+def _merge_pending(items: list[dict[str, int | None]]) -> dict[str, int | None]:
+    merged: dict[str, int | None] = dict.fromkeys(TIMEFRAMES)
+    for item in items:
+        for tf, value in item.items():
+            if value is not None:
+                current = merged[tf]
+                merged[tf] = value if current is None else min(current, value)
+    return merged
+
+
+def _roll_up(
+    bucketing: Bucketing, timeframe: str, base: MinuteCandles
+) -> tuple[MinuteCandles, IntArray]:
+    """Candles of ``timeframe`` from one-minute candles sorted by time."""
+    if not len(base):
+        return MinuteCandles.empty(), np.empty(0, dtype=np.int64)
+    starts = bucketing.starts(timeframe, base.ts_open)
+    first = np.flatnonzero(np.concatenate(([True], starts[1:] != starts[:-1])))
+    last = np.concatenate((first[1:], [len(starts)])) - 1
+    rolled = MinuteCandles(
+        ts_open=starts[first],
+        open=base.open[first],
+        high=np.maximum.reduceat(base.high, first),
+        low=np.minimum.reduceat(base.low, first),
+        close=base.close[last],
+        volume=np.add.reduceat(base.volume, first),
+        count=np.add.reduceat(base.count, first),
+    )
+    return rolled, rolled.ts_open
+
+
+def _append_rows(
+    rows: list[tuple[Any, ...]], symbol: str, timeframe: str, built: MinuteCandles
+) -> None:
+    if not len(built):
+        return
+    rows.extend(
+        zip(
+            [symbol] * len(built),
+            [timeframe] * len(built),
+            built.ts_open.tolist(),
+            built.open.tolist(),
+            built.high.tolist(),
+            built.low.tolist(),
+            built.close.tolist(),
+            built.volume.tolist(),
+            built.count.tolist(),
+            strict=True,
+        )
+    )
+
+
+def _upsert_progress(
+    connection: Connection,
+    pending: dict[str, dict[str, int | None]],
+    symbols: list[str],
+    watermark: int,
+    now: int,
+) -> None:
+    rows: list[tuple[Any, ...]] = []
+    for symbol in symbols:
+        rows.append((SERVICE_NAME, symbol, KEY_TICK_ID, watermark, now))
+        state = pending.get(symbol, dict.fromkeys(TIMEFRAMES))
+        for tf in TIMEFRAMES:
+            rows.append((SERVICE_NAME, symbol, PENDING_KEY[tf], state.get(tf), now))
+    upsert(connection, service_progress, rows, columns=_PROGRESS_COLUMNS)
+
+
+def all_stored_symbols(engine: Engine) -> list[str]:
+    """Every symbol with ticks, for backfills over the whole database."""
+    with engine.connect() as connection:
+        return stored_symbols(connection)
+
+
+__all__ = [
+    "PRICE_BASES",
+    "SERVICE_NAME",
+    "TF_RULES",
+    "TIMEFRAMES",
+    "AggregatorService",
+    "BackfillProgress",
+    "PassReport",
+    "SettingsMismatchError",
+    "all_stored_symbols",
+    "candle_metrics",
+    "check_price_basis",
+]

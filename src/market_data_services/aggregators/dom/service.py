@@ -1,0 +1,429 @@
+"""``DOMAggregatorService``: book metrics for every new order-book snapshot.
+
+It turns each new snapshot into one row of ``dom_metrics``: best bid and ask, spread
+(price and basis points), mid, microprice, imbalance over the top level and the top 5
+levels, depth within 10 bps of mid per side, and the order-flow imbalance against the
+symbol's previous snapshot (Cont, Kukanov and Stoikov). Snapshots come in through
+``ingest/dom.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from market_data_services.ingest.dom import dom_ingest_metrics
+from market_data_services.market.book import (
+    METRIC_COLUMNS,
+    BookBatch,
+    Top,
+    check_books,
+    compute_metrics,
+    top_of_book,
+)
+from market_data_services.market.book import select as select_books
+from market_data_services.market.symbols import check_symbol
+from market_data_services.runtime import IterationOutcome, ThreadedBackgroundService
+from market_data_services.runtime.telemetry import families_for
+from market_data_services.runtime.validate import positive_int
+from market_data_services.storage.bulk import upsert_columns
+from market_data_services.storage.engine import begin_write
+from market_data_services.storage.progress import read_progress, write_progress
+from market_data_services.storage.reads import fetch_tuples, stored_symbols_of
+from market_data_services.storage.schema import dom_metrics, dom_snapshots
+from market_data_services.timeutil import format_ms
+
+# The package's name, as before the service had a module of its own: log filters keep working.
+logger = logging.getLogger("market_data_services.aggregators.dom")
+
+SERVICE_NAME = "DOMAggregatorService"
+#: Snapshots read, computed and written per transaction by the service.
+DEFAULT_BATCH_SIZE = 5000
+
+# -- metrics families ----------------------------------------------------------------------------
+
+
+class _ServiceFamilies:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.processed = Counter(
+            "mds_dom_snapshots_processed",
+            "New order-book snapshots turned into book metrics, by symbol.",
+            ["symbol"],
+            registry=registry,
+        )
+        self.spread = Gauge(
+            "mds_dom_spread",
+            "Best ask minus best bid of the latest book.",
+            ["symbol"],
+            registry=registry,
+        )
+        self.spread_bps = Gauge(
+            "mds_dom_spread_bps",
+            "Spread of the latest book in basis points of mid.",
+            ["symbol"],
+            registry=registry,
+        )
+        self.microprice = Gauge(
+            "mds_dom_microprice",
+            "Microprice of the latest book (top sizes weighting the opposite side's price).",
+            ["symbol"],
+            registry=registry,
+        )
+        self.imbalance = Gauge(
+            "mds_dom_imbalance_ratio",
+            "Bid minus ask size over their sum, over the top 1 or 5 levels of the latest book.",
+            ["symbol", "levels"],
+            registry=registry,
+        )
+        self.last_snapshot = Gauge(
+            "mds_dom_last_snapshot_timestamp_seconds",
+            "Time of the latest book turned into metrics (unix seconds).",
+            ["symbol"],
+            registry=registry,
+        )
+
+
+@dataclass(frozen=True)
+class _SymbolMetrics:
+    """The labelled children of one symbol, resolved once."""
+
+    processed: Any
+    spread: Any
+    spread_bps: Any
+    microprice: Any
+    imbalance_1: Any
+    imbalance_5: Any
+    last_snapshot: Any
+
+    @classmethod
+    def of(cls, families: _ServiceFamilies, symbol: str) -> _SymbolMetrics:
+        return cls(
+            families.processed.labels(symbol),
+            families.spread.labels(symbol),
+            families.spread_bps.labels(symbol),
+            families.microprice.labels(symbol),
+            families.imbalance.labels(symbol, "1"),
+            families.imbalance.labels(symbol, "5"),
+            families.last_snapshot.labels(symbol),
+        )
+
+
+# -- the service ---------------------------------------------------------------------------------
+
+
+class _Pass(NamedTuple):
+    """A symbol's work in progress, as stored in ``service_progress``.
+
+    Rows with ``id <= arrival_id`` have their metrics. ``target_id`` (when a pass runs)
+    is the newest id the pass covers, and ``cursor_ts`` the time from which its new
+    rows still wait.
+    """
+
+    arrival_id: int
+    target_id: int | None
+    cursor_ts: int | None
+
+
+class DOMAggregatorService(ThreadedBackgroundService):
+    """Book metrics for every new order-book snapshot, into ``dom_metrics``.
+
+    Each iteration, per symbol: the snapshots that arrived since the last one (by id,
+    the arrival order) are read in time order in batches of ``batch_size``, decoded in
+    one ``numpy.frombuffer`` per batch, computed with array arithmetic, and written with
+    one multi-row upsert together with the progress. A snapshot that arrives late (older
+    than ones already done) gets its metrics, and the snapshot after it gets its OFI
+    recomputed. An iteration works for about ``interval_seconds`` and then yields; the
+    stored progress resumes where it stopped. ``catch_up()`` works until done.
+
+    Memory: one batch, i.e. about ``batch_size`` x levels per book x 32 bytes.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        symbols: Sequence[str] | None = None,
+        interval_seconds: float = 5.0,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        registry: CollectorRegistry | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._batch_size = positive_int(batch_size, "batch_size", minimum=2)
+        super().__init__(
+            engine,
+            symbols,
+            interval_seconds,
+            enable_circuit_breaker=kwargs.pop("enable_circuit_breaker", True),
+            registry=registry,
+            **kwargs,
+        )
+        self._families = families_for(registry, _ServiceFamilies)
+        self._ingest_families = dom_ingest_metrics(registry)
+        # Owned by the thread running iterations (the loop, or run_once/catch_up's caller).
+        self._per_symbol: dict[str, _SymbolMetrics] = {}
+        self._latest_ts: dict[str, int] = {}
+        # Set and read on the thread calling catch_up (run_once refuses while the loop runs).
+        self._catch_up: list[str] | None = None
+        self._catch_up_error: Exception | None = None
+
+    @property
+    def service_name(self) -> str:
+        return SERVICE_NAME
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    def _process_iteration(self) -> None:
+        request = self._catch_up
+        if request is not None:
+            try:
+                self._for_each_symbol(request, None)
+            except Exception as exc:
+                self._catch_up_error = exc
+                raise
+            return
+        deadline = self._clock() + self.interval_seconds
+        self._for_each_symbol(self.get_symbols(), deadline)
+
+    def catch_up(self, symbols: Sequence[str] | None = None) -> None:
+        """Work until every stored snapshot of ``symbols`` (default: the service's) has
+        its metrics, however long it takes: the backfill of stored history.
+
+        Runs one iteration through ``run_once()`` (so it is counted, traced and guarded by
+        the breaker) on the caller's thread; raises if the loop is running, if the
+        iteration failed (its error) or if the breaker is open.
+        """
+        names = self.get_symbols() if symbols is None else [check_symbol(s) for s in symbols]
+        self._catch_up, self._catch_up_error = names, None
+        try:
+            outcome = self.run_once()
+        finally:
+            self._catch_up = None
+        if self._catch_up_error is not None:
+            raise self._catch_up_error
+        _raise_if_skipped(self, outcome)
+
+    def _for_each_symbol(self, symbols: Sequence[str], deadline: float | None) -> None:
+        failures: list[Exception] = []
+        for symbol in symbols:
+            if self.stop_requested():
+                break
+            try:
+                with self.symbol_span(symbol):
+                    self._work_on(symbol, deadline)
+            except Exception as exc:
+                failures.append(exc)
+                logger.warning(
+                    "dom.symbol_failed",
+                    extra={
+                        "service": self.service_name,
+                        "symbol": symbol,
+                        "error_type": type(exc).__name__,
+                    },
+                )
+        if failures:
+            raise failures[0]
+
+    def _metrics_of(self, symbol: str) -> _SymbolMetrics:
+        found = self._per_symbol.get(symbol)
+        if found is None:
+            found = self._per_symbol[symbol] = _SymbolMetrics.of(self._families, symbol)
+        return found
+
+    # -- one symbol --------------------------------------------------------------------------
+
+    def _work_on(self, symbol: str, deadline: float | None) -> None:
+        with self.engine.connect() as connection:
+            stored = read_progress(connection, SERVICE_NAME, symbol)
+            state = _Pass(
+                stored.get("arrival_id") or 0, stored.get("target_id"), stored.get("cursor_ts")
+            )
+            if state.target_id is None or state.cursor_ts is None:
+                first_ts, last_id = connection.execute(
+                    select(func.min(dom_snapshots.c.ts), func.max(dom_snapshots.c.id)).where(
+                        dom_snapshots.c.symbol == symbol, dom_snapshots.c.id > state.arrival_id
+                    )
+                ).one()
+                if last_id is None:
+                    return
+                state = _Pass(state.arrival_id, int(last_id), int(first_ts))
+        while True:
+            state = self._batch(symbol, state)
+            if state.target_id is None:
+                return
+            if self.stop_requested() or (deadline is not None and self._clock() >= deadline):
+                return
+
+    def _batch(self, symbol: str, state: _Pass) -> _Pass:
+        """Process one batch of the pass ``state``; returns the state after it."""
+        assert state.target_id is not None and state.cursor_ts is not None
+        limit = self._batch_size
+        with self.engine.connect() as connection, connection.begin():
+            rows = fetch_tuples(
+                connection, _ROWS_SQL, (symbol, state.cursor_ts, state.target_id, limit)
+            )
+            before = fetch_tuples(
+                connection, _BEFORE_SQL, (symbol, state.cursor_ts, state.target_id)
+            )
+            full = len(rows) == limit
+            dirty_last = bool(rows) and rows[-1][0] > state.arrival_id
+            next_cursor: int | None = None
+            if full and dirty_last:
+                # The last row is new: it starts the next batch, which reads its successor.
+                next_cursor = int(rows[-1][1])
+                rows = rows[:-1]
+            elif full:
+                found = fetch_tuples(
+                    connection,
+                    _NEXT_NEW_SQL,
+                    (symbol, rows[-1][1], state.arrival_id, state.target_id),
+                )[0][0]
+                next_cursor = None if found is None else int(found)
+        done = next_cursor is None
+        after = (
+            _Pass(state.target_id, None, None)
+            if done
+            else _Pass(state.arrival_id, state.target_id, next_cursor)
+        )
+        self._compute_and_write(symbol, rows, _previous_top(before), state.arrival_id, after)
+        return after
+
+    def _compute_and_write(
+        self,
+        symbol: str,
+        rows: Sequence[Any],
+        previous: Top | None,
+        arrival_id: int,
+        after: _Pass,
+    ) -> None:
+        if rows:
+            id_column, ts_column, bid_blobs, ask_blobs = zip(*rows, strict=True)
+        else:
+            id_column, ts_column, bid_blobs, ask_blobs = (), (), (), ()
+        ids = np.array(id_column, dtype=np.int64)
+        stamps = np.array(ts_column, dtype=np.int64)
+        batch, whole = BookBatch.from_blobs(list(bid_blobs), list(ask_blobs))
+        valid, problems = check_books(batch)
+        valid &= whole
+        dirty = ids > arrival_id
+        self._count_rejected(symbol, stamps, dirty, whole, problems)
+
+        good = select_books(batch, valid)
+        good_ts = stamps[valid]
+        good_dirty = dirty[valid]
+        values = compute_metrics(good, previous)
+        # Write the new books and each one's successor (its OFI has a new predecessor).
+        write = good_dirty.copy()
+        write[1:] |= good_dirty[:-1]
+        index = np.flatnonzero(write)
+        columns: dict[str, Any] = {"symbol": symbol, "ts": good_ts[index]}
+        columns.update((name, values[name][index]) for name in METRIC_COLUMNS)
+        now_ms = int(self._wall_clock() * 1000)
+        with begin_write(self.engine) as connection:
+            upsert_columns(connection, dom_metrics, columns)
+            write_progress(connection, SERVICE_NAME, symbol, after._asdict(), now_ms=now_ms)
+        metrics = self._metrics_of(symbol)
+        metrics.processed.inc(int(good_dirty.sum()))
+        if len(index):
+            last = int(index[-1])
+            newest = int(good_ts[last])
+            if newest >= self._latest_ts.get(symbol, -1):
+                self._latest_ts[symbol] = newest
+                metrics.spread.set(float(values["spread"][last]))
+                metrics.spread_bps.set(float(values["spread_bps"][last]))
+                metrics.microprice.set(float(values["microprice"][last]))
+                metrics.imbalance_1.set(float(values["imbalance_1"][last]))
+                metrics.imbalance_5.set(float(values["imbalance_5"][last]))
+                metrics.last_snapshot.set(newest / 1000.0)
+
+    def _count_rejected(
+        self,
+        symbol: str,
+        stamps: npt.NDArray[np.int64],
+        dirty: npt.NDArray[np.bool_],
+        whole: npt.NDArray[np.bool_],
+        problems: list[Any],
+    ) -> None:
+        """Count and log the new stored books that are not valid (written by other tools)."""
+        by_position = {p.position: p for p in problems}
+        for position in np.flatnonzero(dirty & ~whole).tolist():
+            by_position[position] = None
+        for position, problem in sorted(by_position.items()):
+            if not dirty[position]:
+                continue
+            reason = "malformed" if problem is None else problem.reason
+            detail = "a side is not whole float64 pairs" if problem is None else problem.message
+            self._ingest_families.by_reason[reason].inc()
+            logger.warning(
+                "dom.snapshot_rejected",
+                extra={
+                    "service": SERVICE_NAME,
+                    "symbol": symbol,
+                    "ts": format_ms(int(stamps[position])),
+                    "reason": reason,
+                    "detail": detail,
+                },
+            )
+
+
+# The service's reads, with ``?`` placeholders (see ``fetch_tuples``). Rows of a pass are read in
+# time order through the (symbol, ts) index; ``id <= target`` keeps rows that arrive
+# during the pass for the next one.
+_ROWS_SQL = (
+    "SELECT id, ts, bids, asks FROM dom_snapshots "
+    "WHERE symbol = ? AND ts >= ? AND id <= ? ORDER BY ts LIMIT ?"
+)
+_BEFORE_SQL = (
+    "SELECT bids, asks FROM dom_snapshots "
+    "WHERE symbol = ? AND ts < ? AND id <= ? ORDER BY ts DESC LIMIT 8"
+)
+_NEXT_NEW_SQL = (
+    "SELECT MIN(ts) FROM dom_snapshots WHERE symbol = ? AND ts > ? AND id > ? AND id <= ?"
+)
+
+
+def _raise_if_skipped(service: ThreadedBackgroundService, outcome: IterationOutcome) -> None:
+    """A catch-up the open breaker skipped did nothing: say so instead of returning."""
+    if outcome is IterationOutcome.SKIPPED:
+        raise RuntimeError(
+            f"{service.service_name}: the circuit breaker is open, nothing was done; "
+            f"reset_circuit_breaker() to try now"
+        )
+
+
+def _previous_top(rows: Sequence[Any]) -> Top | None:
+    """The best levels of the newest valid book among ``rows`` (newest first)."""
+    if not rows:
+        return None
+    batch, whole = BookBatch.from_blobs([r[0] for r in rows], [r[1] for r in rows])
+    valid, _ = check_books(batch)
+    valid &= whole
+    good = np.flatnonzero(valid)
+    if not len(good):
+        return None
+    b, qb, a, qa = top_of_book(batch)
+    first = int(good[0])
+    return Top(float(b[first]), float(qb[first]), float(a[first]), float(qa[first]))
+
+
+def stored_dom_symbols(engine: Engine) -> list[str]:
+    """Every symbol with rows in ``dom_snapshots``, for backfills over the whole database."""
+    with engine.connect() as connection:
+        return stored_symbols_of(connection, dom_snapshots)
+
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "SERVICE_NAME",
+    "DOMAggregatorService",
+    "stored_dom_symbols",
+]

@@ -1,0 +1,63 @@
+"""Configuration of ``mds run``: the model (``model.py``), where it comes from
+(``loader.py``) and how it is shown (``render.py``)."""
+
+from market_data_services.app.config.loader import (
+    ENV_PREFIX,
+    CatalogEntry,
+    ConfigSource,
+    Key,
+    Override,
+    schema,
+)
+from market_data_services.app.config.model import (
+    DEFAULT_DATABASE_URL,
+    DEFAULT_LISTEN,
+    DEFAULT_PORT,
+    LOG_FORMATS,
+    LOG_LEVELS,
+    MIGRATE_MODES,
+    BreakerConfig,
+    Config,
+    ConfigError,
+    DatabaseConfig,
+    DefaultSymbols,
+    HealthConfig,
+    HttpConfig,
+    IngestConfig,
+    LoggingConfig,
+    ServiceConfig,
+    TelemetryConfig,
+    parse_listen,
+)
+from market_data_services.app.config.render import MASK, mask_url, to_toml, to_tree
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "DEFAULT_LISTEN",
+    "DEFAULT_PORT",
+    "ENV_PREFIX",
+    "LOG_FORMATS",
+    "LOG_LEVELS",
+    "MASK",
+    "MIGRATE_MODES",
+    "BreakerConfig",
+    "CatalogEntry",
+    "Config",
+    "ConfigError",
+    "ConfigSource",
+    "DatabaseConfig",
+    "DefaultSymbols",
+    "HealthConfig",
+    "HttpConfig",
+    "IngestConfig",
+    "Key",
+    "LoggingConfig",
+    "Override",
+    "ServiceConfig",
+    "TelemetryConfig",
+    "mask_url",
+    "parse_listen",
+    "schema",
+    "to_toml",
+    "to_tree",
+]

@@ -1,0 +1,437 @@
+"""Order books (depth of market) in: validation and storage of snapshots.
+
+``ingest_dom(engine, paths, ...)`` loads order-book files (``jsonl``, ``tardis``,
+``bybit``, ``binance`` layouts; see ``layouts/books.py``) into ``dom_snapshots``, as
+``mds ingest dom`` does; ``write_dom(engine, snapshots)`` stores snapshots from a live
+feed. Both validate every book and return an ``IngestReport``: empty and one-sided books,
+NaN, zero or negative prices and sizes, unsorted and duplicated levels are rejected with
+the reason and their file and line; crossed and locked books are kept and counted
+(crossed ones rejected only with ``reject_crossed=True``).
+
+One snapshot per symbol and millisecond: the first one stored is kept, and loading the
+same file twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import time
+from collections.abc import Callable, Collection, Iterable
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy.engine import Engine
+
+from market_data_services.ingest.files import ImplausibleTimeError
+from market_data_services.ingest.layouts.books import (
+    LAYOUTS,
+    BookFile,
+    NotABookFileError,
+    RawBooks,
+    find_book_files,
+    inspect_book_file,
+    read_books,
+)
+from market_data_services.ingest.pipeline import (
+    DEFAULT_FUTURE_TOLERANCE_SECONDS,
+    IngestProgress,
+    IngestReport,
+    QuotePolicy,
+    Rejection,
+    inspect_files,
+    load_files,
+)
+from market_data_services.market.book import (
+    BOOK_REASONS,
+    BookBatch,
+    check_books,
+    crossed_and_locked,
+    pack_levels,
+    top_of_book,
+    unpack_levels,
+)
+from market_data_services.market.symbols import is_valid_symbol, symbol_rule
+from market_data_services.runtime.telemetry import families_for
+from market_data_services.storage.bulk import refresh_statistics
+from market_data_services.storage.engine import begin_write
+from market_data_services.storage.locks import DOM_WRITE_LOCK_KEY, hold_advisory_lock
+from market_data_services.storage.schema import dom_snapshots
+from market_data_services.storage.upsert import upsert
+from market_data_services.timeutil import format_ms, parse_zone
+
+#: Why a snapshot can be rejected: the ``reason`` label of ``mds_dom_snapshots_rejected_total``.
+REJECT_REASONS = (
+    "malformed",  # unparseable line or row, bad symbol text
+    "delta_before_snapshot",  # a delta stream's update before its first snapshot
+    *BOOK_REASONS,
+    "timestamp_out_of_range",  # before 1990 (in a file's unit) or 1970, after year 9999
+    "future_timestamp",  # later than now + future_tolerance_seconds
+    "unknown_symbol",  # not among the symbols being loaded
+    "crossed",  # best ask below best bid, only with reject_crossed=True
+)
+_CODE = {reason: number for number, reason in enumerate(REJECT_REASONS, start=1)}
+
+#: After a load of this many new snapshots, PostgreSQL's statistics are refreshed.
+ANALYZE_AFTER_ROWS = 10_000
+
+_SNAPSHOT_COLUMNS = ("symbol", "ts", "bids", "asks")
+_SNAPSHOT_KEY = ("symbol", "ts")
+
+
+class BookSnapshot(NamedTuple):
+    """One book for ``write_dom``: ``bids``/``asks`` are ``(price, size)`` pairs, best first."""
+
+    symbol: str
+    ts_ms: int
+    bids: Any
+    asks: Any
+
+
+# -- metrics families ----------------------------------------------------------------------------
+
+
+class _IngestFamilies:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.written = Counter(
+            "mds_dom_snapshots_written",
+            "Order-book snapshots stored as new rows.",
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "mds_dom_snapshots_duplicate",
+            "Valid snapshots skipped because one of that symbol and millisecond was stored.",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "mds_dom_snapshots_rejected",
+            "Order-book snapshots rejected (at ingestion or by the service), by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.crossed = Counter(
+            "mds_dom_books_crossed",
+            "Crossed books seen (best ask below best bid); kept unless reject_crossed.",
+            registry=registry,
+        )
+        self.locked = Counter(
+            "mds_dom_books_locked",
+            "Locked books seen (best ask equal to best bid); kept.",
+            registry=registry,
+        )
+        self.by_reason = {reason: self.rejected.labels(reason) for reason in REJECT_REASONS}
+
+
+def dom_ingest_metrics(registry: CollectorRegistry | None = None) -> _IngestFamilies:
+    """The order-book ingestion counters of ``registry`` (created, at zero, on first use)."""
+    return families_for(registry, _IngestFamilies)
+
+
+# -- ingestion -----------------------------------------------------------------------------------
+
+
+def _check(
+    raw: RawBooks, policy: QuotePolicy, now_ms: int
+) -> tuple[npt.NDArray[np.bool_], int, int, list[Rejection]]:
+    """Which books of ``raw`` to keep, crossed and locked counts, and the rejections."""
+    n = len(raw)
+    reason = np.zeros(n, dtype=np.int8)
+    messages: dict[int, str] = {}
+    _, problems = check_books(raw.batch)
+    for problem in problems:
+        reason[problem.position] = _CODE[problem.reason]
+        messages[problem.position] = problem.message
+
+    def mark(mask: npt.NDArray[np.bool_], name: str) -> None:
+        reason[(reason == 0) & mask] = _CODE[name]
+
+    mark(raw.ts < 0, "timestamp_out_of_range")
+    mark(raw.ts > now_ms + policy.future_tolerance_ms, "future_timestamp")
+    per_symbol = np.zeros(max(len(raw.symbols), 1), dtype=np.int8)
+    for code, name in enumerate(raw.symbols):
+        if not is_valid_symbol(name):
+            per_symbol[code] = _CODE["malformed"]
+        elif policy.symbols is not None and name not in policy.symbols:
+            per_symbol[code] = _CODE["unknown_symbol"]
+    if per_symbol.any() and n:
+        pending = reason == 0
+        reason[pending] = per_symbol[raw.symbol_codes][pending]
+    crossed, locked = crossed_and_locked(raw.batch, reason == 0)
+    if policy.reject_crossed:
+        mark(crossed, "crossed")
+    keep = reason == 0
+    best_bid, _, best_ask, _ = top_of_book(raw.batch)
+
+    def message(name: str, index: int) -> str:
+        symbol = raw.symbols[int(raw.symbol_codes[index])]
+        ts = int(raw.ts[index])
+        when = f"{symbol} at {format_ms(ts)}" if ts >= 0 else f"{symbol} at {ts} ms"
+        if name in BOOK_REASONS:
+            return f"{when}: {messages[index]}"
+        if name == "timestamp_out_of_range":
+            return f"{symbol}: timestamp {ts} ms is before 1970"
+        if name == "future_timestamp":
+            return (
+                f"{when}: more than {policy.future_tolerance_ms // 1000} s after now "
+                f"({format_ms(now_ms)}); wrong --tz?"
+            )
+        if name == "unknown_symbol":
+            allowed = ", ".join(sorted(policy.symbols or ()))
+            return f"symbol {symbol!r} is not among the symbols being loaded ({allowed})"
+        if name == "malformed":
+            return f"symbol {symbol!r} is not a valid symbol ({symbol_rule()})"
+        return (
+            f"{when}: crossed book: best ask {float(best_ask[index])} below best bid "
+            f"{float(best_bid[index])} (rejected by reject_crossed)"
+        )
+
+    rejections = []
+    for index in np.flatnonzero(~keep).tolist():
+        name = REJECT_REASONS[int(reason[index]) - 1]
+        rejections.append(Rejection(raw.source, int(raw.lines[index]), name, message(name, index)))
+    return keep, int(crossed.sum()), int(locked.sum()), rejections
+
+
+def _store(
+    engine: Engine,
+    raw: RawBooks,
+    *,
+    policy: QuotePolicy,
+    now_ms: int,
+    report: IngestReport,
+    metrics: _IngestFamilies,
+) -> None:
+    report.rows += len(raw) + len(raw.rejections)
+    keep, crossed, locked, rejections = _check(raw, policy, now_ms)
+    index = np.flatnonzero(keep)
+    accepted = int(index.shape[0])
+    written = 0
+    if accepted:
+        bid_blobs, ask_blobs = raw.batch.side_blobs(index)
+        codes = raw.symbol_codes[index]
+        ts = raw.ts[index]
+        names = raw.symbols
+        symbol_column: Iterable[str] = (
+            itertools.repeat(names[0], accepted)
+            if len(names) == 1
+            else [names[c] for c in codes.tolist()]
+        )
+        rows = zip(symbol_column, ts.tolist(), bid_blobs, ask_blobs, strict=False)
+        with begin_write(engine) as connection:
+            hold_advisory_lock(connection, DOM_WRITE_LOCK_KEY)
+            written = upsert(
+                connection,
+                dom_snapshots,
+                rows,
+                columns=_SNAPSHOT_COLUMNS,
+                key=_SNAPSHOT_KEY,
+                update=(),
+            )
+            if written < 0:  # pragma: no cover - both our drivers report it
+                written = accepted
+        counts = np.bincount(codes, minlength=len(names))
+        for code, name in enumerate(names):
+            if counts[code]:
+                mine = ts[codes == code]
+                report._accept(name, int(counts[code]), int(mine.min()), int(mine.max()))
+    report.accepted += accepted
+    report.written += written
+    report.duplicates += accepted - written
+    report.crossed += crossed
+    report.locked += locked
+    # In file order: parsing and validation find theirs separately.
+    for rejection in sorted(itertools.chain(raw.rejections, rejections), key=_line):
+        report._reject(rejection)
+        metrics.by_reason[rejection.reason].inc()
+    metrics.written.inc(written)
+    metrics.duplicates.inc(accepted - written)
+    metrics.crossed.inc(crossed)
+    metrics.locked.inc(locked)
+
+
+def _line(rejection: Rejection) -> int:
+    return rejection.line or 0
+
+
+def _report(max_examples: int) -> IngestReport:
+    return IngestReport(max_examples=max_examples, unit="snapshots", crossed_noun="books")
+
+
+def inspect_dom_files(
+    paths: str | Path | Iterable[str | Path],
+    *,
+    layout: str | None = None,
+    time_unit: str = "auto",
+    latest_ms: int | None = None,
+) -> list[BookFile]:
+    """Find the order-book files under ``paths`` and tell each one's layout and time unit.
+
+    Raises NotABookFileError for the first file that is not order-book data, and
+    ImplausibleTimeError for one whose first time is before 1990 or after ``latest_ms``
+    (default: an hour from now) in ``time_unit``, so a mistake is reported before
+    anything is written.
+    """
+    inspect_one = functools.partial(inspect_book_file, time_unit=time_unit, latest_ms=latest_ms)
+    return inspect_files(paths, layout, LAYOUTS, find_book_files, inspect_one)
+
+
+def ingest_dom(
+    engine: Engine,
+    paths: str | Path | Iterable[str | Path],
+    *,
+    symbols: Collection[str] | None = None,
+    tz: str | tzinfo = "UTC",
+    layout: str | None = None,
+    time_unit: str = "auto",
+    reject_crossed: bool = False,
+    future_tolerance_seconds: float = DEFAULT_FUTURE_TOLERANCE_SECONDS,
+    registry: CollectorRegistry | None = None,
+    progress: Callable[[IngestProgress], None] | None = None,
+    wall_clock: Callable[[], float] = time.time,
+    max_examples: int = 100,
+) -> IngestReport:
+    """Load order-book files into ``dom_snapshots`` and report what was kept and rejected.
+
+    ``symbols``, when given, is the set of symbols accepted (books of others are rejected
+    as ``unknown_symbol``). ``tz`` is the zone of ISO times without an offset in JSON
+    lines. ``layout`` forces one of ``LAYOUTS``; by default each file's first line tells.
+    ``time_unit`` is the unit of epoch-number times (``s``, ``ms``, ``us``, ``ns``), or
+    ``auto``: told per file by the size of its first one.
+
+    Every file is inspected before anything is written: a file that is not order-book
+    data raises NotABookFileError, and one whose first time is before 1990 or in the
+    future in its unit raises ImplausibleTimeError; nothing is loaded then.
+    """
+    zone = parse_zone(tz) if isinstance(tz, str) else tz
+    policy = QuotePolicy.of(symbols, reject_crossed, future_tolerance_seconds)
+    latest_ms = int(wall_clock() * 1000) + policy.future_tolerance_ms
+    files = inspect_dom_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
+    metrics = dom_ingest_metrics(registry)
+    report = _report(max_examples)
+    load_files(
+        files,
+        lambda book_file: read_books(book_file, zone=zone),
+        lambda chunk: _store(
+            engine,
+            chunk,
+            policy=policy,
+            now_ms=int(wall_clock() * 1000),
+            report=report,
+            metrics=metrics,
+        ),
+        report,
+        progress,
+    )
+    if report.written >= ANALYZE_AFTER_ROWS:
+        # Fresh statistics, so the service's time-ordered batch reads use the (symbol, ts)
+        # index at once instead of sorting the whole table until autovacuum analyzes it.
+        refresh_statistics(engine, dom_snapshots)
+    return report
+
+
+def write_dom(
+    engine: Engine,
+    snapshots: Iterable[BookSnapshot | tuple[Any, ...]],
+    *,
+    symbols: Collection[str] | None = None,
+    reject_crossed: bool = False,
+    future_tolerance_seconds: float = DEFAULT_FUTURE_TOLERANCE_SECONDS,
+    registry: CollectorRegistry | None = None,
+    wall_clock: Callable[[], float] = time.time,
+    source: str = "write_dom",
+    max_examples: int = 100,
+) -> IngestReport:
+    """Validate and store ``(symbol, ts_ms, bids, asks)`` snapshots in one transaction.
+
+    ``bids`` and ``asks`` are ``(price, size)`` pairs, best first; ``ts_ms`` is UTC epoch
+    milliseconds. A snapshot's "line" in the report is its position, from 1.
+    """
+    policy = QuotePolicy.of(symbols, reject_crossed, future_tolerance_seconds)
+    raw = _snapshots_to_raw(snapshots, source)
+    report = _report(max_examples)
+    _store(
+        engine,
+        raw,
+        policy=policy,
+        now_ms=int(wall_clock() * 1000),
+        report=report,
+        metrics=dom_ingest_metrics(registry),
+    )
+    return report
+
+
+def _snapshots_to_raw(snapshots: Iterable[BookSnapshot | tuple[Any, ...]], source: str) -> RawBooks:
+    codes: dict[str, int] = {}
+    symbol_codes: list[int] = []
+    stamps: list[int] = []
+    lines: list[int] = []
+    bids: list[npt.NDArray[np.float64]] = []
+    asks: list[npt.NDArray[np.float64]] = []
+    rejections: list[Rejection] = []
+    for number, snapshot in enumerate(snapshots, start=1):
+        try:
+            if len(snapshot) != 4:
+                raise ValueError(
+                    f"expected (symbol, ts_ms, bids, asks), got {len(snapshot)} fields"
+                )
+            name, stamp = snapshot[0], snapshot[1]
+            if not isinstance(name, str):
+                raise ValueError(f"symbol must be text, got {name!r}")
+            if isinstance(stamp, bool) or not isinstance(stamp, int | np.integer):
+                raise ValueError(f"ts_ms must be an integer (epoch ms), got {stamp!r}")
+            sides = [_pairs(snapshot[2], "bids"), _pairs(snapshot[3], "asks")]
+        except (TypeError, ValueError) as exc:
+            rejections.append(Rejection(source, number, "malformed", f"snapshot {number}: {exc}"))
+            continue
+        symbol_codes.append(codes.setdefault(name, len(codes)))
+        stamps.append(int(stamp))
+        lines.append(number)
+        bids.append(sides[0])
+        asks.append(sides[1])
+
+    def side(levels: list[npt.NDArray[np.float64]]) -> tuple[Any, Any]:
+        counts = np.fromiter((x.shape[0] for x in levels), dtype=np.int64, count=len(levels))
+        return counts, (np.concatenate(levels) if levels else np.empty((0, 2)))
+
+    bid_counts, bid_levels = side(bids)
+    ask_counts, ask_levels = side(asks)
+    return RawBooks(
+        source=source,
+        symbols=list(codes),
+        symbol_codes=np.array(symbol_codes, dtype=np.int32),
+        ts=np.array(stamps, dtype=np.int64),
+        lines=np.array(lines, dtype=np.int64),
+        batch=BookBatch(bid_counts, bid_levels, ask_counts, ask_levels),
+        rejections=rejections,
+    )
+
+
+def _pairs(levels: Any, name: str) -> npt.NDArray[np.float64]:
+    array = np.asarray(levels, dtype=np.float64)
+    if array.size == 0:
+        return np.empty((0, 2))
+    if array.ndim != 2 or array.shape[1] != 2:
+        raise ValueError(f"{name} must be (price, size) pairs, got shape {array.shape}")
+    return array
+
+
+__all__ = [
+    "DEFAULT_FUTURE_TOLERANCE_SECONDS",
+    "DOM_WRITE_LOCK_KEY",
+    "LAYOUTS",
+    "REJECT_REASONS",
+    "BookFile",
+    "BookSnapshot",
+    "ImplausibleTimeError",
+    "NotABookFileError",
+    "dom_ingest_metrics",
+    "ingest_dom",
+    "inspect_dom_files",
+    "pack_levels",
+    "unpack_levels",
+    "write_dom",
+]

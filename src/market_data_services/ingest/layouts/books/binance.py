@@ -1,0 +1,141 @@
+"""Binance depth CSV, one level a row: ``symbol,timestamp,first_update_id,last_update_id,
+side,update_type,price,qty,pu``. Rows of one update id form one message; ``snap`` messages
+replace the book, ``set`` messages change levels (qty 0 removes).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+
+import numpy as np
+
+from market_data_services.ingest.files import TimeOutOfRangeError, open_text
+from market_data_services.ingest.layouts.books.common import (
+    Book,
+    BookFile,
+    Collector,
+    NotABookFileError,
+    RawBooks,
+    check_update,
+)
+
+#: The header's first columns.
+BINANCE_COLUMNS = (
+    "symbol",
+    "timestamp",
+    "first_update_id",
+    "last_update_id",
+    "side",
+    "update_type",
+    "price",
+    "qty",
+    "pu",
+)
+
+
+def read_binance(book_file: BookFile) -> Iterator[RawBooks]:
+    source = str(book_file.path)
+    times = book_file.times()
+    position = {name: i for i, name in enumerate(book_file.columns)}
+    width = len(book_file.columns)
+    symbols: list[str] = []
+    codes: dict[str, int] = {}
+    books: dict[str, Book] = {}
+    chunk = Collector(source, symbols, codes)
+
+    # One message: consecutive rows with the same symbol, time, update id and type.
+    key: tuple[str, str, str, str] | None = None
+    first_line_no = 0
+    levels: dict[str, list[tuple[float, float]]] = {"b": [], "a": []}
+    broken: str | None = None
+    broken_reason = "malformed"
+    stamp_ms = 0
+
+    def finish() -> None:
+        if key is None:
+            return
+        symbol, _, _, kind = key
+        if broken is not None:
+            chunk.reject(first_line_no, broken_reason, broken)
+            return
+        bids = np.array(levels["b"], dtype=np.float64).reshape(-1, 2)
+        asks = np.array(levels["a"], dtype=np.float64).reshape(-1, 2)
+        if kind == "snap":
+            # Snapshot levels list the book; their sizes must be > 0.
+            bids, asks = (
+                bids[np.argsort(-bids[:, 0], kind="stable")],
+                asks[np.argsort(asks[:, 0], kind="stable")],
+            )
+        problem = check_update(bids, asks, delta=kind == "set")
+        if problem is not None:
+            chunk.reject(first_line_no, problem[0], f"{kind} not applied: {problem[1]}")
+            return
+        book = books.get(symbol)
+        if kind == "snap":
+            book = books[symbol] = book or Book()
+            book.replace(bids, asks)
+        elif book is None:
+            chunk.reject(
+                first_line_no,
+                "delta_before_snapshot",
+                f"{symbol}: a 'set' update before any 'snap' cannot be applied",
+            )
+            return
+        else:
+            book.apply(bids, asks)
+        book_bids, book_asks = book.arrays()
+        chunk.add(symbol, stamp_ms, first_line_no, book_bids, book_asks)
+
+    with open_text(book_file.path, NotABookFileError) as stream:
+        reader = csv.reader(stream)
+        header_seen = False
+        for row in reader:
+            number = reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if not header_seen:
+                header_seen = True
+                continue
+            if len(row) != width:
+                finish()
+                key, broken = None, None
+                chunk.reject(number, "malformed", f"expected {width} fields, got {len(row)}")
+                continue
+            kind = row[position["update_type"]].strip().lower()
+            row_key = (
+                row[position["symbol"]].strip(),
+                row[position["timestamp"]].strip(),
+                row[position["last_update_id"]].strip(),
+                kind,
+            )
+            if row_key != key:
+                finish()
+                if chunk.full():
+                    yield chunk.arrays()
+                    chunk = Collector(source, symbols, codes)
+                key, first_line_no, broken, broken_reason = row_key, number, None, "malformed"
+                levels = {"b": [], "a": []}
+                if kind not in ("snap", "set"):
+                    broken = f"update_type must be 'snap' or 'set', got {kind!r}"
+                else:
+                    try:
+                        stamp_ms = times.parse(row_key[1])
+                    except TimeOutOfRangeError as exc:
+                        broken, broken_reason = str(exc), "timestamp_out_of_range"
+                    except ValueError as exc:
+                        broken = str(exc)
+            if broken is not None:
+                continue
+            side = row[position["side"]].strip().lower()[:1]
+            try:
+                if side not in ("b", "a"):
+                    raise ValueError(f"side must be 'b' or 'a', got {row[position['side']]!r}")
+                levels[side].append((float(row[position["price"]]), float(row[position["qty"]])))
+            except ValueError as exc:
+                broken = f"line {number}: {exc}"
+        finish()
+    yield chunk.arrays()
+
+
+__all__ = ["BINANCE_COLUMNS", "read_binance"]

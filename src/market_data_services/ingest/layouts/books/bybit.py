@@ -1,0 +1,82 @@
+"""Bybit ``orderbook.N`` websocket JSON lines: a ``snapshot`` message, then ``delta``
+messages where size 0 removes a level. The book is rebuilt and every message yields a
+snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from market_data_services.ingest.files import TimeOutOfRangeError, open_text
+from market_data_services.ingest.layouts.books.common import (
+    Book,
+    BookFile,
+    Collector,
+    NotABookFileError,
+    RawBooks,
+    check_update,
+    levels,
+)
+
+
+def read_bybit(book_file: BookFile) -> Iterator[RawBooks]:
+    source = str(book_file.path)
+    times = book_file.times()
+    symbols: list[str] = []
+    codes: dict[str, int] = {}
+    books: dict[str, Book] = {}
+    chunk = Collector(source, symbols, codes)
+    with open_text(book_file.path, NotABookFileError) as stream:
+        for number, raw in enumerate(stream, start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                message = json.loads(line)
+                if not isinstance(message, dict):
+                    raise ValueError("a line must be a JSON object")
+                kind = message.get("type")
+                if kind not in ("snapshot", "delta"):
+                    raise ValueError(f"type must be 'snapshot' or 'delta', got {kind!r}")
+                data = message.get("data")
+                if not isinstance(data, dict):
+                    raise ValueError("missing 'data' object")
+                symbol = data.get("s")
+                if not isinstance(symbol, str) or not symbol:
+                    raise ValueError(f"data.s must name the symbol, got {symbol!r}")
+                ts = times.parse(message.get("ts"))
+                bids = levels(data.get("b", []), "data.b")
+                asks = levels(data.get("a", []), "data.a")
+            except TimeOutOfRangeError as exc:
+                chunk.reject(number, "timestamp_out_of_range", str(exc))
+                continue
+            except ValueError as exc:
+                chunk.reject(number, "malformed", f"{exc}; line {line[:80]!r}")
+                continue
+            problem = check_update(bids, asks, delta=kind == "delta")
+            if problem is not None:
+                chunk.reject(number, problem[0], f"{kind} not applied: {problem[1]}")
+                continue
+            book = books.get(symbol)
+            if kind == "snapshot":
+                book = books[symbol] = books.get(symbol) or Book()
+                book.replace(bids, asks)
+            elif book is None:
+                chunk.reject(
+                    number,
+                    "delta_before_snapshot",
+                    f"{symbol}: a delta before any snapshot cannot be applied",
+                )
+                continue
+            else:
+                book.apply(bids, asks)
+            book_bids, book_asks = book.arrays()
+            chunk.add(symbol, ts, number, book_bids, book_asks)
+            if chunk.full():
+                yield chunk.arrays()
+                chunk = Collector(source, symbols, codes)
+    yield chunk.arrays()
+
+
+__all__ = ["read_bybit"]

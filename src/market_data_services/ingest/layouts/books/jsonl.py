@@ -1,0 +1,63 @@
+"""Our JSON lines, one snapshot a line::
+
+    {"symbol": "EUR/USD", "ts": "2024-03-06T21:37:12.345Z", "bids": [[1.0849, 2.5], ...],
+     "asks": [[1.0851, 1.0], ...]}
+
+``ts`` ISO-8601 (in ``--tz`` without an offset) or an epoch number; prices and sizes
+numbers or numeric strings.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import tzinfo
+
+from market_data_services.ingest.files import TimeOutOfRangeError, open_text
+from market_data_services.ingest.layouts.books.common import (
+    BookFile,
+    Collector,
+    NotABookFileError,
+    RawBooks,
+    levels,
+)
+
+
+def read_jsonl(book_file: BookFile, zone: tzinfo) -> Iterator[RawBooks]:
+    source = str(book_file.path)
+    times = book_file.times(zone)
+    symbols: list[str] = []
+    codes: dict[str, int] = {}
+    chunk = Collector(source, symbols, codes)
+    with open_text(book_file.path, NotABookFileError) as stream:
+        for number, raw in enumerate(stream, start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                message = json.loads(line)
+                if not isinstance(message, dict):
+                    raise ValueError("a line must be a JSON object {symbol, ts, bids, asks}")
+                missing = [k for k in ("symbol", "ts", "bids", "asks") if k not in message]
+                if missing:
+                    raise ValueError(f"missing key {missing[0]!r}")
+                symbol = message["symbol"]
+                if not isinstance(symbol, str):
+                    raise ValueError(f"symbol must be text, got {symbol!r}")
+                ts = times.parse(message["ts"])
+                bids = levels(message["bids"], "bids")
+                asks = levels(message["asks"], "asks")
+            except TimeOutOfRangeError as exc:
+                chunk.reject(number, "timestamp_out_of_range", str(exc))
+                continue
+            except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                chunk.reject(number, "malformed", f"{exc}; line {line[:80]!r}")
+                continue
+            chunk.add(symbol, ts, number, bids, asks)
+            if chunk.full():
+                yield chunk.arrays()
+                chunk = Collector(source, symbols, codes)
+    yield chunk.arrays()
+
+
+__all__ = ["read_jsonl"]

@@ -1,0 +1,126 @@
+"""Tardis ``book_snapshot_N`` CSV (any N): ``exchange,symbol,timestamp,local_timestamp,
+asks[0].price,asks[0].amount,bids[0].price,...``; ``timestamp`` in microseconds since the
+epoch; empty cells are absent levels (only at the end).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from market_data_services.ingest.files import TimeOutOfRangeError, open_text
+from market_data_services.ingest.layouts.books.common import (
+    BookFile,
+    Collector,
+    NotABookFileError,
+    RawBooks,
+)
+from market_data_services.market.book import FloatArray
+
+#: A level column of the header: ``asks[0].price``.
+TARDIS_LEVEL = re.compile(r"^(asks|bids)\[(\d+)\]\.(price|amount)$")
+
+
+@dataclass(frozen=True)
+class TardisColumns:
+    symbol: int
+    timestamp: int
+    bid_price: list[int]
+    bid_amount: list[int]
+    ask_price: list[int]
+    ask_amount: list[int]
+
+
+def tardis_columns(book_file: BookFile) -> TardisColumns:
+    columns = book_file.columns
+    position = {name: i for i, name in enumerate(columns)}
+    for needed in ("symbol", "timestamp"):
+        if needed not in position:
+            raise NotABookFileError(book_file.path, f"the Tardis header has no {needed!r} column")
+    found: dict[tuple[str, str], dict[int, int]] = {}
+    for i, name in enumerate(columns):
+        match = TARDIS_LEVEL.match(name)
+        if match:
+            found.setdefault((match[1], match[3]), {})[int(match[2])] = i
+    depth = max((max(v) + 1 for v in found.values()), default=0)
+    lists: dict[tuple[str, str], list[int]] = {}
+    for side in ("bids", "asks"):
+        for part in ("price", "amount"):
+            got = found.get((side, part), {})
+            gaps = [level for level in range(depth) if level not in got]
+            if gaps:
+                raise NotABookFileError(
+                    book_file.path, f"the Tardis header has no {side}[{gaps[0]}].{part} column"
+                )
+            lists[(side, part)] = [got[level] for level in range(depth)]
+    return TardisColumns(
+        position["symbol"],
+        position["timestamp"],
+        lists[("bids", "price")],
+        lists[("bids", "amount")],
+        lists[("asks", "price")],
+        lists[("asks", "amount")],
+    )
+
+
+def _tardis_side(values: list[str], prices: list[int], amounts: list[int], side: str) -> FloatArray:
+    pairs: list[tuple[float, float]] = []
+    ended = -1
+    for level, (i, j) in enumerate(zip(prices, amounts, strict=True)):
+        price, amount = values[i], values[j]
+        if not price and not amount:
+            if ended < 0:
+                ended = level
+            continue
+        if ended >= 0:
+            raise ValueError(f"{side}[{level}] is given after the empty {side}[{ended}]")
+        pairs.append((float(price), float(amount)))
+    return np.array(pairs, dtype=np.float64).reshape(-1, 2)
+
+
+def read_tardis(book_file: BookFile) -> Iterator[RawBooks]:
+    source = str(book_file.path)
+    times = book_file.times()
+    layout = tardis_columns(book_file)
+    width = len(book_file.columns)
+    symbols: list[str] = []
+    codes: dict[str, int] = {}
+    chunk = Collector(source, symbols, codes)
+    with open_text(book_file.path, NotABookFileError) as stream:
+        reader = csv.reader(stream)
+        header_seen = False
+        for row in reader:
+            number = reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if not header_seen:
+                header_seen = True
+                continue
+            try:
+                if len(row) != width:
+                    raise ValueError(f"expected {width} fields, got {len(row)}")
+                symbol = row[layout.symbol].strip()
+                if not symbol:
+                    raise ValueError("the symbol field is empty")
+                ts = times.parse(row[layout.timestamp])
+                bids = _tardis_side(row, layout.bid_price, layout.bid_amount, "bids")
+                asks = _tardis_side(row, layout.ask_price, layout.ask_amount, "asks")
+            except TimeOutOfRangeError as exc:
+                chunk.reject(number, "timestamp_out_of_range", str(exc))
+                continue
+            except ValueError as exc:
+                text = ",".join(row)
+                chunk.reject(number, "malformed", f"{exc}; row {text[:80]!r}")
+                continue
+            chunk.add(symbol, ts, number, bids, asks)
+            if chunk.full():
+                yield chunk.arrays()
+                chunk = Collector(source, symbols, codes)
+    yield chunk.arrays()
+
+
+__all__ = ["TARDIS_LEVEL", "TardisColumns", "read_tardis", "tardis_columns"]

@@ -1,0 +1,193 @@
+"""LEAN tick quote files (QuantConnect's engine): no header, ``ms_since_midnight,bid,ask``
+rows, the date from the file name (``YYYYMMDD_...``), times in the feed's zone."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+
+import numpy as np
+
+from market_data_services.ingest.files import ImplausibleTimeError
+from market_data_services.ingest.layouts.ticks.common import (
+    FloatArray,
+    IntArray,
+    RawTicks,
+    TickFile,
+    open_tick_text,
+)
+from market_data_services.ingest.pipeline import Rejection
+from market_data_services.timeutil import EARLIEST_MS
+
+LEAN_DATE = re.compile(r"^(\d{8})(?:_|\.|$)")
+
+#: A LEAN day file can hold 25 hours on a DST day in a zone with DST.
+MAX_LEAN_MS = 25 * 3_600_000
+
+
+def lean_day(path: Path) -> date | None:
+    match = LEAN_DATE.match(path.name)
+    if not match:
+        return None
+    try:
+        return datetime.strptime(match[1], "%Y%m%d").date()
+    except ValueError:
+        return None
+
+
+def looks_like_lean_row(line: str) -> bool:
+    parts = line.split(",")
+    if len(parts) != 3:
+        return False
+    try:
+        int(parts[0])
+        float(parts[1])
+        float(parts[2])
+    except ValueError:
+        return False
+    return True
+
+
+def judge_lean_day(tick_file: TickFile, latest_ms: int) -> None:
+    day = tick_file.day
+    if day is None:
+        return
+    start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1000
+    if start < EARLIEST_MS:
+        problem = "before 1990-01-01"
+    elif start > latest_ms:
+        problem = "in the future"
+    else:
+        return
+    raise ImplausibleTimeError(
+        tick_file.path, None, f"the date in the file name, {day:%Y-%m-%d}, is {problem}"
+    )
+
+
+def _lean_epoch_ms(day: date, ms: IntArray, zone: tzinfo) -> IntArray:
+    """UTC epoch ms of ``ms`` after local midnight of ``day``, read as wall-clock time.
+
+    LEAN adds the milliseconds to the local date and converts that wall time to UTC; on
+    a DST day in a zone with DST the offset changes during the day, so it is looked up
+    per distinct offset period.
+    """
+    midnight = datetime(day.year, day.month, day.day)
+    first = midnight.replace(tzinfo=zone).utcoffset() or timedelta()
+    last = (midnight + timedelta(milliseconds=MAX_LEAN_MS)).replace(tzinfo=zone).utcoffset()
+    utc_midnight_ms = int((midnight.replace(tzinfo=UTC)).timestamp()) * 1000
+    if zone is UTC or isinstance(zone, timezone) or first == (last or timedelta()):
+        return ms + np.int64(utc_midnight_ms - int(first.total_seconds()) * 1000)
+    offsets = np.fromiter(
+        (
+            int(
+                (
+                    (midnight + timedelta(milliseconds=int(v))).replace(tzinfo=zone).utcoffset()
+                    or timedelta()
+                ).total_seconds()
+            )
+            * 1000
+            for v in ms
+        ),
+        dtype=np.int64,
+        count=len(ms),
+    )
+    result: IntArray = ms + np.int64(utc_midnight_ms) - offsets
+    return result
+
+
+def read_lean(tick_file: TickFile, symbol: str, zone: tzinfo) -> RawTicks:
+    source = str(tick_file.path)
+    with open_tick_text(tick_file.path) as stream:
+        text = stream.read().lstrip("\ufeff")
+    rejections: list[Rejection] = []
+    line_count = text.count("\n") + (0 if not text or text.endswith("\n") else 1)
+    values: FloatArray | None = None
+    if line_count:
+        try:
+            parsed = np.loadtxt(
+                io.StringIO(text), delimiter=",", dtype=np.float64, comments=None, ndmin=2
+            )
+            if parsed.shape == (line_count, 3):
+                values = parsed
+        except ValueError:
+            values = None
+    if values is not None:
+        lines: IntArray = np.arange(1, line_count + 1, dtype=np.int64)
+        ms_float = values[:, 0]
+        bid, ask = values[:, 1].copy(), values[:, 2].copy()
+    else:
+        lines, ms_float, bid, ask = _read_lean_slowly(text, source, rejections)
+    # Milliseconds must be whole and within the day (25 h on a DST day).
+    with np.errstate(invalid="ignore"):
+        whole = (np.floor(ms_float) == ms_float) & (ms_float >= 0) & (ms_float <= MAX_LEAN_MS)
+    if not whole.all():
+        for index in np.flatnonzero(~whole).tolist():
+            rejections.append(
+                Rejection(
+                    source,
+                    int(lines[index]),
+                    "malformed",
+                    f"ms_since_midnight {ms_float[index]!r} is not a whole number of "
+                    f"milliseconds within the day",
+                )
+            )
+        lines, ms_float, bid, ask = lines[whole], ms_float[whole], bid[whole], ask[whole]
+    assert tick_file.day is not None
+    ts = _lean_epoch_ms(tick_file.day, ms_float.astype(np.int64), zone)
+    count = len(ts)
+    return RawTicks(
+        source=source,
+        symbols=[symbol],
+        symbol_codes=np.zeros(count, dtype=np.int32),
+        ts=ts,
+        bid=bid,
+        ask=ask,
+        volume=np.full(count, np.nan),
+        has_volume=None,
+        lines=lines,
+        rejections=rejections,
+    )
+
+
+def _read_lean_slowly(
+    text: str, source: str, rejections: list[Rejection]
+) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
+    """Row by row, so each bad row is named and the good ones kept."""
+    lines: list[int] = []
+    ms: list[float] = []
+    bids: list[float] = []
+    asks: list[float] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line:
+            continue
+        parts = line.split(",")
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            row = (float(int(parts[0])), float(parts[1]), float(parts[2]))
+        except ValueError:
+            rejections.append(
+                Rejection(
+                    source,
+                    number,
+                    "malformed",
+                    f"expected 'ms_since_midnight,bid,ask', got {line[:80]!r}",
+                )
+            )
+            continue
+        lines.append(number)
+        ms.append(row[0])
+        bids.append(row[1])
+        asks.append(row[2])
+    return (
+        np.array(lines, dtype=np.int64),
+        np.array(ms, dtype=np.float64),
+        np.array(bids, dtype=np.float64),
+        np.array(asks, dtype=np.float64),
+    )
+
+
+__all__ = ["MAX_LEAN_MS", "judge_lean_day", "lean_day", "looks_like_lean_row", "read_lean"]

@@ -1,0 +1,138 @@
+"""Plain tick CSV: a header ``timestamp,bid,ask[,volume][,symbol]`` (any order, any case),
+then one tick per row; timestamps ISO-8601 (in ``--tz`` when they carry no offset) or
+epoch numbers in one unit per file (``FileTimes``: stated, or told by the first one's
+size)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from datetime import tzinfo
+
+import numpy as np
+
+from market_data_services.ingest.files import FileTimes, TimeOutOfRangeError
+from market_data_services.ingest.layouts.ticks.common import RawTicks, TickFile, open_tick_text
+from market_data_services.ingest.pipeline import Rejection
+
+PLAIN_COLUMNS = ("timestamp", "bid", "ask", "volume", "symbol")
+REQUIRED_PLAIN = ("timestamp", "bid", "ask")
+
+
+def header_columns(line: str) -> tuple[str, ...] | None:
+    names = tuple(name.strip().strip('"').lower() for name in next(csv.reader([line])))
+    if not set(REQUIRED_PLAIN) <= set(names):
+        return None
+    return names
+
+
+class _PlainChunk:
+    """Row lists of one chunk of a plain file, turned into arrays at the end."""
+
+    def __init__(self) -> None:
+        self.lines: list[int] = []
+        self.ts: list[int] = []
+        self.bid: list[float] = []
+        self.ask: list[float] = []
+        self.volume: list[float] = []
+        self.has_volume: list[bool] = []
+        self.codes: list[int] = []
+        self.rejections: list[Rejection] = []
+
+    def __len__(self) -> int:
+        return len(self.lines) + len(self.rejections)
+
+
+def read_plain(
+    tick_file: TickFile, symbol: str | None, zone: tzinfo, chunk_rows: int
+) -> Iterator[RawTicks]:
+    source = str(tick_file.path)
+    columns = tick_file.columns
+    position = {name: columns.index(name) for name in columns}
+    i_ts, i_bid, i_ask = position["timestamp"], position["bid"], position["ask"]
+    i_volume = position.get("volume")
+    i_symbol = position.get("symbol")
+    width = len(columns)
+    symbols: list[str] = []
+    codes: dict[str, int] = {}
+    if symbol is not None:
+        codes[symbol] = 0
+        symbols.append(symbol)
+
+    times = FileTimes(
+        source, "timestamp", unit=tick_file.time_unit, told=tick_file.told_unit, zone=zone
+    )
+    with open_tick_text(tick_file.path) as stream:
+        reader = csv.reader(stream)
+        header_seen = False
+        chunk = _PlainChunk()
+        for row in reader:
+            number = reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if not header_seen:
+                header_seen = True
+                continue
+            try:
+                if len(row) != width:
+                    raise ValueError(
+                        f"expected {width} fields ({','.join(columns)}), got {len(row)}"
+                    )
+                ts = times.parse(row[i_ts])
+                bid = float(row[i_bid])
+                ask = float(row[i_ask])
+                volume_text = row[i_volume].strip() if i_volume is not None else ""
+                volume = float(volume_text) if volume_text else float("nan")
+            except TimeOutOfRangeError as exc:
+                chunk.rejections.append(
+                    Rejection(source, number, "timestamp_out_of_range", str(exc))
+                )
+                continue
+            except ValueError as exc:
+                text = ",".join(row)
+                chunk.rejections.append(
+                    Rejection(source, number, "malformed", f"{exc}; row {text[:80]!r}")
+                )
+                continue
+            name = row[i_symbol].strip() if i_symbol is not None else symbol
+            if not name:
+                chunk.rejections.append(
+                    Rejection(source, number, "malformed", "the symbol field is empty")
+                )
+                continue
+            code = codes.get(name)
+            if code is None:
+                code = codes[name] = len(symbols)
+                symbols.append(name)
+            chunk.lines.append(number)
+            chunk.ts.append(ts)
+            chunk.bid.append(bid)
+            chunk.ask.append(ask)
+            chunk.volume.append(volume)
+            chunk.has_volume.append(bool(volume_text))
+            chunk.codes.append(code)
+            if len(chunk) >= chunk_rows:
+                yield _plain_arrays(source, symbols, chunk, i_volume is not None)
+                chunk = _PlainChunk()
+        if len(chunk) or not header_seen:
+            yield _plain_arrays(source, symbols, chunk, i_volume is not None)
+
+
+def _plain_arrays(
+    source: str, symbols: list[str], chunk: _PlainChunk, volume_column: bool
+) -> RawTicks:
+    return RawTicks(
+        source=source,
+        symbols=list(symbols),
+        symbol_codes=np.array(chunk.codes, dtype=np.int32),
+        ts=np.array(chunk.ts, dtype=np.int64),
+        bid=np.array(chunk.bid, dtype=np.float64),
+        ask=np.array(chunk.ask, dtype=np.float64),
+        volume=np.array(chunk.volume, dtype=np.float64),
+        has_volume=np.array(chunk.has_volume, dtype=np.bool_) if volume_column else None,
+        lines=np.array(chunk.lines, dtype=np.int64),
+        rejections=chunk.rejections,
+    )
+
+
+__all__ = ["PLAIN_COLUMNS", "REQUIRED_PLAIN", "header_columns", "read_plain"]

@@ -1,0 +1,600 @@
+"""Tick ingestion: validate quotes and bulk-write them to the ``ticks`` table.
+
+Two entry points:
+
+- ``ingest_ticks(engine, paths, symbol=..., tz=..., layout=...)`` reads tick files
+  (``plain`` or ``lean`` layout; ``.csv``, ``.csv.gz``, single-member ``.zip``; files or
+  directories), as ``mds ingest ticks`` does;
+- ``write_ticks(engine, ticks)`` writes ``(symbol, ts_ms, bid, ask, volume | None)``
+  records from a live feed.
+
+Both validate every row and return an ``IngestReport``: how many were accepted (new or
+already stored) and rejected, by reason, with file and line for each rejection. Bad rows
+never stop the good ones beside them. Crossed (ask < bid) and locked (ask == bid) quotes
+are real market states: they are kept and counted, and crossed ones are rejected only with
+``reject_crossed=True``.
+
+A tick's identity is (symbol, ts, seq), ``seq`` numbering ticks with equal ``ts`` in
+arrival order within one file or one ``write_ticks`` call; a tick already stored is
+skipped, so loading the same file twice adds nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import tzinfo
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import Engine
+
+from market_data_services.ingest.files import ImplausibleTimeError
+from market_data_services.ingest.layouts.ticks import (
+    LAYOUTS,
+    NotATickFileError,
+    RawTicks,
+    TickFile,
+    find_tick_files,
+    inspect_file,
+    read_chunks,
+)
+from market_data_services.ingest.pipeline import (
+    DEFAULT_FUTURE_TOLERANCE_SECONDS,
+    IngestProgress,
+    IngestReport,
+    QuotePolicy,
+    Rejection,
+    inspect_files,
+    load_files,
+)
+from market_data_services.market.symbols import check_symbol, is_valid_symbol, symbol_rule
+from market_data_services.runtime.telemetry import families_for
+from market_data_services.storage.engine import begin_write
+from market_data_services.storage.locks import TICK_WRITE_LOCK_KEY, hold_advisory_lock
+from market_data_services.storage.schema import ticks
+from market_data_services.storage.upsert import insert, upsert
+from market_data_services.timeutil import format_ms, parse_zone
+
+#: Why a row can be rejected: the ``reason`` label of ``mds_ticks_rejected_total``.
+REJECT_REASONS = (
+    "malformed",  # unparseable row, wrong field count, bad symbol text
+    "not_finite",  # NaN or infinite bid, ask or volume
+    "non_positive_price",  # bid or ask <= 0
+    "negative_volume",
+    "timestamp_out_of_range",  # before 1990 (in a file's unit) or 1970, after year 9999
+    "future_timestamp",  # later than now + future_tolerance_seconds
+    "unknown_symbol",  # not among the symbols being ingested
+    "crossed",  # ask < bid, only with reject_crossed=True
+)
+_CODE = {reason: number for number, reason in enumerate(REJECT_REASONS, start=1)}
+
+_TICK_COLUMNS = ("symbol", "ts", "seq", "bid", "ask")
+_TICK_KEY = ("symbol", "ts", "seq")
+#: How ``write_ticks`` numbers ticks with equal times (see its docstring).
+NUMBERINGS = ("append", "batch")
+#: Rows per transaction when a file is long.
+CHUNK_ROWS = 250_000
+
+
+class Tick(NamedTuple):
+    """One quote for ``write_ticks``; a plain tuple in this order works as well."""
+
+    symbol: str
+    ts_ms: int
+    bid: float
+    ask: float
+    volume: float | None = None
+
+
+class _Families:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.written = Counter("mds_ticks_written", "Ticks stored as new rows.", registry=registry)
+        self.duplicates = Counter(
+            "mds_ticks_duplicate",
+            "Valid ticks skipped because the same tick (symbol, time, order) was stored.",
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "mds_ticks_rejected", "Ticks rejected, by reason.", ["reason"], registry=registry
+        )
+        self.crossed = Counter(
+            "mds_ticks_crossed",
+            "Crossed quotes seen (ask below bid); kept unless reject_crossed.",
+            registry=registry,
+        )
+        self.locked = Counter(
+            "mds_ticks_locked", "Locked quotes seen (ask equal to bid); kept.", registry=registry
+        )
+        self.by_reason = {reason: self.rejected.labels(reason) for reason in REJECT_REASONS}
+
+
+def tick_metrics(registry: CollectorRegistry | None = None) -> _Families:
+    """The ingestion counters of ``registry`` (created, at zero, on first use)."""
+    return families_for(registry, _Families)
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Checked:
+    """The rows of a ``RawTicks`` that passed, and the rejections of the others."""
+
+    keep: npt.NDArray[np.bool_]
+    crossed: int
+    locked: int
+    rejections: list[Rejection]
+
+
+def _check(raw: RawTicks, policy: QuotePolicy, now_ms: int) -> _Checked:
+    bid, ask, ts = raw.bid, raw.ask, raw.ts
+    reason = np.zeros(len(raw), dtype=np.int8)
+
+    def mark(mask: npt.NDArray[np.bool_], name: str) -> None:
+        reason[(reason == 0) & mask] = _CODE[name]
+
+    finite = np.isfinite(bid) & np.isfinite(ask)
+    has_volume = raw.has_volume
+    if has_volume is not None:
+        finite &= ~has_volume | np.isfinite(raw.volume)
+    mark(~finite, "not_finite")
+    with np.errstate(invalid="ignore"):
+        mark((bid <= 0) | (ask <= 0), "non_positive_price")
+        if has_volume is not None:
+            mark(has_volume & (raw.volume < 0), "negative_volume")
+    mark(ts < 0, "timestamp_out_of_range")
+    mark(ts > now_ms + policy.future_tolerance_ms, "future_timestamp")
+    symbol_reason = np.zeros(max(len(raw.symbols), 1), dtype=np.int8)
+    for code, name in enumerate(raw.symbols):
+        if not is_valid_symbol(name):
+            symbol_reason[code] = _CODE["malformed"]
+        elif policy.symbols is not None and name not in policy.symbols:
+            symbol_reason[code] = _CODE["unknown_symbol"]
+    if symbol_reason.any():
+        row_reason = symbol_reason[raw.symbol_codes]
+        pending = reason == 0
+        reason[pending] = row_reason[pending]
+    valid = reason == 0
+    with np.errstate(invalid="ignore"):
+        crossed_mask = valid & (ask < bid)
+        locked_mask = valid & (ask == bid)
+    if policy.reject_crossed:
+        mark(crossed_mask, "crossed")
+    keep = reason == 0
+    rejections = [
+        _rejection(raw, index, REJECT_REASONS[int(reason[index]) - 1], policy, now_ms)
+        for index in np.flatnonzero(~keep).tolist()
+    ]
+    return _Checked(keep, int(crossed_mask.sum()), int(locked_mask.sum()), rejections)
+
+
+def _rejection(
+    raw: RawTicks, index: int, reason: str, policy: QuotePolicy, now_ms: int
+) -> Rejection:
+    bid, ask, ts = float(raw.bid[index]), float(raw.ask[index]), int(raw.ts[index])
+    symbol = raw.symbols[int(raw.symbol_codes[index])] if raw.symbols else ""
+    if reason == "not_finite":
+        bad = [
+            f"{name} {value}"
+            for name, value in (("bid", bid), ("ask", ask), ("volume", float(raw.volume[index])))
+            if not math.isfinite(value)
+            and (name != "volume" or (raw.has_volume is not None and raw.has_volume[index]))
+        ]
+        message = f"{' and '.join(bad)} is not a finite number"
+    elif reason == "non_positive_price":
+        message = f"price must be > 0, got bid {bid} ask {ask}"
+    elif reason == "negative_volume":
+        message = f"volume must be >= 0, got {float(raw.volume[index])}"
+    elif reason == "timestamp_out_of_range":
+        message = f"timestamp {ts} ms is before 1970"
+    elif reason == "future_timestamp":
+        message = (
+            f"timestamp {format_ms(ts)} is more than {policy.future_tolerance_ms // 1000} s "
+            f"after now ({format_ms(now_ms)}); wrong --tz?"
+        )
+    elif reason == "unknown_symbol":
+        allowed = ", ".join(sorted(policy.symbols or ()))
+        message = f"symbol {symbol!r} is not among the symbols being loaded ({allowed})"
+    elif reason == "malformed":
+        message = f"symbol {symbol!r} is not a valid symbol ({symbol_rule()})"
+    else:
+        message = f"crossed quote: ask {ask} below bid {bid} (rejected by reject_crossed)"
+    return Rejection(raw.source, int(raw.lines[index]), reason, message)
+
+
+# -- numbering equal times ----------------------------------------------------------------------
+
+
+class _SeqNumbering:
+    """Numbers ticks with equal (symbol, ts) in arrival order across the chunks of a source.
+
+    Keeps the count of every (symbol, ts) seen so far as two sorted arrays, so numbering
+    stays exact even when a long file goes back in time between chunks.
+    """
+
+    _SHIFT = np.int64(1 << 44)  # ts < 2^44 ms (year 2527); symbol codes above it
+
+    def __init__(self) -> None:
+        self._keys: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+        self._counts: npt.NDArray[np.int64] = np.empty(0, dtype=np.int64)
+
+    def number(
+        self, codes: npt.NDArray[np.int32], ts: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.int64]:
+        count = len(ts)
+        if count == 0:
+            return np.empty(0, dtype=np.int64)
+        keys = codes.astype(np.int64) * self._SHIFT + ts
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        starts = np.empty(count, dtype=np.bool_)
+        starts[0] = True
+        np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=starts[1:])
+        positions = np.arange(count, dtype=np.int64)
+        run_start = np.maximum.accumulate(np.where(starts, positions, 0))
+        rank = positions - run_start
+        if len(self._keys):
+            at = np.searchsorted(self._keys, sorted_keys)
+            inside = at < len(self._keys)
+            found = np.zeros(count, dtype=np.bool_)
+            found[inside] = self._keys[at[inside]] == sorted_keys[inside]
+            rank = rank + np.where(found, self._counts[np.minimum(at, len(self._keys) - 1)], 0)
+        seq = np.empty(count, dtype=np.int64)
+        seq[order] = rank
+        unique, per_key = np.unique(sorted_keys, return_counts=True)
+        merged = np.concatenate([self._keys, unique])
+        merged_counts = np.concatenate([self._counts, per_key])
+        self._keys, inverse = np.unique(merged, return_inverse=True)
+        self._counts = np.bincount(inverse, weights=merged_counts).astype(np.int64)
+        return seq
+
+
+# -- writing -----------------------------------------------------------------------------------
+
+
+def _rows(
+    raw: RawTicks, keep: npt.NDArray[np.bool_], seq: npt.NDArray[np.int64]
+) -> tuple[tuple[str, ...], Iterator[tuple[Any, ...]]]:
+    ts = raw.ts[keep].tolist()
+    columns: tuple[str, ...] = _TICK_COLUMNS
+    parts: list[Iterable[Any]] = []
+    if len(raw.symbols) == 1:
+        parts.append(itertools.repeat(raw.symbols[0], len(ts)))
+    else:
+        names = raw.symbols
+        parts.append([names[c] for c in raw.symbol_codes[keep].tolist()])
+    parts += [ts, seq.tolist(), raw.bid[keep].tolist(), raw.ask[keep].tolist()]
+    if raw.has_volume is not None and raw.has_volume[keep].any():
+        columns = (*_TICK_COLUMNS, "volume")
+        present = raw.has_volume[keep].tolist()
+        values = raw.volume[keep].tolist()
+        parts.append([v if p else None for v, p in zip(values, present, strict=True)])
+    return columns, zip(*parts, strict=False)
+
+
+def _store(
+    engine: Engine,
+    raw: RawTicks,
+    *,
+    numbering: _SeqNumbering,
+    policy: QuotePolicy,
+    now_ms: int,
+    report: IngestReport,
+    metrics: _Families,
+    after_stored: bool = False,
+) -> None:
+    report.rows += len(raw) + len(raw.rejections)
+    checked = _check(raw, policy, now_ms)
+    keep = checked.keep
+    accepted = int(keep.sum())
+    written = 0
+    if accepted:
+        codes, stamps = raw.symbol_codes[keep], raw.ts[keep]
+        seq = numbering.number(codes, stamps)
+        with begin_write(engine) as connection:
+            hold_advisory_lock(connection, TICK_WRITE_LOCK_KEY)
+            if after_stored:
+                # Inside the write lock, so no other writer can take the same numbers.
+                seq = seq + _next_seq(connection, raw.symbols, codes, stamps)
+            columns, rows = _rows(raw, keep, seq)
+            if _nothing_stored_in_range(connection, raw.symbols, codes, stamps):
+                # The common first load: no stored tick can conflict, skip the checks.
+                written = insert(connection, ticks, rows, columns=columns, batch_size=CHUNK_ROWS)
+            else:
+                written = upsert(
+                    connection,
+                    ticks,
+                    rows,
+                    columns=columns,
+                    key=_TICK_KEY,
+                    update=(),
+                    batch_size=CHUNK_ROWS,
+                )
+            if written < 0:  # pragma: no cover - both our drivers report it
+                written = accepted
+        kept_ts = raw.ts[keep]
+        low, high = int(kept_ts.min()), int(kept_ts.max())
+        report.first_ts = low if report.first_ts is None else min(report.first_ts, low)
+        report.last_ts = high if report.last_ts is None else max(report.last_ts, high)
+        counts = np.bincount(raw.symbol_codes[keep], minlength=len(raw.symbols))
+        for code, name in enumerate(raw.symbols):
+            if counts[code]:
+                report.symbols[name] = report.symbols.get(name, 0) + int(counts[code])
+    report.accepted += accepted
+    report.written += written
+    report.duplicates += accepted - written
+    report.crossed += checked.crossed
+    report.locked += checked.locked
+    for rejection in itertools.chain(raw.rejections, checked.rejections):
+        report._reject(rejection)
+        metrics.by_reason[rejection.reason].inc()
+    metrics.written.inc(written)
+    metrics.duplicates.inc(accepted - written)
+    metrics.crossed.inc(checked.crossed)
+    metrics.locked.inc(checked.locked)
+
+
+def _nothing_stored_in_range(
+    connection: Connection,
+    symbols: list[str],
+    codes: npt.NDArray[np.int32],
+    stamps: npt.NDArray[np.int64],
+) -> bool:
+    """Whether no tick is stored for any symbol of the batch within its time span."""
+    query = text(
+        "SELECT 1 FROM ticks WHERE symbol = :symbol AND ts >= :low AND ts <= :high LIMIT 1"
+    )
+    for code, name in enumerate(symbols):
+        mine = stamps[codes == code]
+        if not len(mine):
+            continue
+        bounds = {"symbol": name, "low": int(mine.min()), "high": int(mine.max())}
+        if connection.execute(query, bounds).first() is not None:
+            return False
+    return True
+
+
+def _next_seq(
+    connection: Connection,
+    symbols: list[str],
+    codes: npt.NDArray[np.int32],
+    stamps: npt.NDArray[np.int64],
+) -> npt.NDArray[np.int64]:
+    """Per row, how many ticks are already stored with the same symbol and time."""
+    offsets = np.zeros(len(stamps), dtype=np.int64)
+    query = text(
+        "SELECT ts, max(seq) + 1 FROM ticks "
+        "WHERE symbol = :symbol AND ts >= :low AND ts <= :high GROUP BY ts"
+    )
+    for code, name in enumerate(symbols):
+        rows = np.flatnonzero(codes == code)
+        if not len(rows):
+            continue
+        mine = stamps[rows]
+        found = connection.execute(
+            query, {"symbol": name, "low": int(mine.min()), "high": int(mine.max())}
+        ).all()
+        if not found:
+            continue
+        known = np.array([r[0] for r in found], dtype=np.int64)
+        following = np.array([r[1] for r in found], dtype=np.int64)
+        at = np.searchsorted(known, mine)
+        inside = at < len(known)
+        hit = np.zeros(len(mine), dtype=np.bool_)
+        hit[inside] = known[at[inside]] == mine[inside]
+        offsets[rows[hit]] = following[at[hit]]
+    return offsets
+
+
+# -- the API -----------------------------------------------------------------------------------
+
+
+def inspect_tick_files(
+    paths: str | Path | Iterable[str | Path],
+    *,
+    layout: str | None = None,
+    time_unit: str = "auto",
+    latest_ms: int | None = None,
+) -> list[TickFile]:
+    """Find the tick files under ``paths`` and tell each one's layout and time unit from
+    its first rows, reading nothing more.
+
+    Raises NotATickFileError for the first file that is not tick data, and
+    ImplausibleTimeError for one whose first time is before 1990 or after ``latest_ms``
+    (default: an hour from now) in ``time_unit``, so a mistake is reported before
+    anything is written.
+    """
+    inspect_one = functools.partial(inspect_file, time_unit=time_unit, latest_ms=latest_ms)
+    return inspect_files(paths, layout, LAYOUTS, find_tick_files, inspect_one)
+
+
+def ingest_ticks(
+    engine: Engine,
+    paths: str | Path | Iterable[str | Path],
+    *,
+    symbol: str | None = None,
+    symbols: Collection[str] | None = None,
+    tz: str | tzinfo = "UTC",
+    layout: str | None = None,
+    time_unit: str = "auto",
+    reject_crossed: bool = False,
+    future_tolerance_seconds: float = DEFAULT_FUTURE_TOLERANCE_SECONDS,
+    registry: CollectorRegistry | None = None,
+    progress: Callable[[IngestProgress], None] | None = None,
+    wall_clock: Callable[[], float] = time.time,
+    max_examples: int = 100,
+) -> IngestReport:
+    """Load tick files into the ``ticks`` table and report what was accepted and rejected.
+
+    ``symbol`` names the symbol of files without a symbol column (required for lean).
+    Rows of a plain file with a symbol column must name ``symbol`` (or one of ``symbols``)
+    when given, else they are rejected as ``unknown_symbol``. ``tz`` is the zone of times
+    that carry none (an IANA name or a fixed offset such as ``UTC-05:00``). ``layout``
+    forces ``plain`` or ``lean``; by default it is told from each file's first line.
+    ``time_unit`` is the unit of epoch-number times (``s``, ``ms``, ``us``, ``ns``), or
+    ``auto``: told per file by the size of its first one.
+
+    Every file is inspected before anything is written: a file that is not tick data
+    raises NotATickFileError, and one whose first time is before 1990 or in the future
+    in its unit raises ImplausibleTimeError; nothing is loaded then. Each file is then
+    written in transactions of up to ``CHUNK_ROWS`` rows.
+    """
+    zone = parse_zone(tz) if isinstance(tz, str) else tz
+    if symbol is not None:
+        check_symbol(symbol)
+    allowed = symbols
+    if allowed is None and symbol is not None:
+        allowed = [symbol]
+    policy = QuotePolicy.of(allowed, reject_crossed, future_tolerance_seconds)
+    latest_ms = int(wall_clock() * 1000) + policy.future_tolerance_ms
+    files = inspect_tick_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
+    if symbol is None:
+        missing = [f for f in files if not f.has_symbol_column]
+        if missing:
+            raise ValueError(
+                f"{missing[0].path}: the file has no symbol column; give the symbol (--symbol SYM)"
+            )
+    metrics = tick_metrics(registry)
+    report = IngestReport(max_examples=max_examples)
+
+    def chunks(tick_file: TickFile) -> Iterator[tuple[Any, _SeqNumbering]]:
+        numbering = _SeqNumbering()  # equal times are numbered within one file
+        for chunk in read_chunks(tick_file, symbol=symbol, zone=zone, chunk_rows=CHUNK_ROWS):
+            yield chunk, numbering
+
+    def store(item: tuple[Any, _SeqNumbering]) -> None:
+        chunk, numbering = item
+        _store(
+            engine,
+            chunk,
+            numbering=numbering,
+            policy=policy,
+            now_ms=int(wall_clock() * 1000),
+            report=report,
+            metrics=metrics,
+        )
+
+    return load_files(files, chunks, store, report, progress)
+
+
+def write_ticks(
+    engine: Engine,
+    records: Iterable[Tick | tuple[Any, ...]],
+    *,
+    symbols: Collection[str] | None = None,
+    reject_crossed: bool = False,
+    future_tolerance_seconds: float = DEFAULT_FUTURE_TOLERANCE_SECONDS,
+    registry: CollectorRegistry | None = None,
+    wall_clock: Callable[[], float] = time.time,
+    source: str = "write_ticks",
+    max_examples: int = 100,
+    numbering: str = "append",
+) -> IngestReport:
+    """Validate and store ``(symbol, ts_ms, bid, ask, volume | None)`` records in one
+    transaction; ``ts_ms`` is UTC epoch milliseconds.
+
+    ``symbols``, when given, is the set of symbols accepted (others are rejected as
+    ``unknown_symbol``). Records with equal (symbol, ts_ms) keep the order given.
+
+    ``numbering`` says what a record with the same symbol and time as a stored tick is:
+
+    - ``"append"`` (default, a live feed): a new tick that arrived after the stored ones;
+      ticks with equal times split over several calls are all kept, in arrival order;
+    - ``"batch"`` (a replayable batch): ticks are numbered within the call, so sending
+      the same batch again adds nothing, like loading a file twice.
+    """
+    if numbering not in NUMBERINGS:
+        raise ValueError(f"unknown numbering {numbering!r}; valid: {', '.join(NUMBERINGS)}")
+    policy = QuotePolicy.of(symbols, reject_crossed, future_tolerance_seconds)
+    raw = _records_to_raw(records, source)
+    report = IngestReport(max_examples=max_examples)
+    _store(
+        engine,
+        raw,
+        numbering=_SeqNumbering(),
+        policy=policy,
+        now_ms=int(wall_clock() * 1000),
+        report=report,
+        metrics=tick_metrics(registry),
+        after_stored=numbering == "append",
+    )
+    return report
+
+
+def _records_to_raw(records: Iterable[Tick | tuple[Any, ...]], source: str) -> RawTicks:
+    codes: dict[str, int] = {}
+    symbol_codes: list[int] = []
+    ts_list: list[int] = []
+    bids: list[float] = []
+    asks: list[float] = []
+    volumes: list[float] = []
+    has_volume: list[bool] = []
+    lines: list[int] = []
+    rejections: list[Rejection] = []
+    for number, record in enumerate(records, start=1):
+        try:
+            if len(record) not in (4, 5):
+                raise ValueError(f"expected 4 or 5 fields, got {len(record)}")
+            name = record[0]
+            if not isinstance(name, str):
+                raise ValueError(f"symbol must be text, got {name!r}")
+            stamp = record[1]
+            if isinstance(stamp, bool) or not isinstance(stamp, int | np.integer):
+                raise ValueError(f"ts_ms must be an integer (epoch ms), got {stamp!r}")
+            bid, ask = float(record[2]), float(record[3])
+            volume = record[4] if len(record) == 5 else None
+            volume_value = float("nan") if volume is None else float(volume)
+        except (TypeError, ValueError) as exc:
+            rejections.append(Rejection(source, number, "malformed", f"record {number}: {exc}"))
+            continue
+        code = codes.setdefault(name, len(codes))
+        symbol_codes.append(code)
+        ts_list.append(int(stamp))
+        bids.append(bid)
+        asks.append(ask)
+        volumes.append(volume_value)
+        has_volume.append(volume is not None)
+        lines.append(number)
+    return RawTicks(
+        source=source,
+        symbols=list(codes),
+        symbol_codes=np.array(symbol_codes, dtype=np.int32),
+        ts=np.array(ts_list, dtype=np.int64),
+        bid=np.array(bids, dtype=np.float64),
+        ask=np.array(asks, dtype=np.float64),
+        volume=np.array(volumes, dtype=np.float64),
+        has_volume=np.array(has_volume, dtype=np.bool_),
+        lines=np.array(lines, dtype=np.int64),
+        rejections=rejections,
+    )
+
+
+__all__ = [
+    "CHUNK_ROWS",
+    "DEFAULT_FUTURE_TOLERANCE_SECONDS",
+    "LAYOUTS",
+    "NUMBERINGS",
+    "REJECT_REASONS",
+    "TICK_WRITE_LOCK_KEY",
+    "ImplausibleTimeError",
+    "IngestProgress",
+    "IngestReport",
+    "NotATickFileError",
+    "Rejection",
+    "Tick",
+    "TickFile",
+    "check_symbol",
+    "ingest_ticks",
+    "inspect_tick_files",
+    "tick_metrics",
+    "write_ticks",
+]

@@ -1,0 +1,133 @@
+"""Candles as numpy columns: one symbol and timeframe, sorted by bucket start."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+_OHLC = ("open", "high", "low", "close")
+_RECORD = np.dtype(
+    [
+        ("ts_open", np.int64),
+        ("open", np.float64),
+        ("high", np.float64),
+        ("low", np.float64),
+        ("close", np.float64),
+        ("volume", np.float64),
+        ("count", np.int64),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCandles:
+    """Candles of one symbol and timeframe as columns, sorted by ``ts_open``."""
+
+    ts_open: IntArray
+    open: FloatArray
+    high: FloatArray
+    low: FloatArray
+    close: FloatArray
+    volume: FloatArray
+    count: IntArray
+
+    @classmethod
+    def empty(cls) -> MinuteCandles:
+        ints = np.empty(0, dtype=np.int64)
+        floats = np.empty(0, dtype=np.float64)
+        return cls(
+            ts_open=ints,
+            open=floats,
+            high=floats,
+            low=floats,
+            close=floats,
+            volume=floats,
+            count=ints,
+        )
+
+    @classmethod
+    def from_records(cls, records: Iterable[Sequence[Any]], scale: float = 1.0) -> MinuteCandles:
+        """From (ts_open, open, high, low, close, volume, count) tuples, converted in one
+        pass in C (``np.fromiter`` into a record array): no Python object per value."""
+        table = np.fromiter(records, dtype=_RECORD)
+        if not len(table):
+            return cls.empty()
+        prices = [table[name] * scale if scale != 1.0 else table[name].copy() for name in _OHLC]
+        return cls(
+            ts_open=table["ts_open"].copy(),
+            open=prices[0],
+            high=prices[1],
+            low=prices[2],
+            close=prices[3],
+            volume=table["volume"].copy(),
+            count=table["count"].copy(),
+        )
+
+    @classmethod
+    def from_rows(cls, rows: list[Any], scale: float = 1.0) -> MinuteCandles:
+        """Rows of (ts_open, open, high, low, close, volume, count)."""
+        if not rows:
+            return cls.empty()
+        ts = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        values = np.array([r[1:6] for r in rows], dtype=np.float64)
+        count = np.fromiter((r[6] for r in rows), dtype=np.int64, count=len(rows))
+        if scale != 1.0:
+            values[:, :4] *= scale
+        return cls(
+            ts_open=ts,
+            open=values[:, 0].copy(),
+            high=values[:, 1].copy(),
+            low=values[:, 2].copy(),
+            close=values[:, 3].copy(),
+            volume=values[:, 4].copy(),
+            count=count,
+        )
+
+    def __len__(self) -> int:
+        return int(self.ts_open.shape[0])
+
+    def select(self, mask: npt.NDArray[np.bool_]) -> MinuteCandles:
+        return MinuteCandles(
+            ts_open=self.ts_open[mask],
+            open=self.open[mask],
+            high=self.high[mask],
+            low=self.low[mask],
+            close=self.close[mask],
+            volume=self.volume[mask],
+            count=self.count[mask],
+        )
+
+    @staticmethod
+    def merge(stored: MinuteCandles, fresh: MinuteCandles) -> MinuteCandles:
+        """Both sets, ``fresh`` winning where both have a minute; sorted by time."""
+        if not len(stored):
+            return fresh
+        if not len(fresh):
+            return stored
+        keep = ~np.isin(stored.ts_open, fresh.ts_open)
+        parts = [stored.select(keep), fresh]
+        ts = np.concatenate([p.ts_open for p in parts])
+        order = np.argsort(ts, kind="stable")
+
+        def join(name: str) -> Any:
+            return np.concatenate([getattr(p, name) for p in parts])[order]
+
+        return MinuteCandles(
+            ts_open=ts[order],
+            open=join("open"),
+            high=join("high"),
+            low=join("low"),
+            close=join("close"),
+            volume=join("volume"),
+            count=join("count"),
+        )
+
+
+__all__ = ["MinuteCandles"]

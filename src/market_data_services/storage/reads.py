@@ -1,0 +1,213 @@
+"""The services' reads, for SQLite and PostgreSQL: where the two differ, it is here.
+
+Candles: one-minute candles are aggregated inside the database: the minutes to build are
+joined against the ``ticks`` index on (symbol, ts, seq), so each minute is one index
+range, read in time order, and only one row per minute comes back to Python. Open and
+close are the first and last tick of the range by (ts, seq), found by two index seeks.
+
+Also: the symbols stored in each raw table, for backfills over the whole database, and
+``fetch_tuples``, which reads plain tuples through the driver's own cursor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Connection, Table, select, text
+
+from market_data_services.market.candles import MinuteCandles
+
+IntArray = npt.NDArray[np.int64]
+
+#: SQL for the price of a tick on each basis. ``mid`` is summed here and halved in numpy:
+#: halving is exact in binary floating point, so max((b+a)/2) == max(b+a)/2 bit for bit.
+PRICE_SQL = {"mid": "{t}.bid + {t}.ask", "bid": "{t}.bid", "ask": "{t}.ask"}
+#: What the SQL price is multiplied by to give the price.
+PRICE_SCALE = {"mid": 0.5, "bid": 1.0, "ask": 1.0}
+
+_MINUTES_SQLITE = "temp.mds_minutes"
+
+
+def _aggregate_sql(basis: str, minutes_source: str, symbol: str = ":symbol") -> str:
+    """The one-minute aggregate; ``symbol`` is the placeholder in the driver's style."""
+    price = PRICE_SQL[basis]
+    return f"""
+SELECT mins.m,
+  (SELECT {price.format(t="o")} FROM ticks AS o
+     WHERE o.symbol = {symbol} AND o.ts >= mins.m AND o.ts < mins.m + 60000
+     ORDER BY o.ts, o.seq LIMIT 1),
+  max({price.format(t="t")}),
+  min({price.format(t="t")}),
+  (SELECT {price.format(t="c")} FROM ticks AS c
+     WHERE c.symbol = {symbol} AND c.ts >= mins.m AND c.ts < mins.m + 60000
+     ORDER BY c.ts DESC, c.seq DESC LIMIT 1),
+  sum(coalesce(t.volume, 1)),
+  count(*)
+FROM {minutes_source}
+JOIN ticks AS t ON t.symbol = {symbol} AND t.ts >= mins.m AND t.ts < mins.m + 60000
+GROUP BY mins.m
+ORDER BY mins.m
+"""
+
+
+def aggregate_minutes(
+    connection: Connection, symbol: str, minutes: IntArray, basis: str
+) -> MinuteCandles:
+    """One-minute candles of ``symbol`` for the minute starts in ``minutes`` (sorted,
+    unique; a minute without ticks gives no candle)."""
+    if len(minutes) == 0:
+        return MinuteCandles.empty()
+    if connection.dialect.name == "sqlite":
+        # A temporary table of the minutes, keyed so the join walks them in order and
+        # GROUP BY needs no sort. Temp tables take no lock on the main database.
+        connection.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_MINUTES_SQLITE.split('.')[1]} "
+            f"(m INTEGER PRIMARY KEY)"
+        )
+        connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
+        first, last = int(minutes[0]), int(minutes[-1])
+        if last - first == (len(minutes) - 1) * 60_000:
+            # A contiguous run (a backfill step): generated inside SQLite, no binding.
+            connection.exec_driver_sql(
+                f"WITH RECURSIVE r(m) AS (SELECT ? UNION ALL SELECT m + 60000 FROM r "
+                f"WHERE m < ?) INSERT INTO {_MINUTES_SQLITE} (m) SELECT m FROM r",
+                (first, last),
+            )
+        else:
+            connection.exec_driver_sql(
+                f"INSERT INTO {_MINUTES_SQLITE} (m) VALUES (?)", [(m,) for m in minutes.tolist()]
+            )
+        sql = _aggregate_sql(basis, f"{_MINUTES_SQLITE} AS mins")
+        params: dict[str, Any] = {"symbol": symbol}
+    else:
+        source = "unnest(CAST(%(minutes)s AS BIGINT[])) AS mins(m)"
+        sql = _aggregate_sql(basis, source, "%(symbol)s")
+        params = {"symbol": symbol, "minutes": minutes.tolist()}
+    # Straight from the driver's cursor into numpy, on this connection and transaction:
+    # one row per minute, without building a SQLAlchemy Row for each.
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        cursor.execute(sql, params)
+        candles = MinuteCandles.from_records(cursor, PRICE_SCALE[basis])
+    finally:
+        cursor.close()
+    if connection.dialect.name == "sqlite":
+        connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
+    return candles
+
+
+def read_minute_candles(
+    connection: Connection, symbol: str, start_ms: int, end_ms: int
+) -> MinuteCandles:
+    """Stored one-minute candles of ``symbol`` with ``start_ms <= ts_open < end_ms``."""
+    rows = connection.execute(
+        text(
+            "SELECT ts_open, open, high, low, close, volume, tick_count FROM candles "
+            "WHERE symbol = :symbol AND timeframe = '1m' "
+            "AND ts_open >= :start AND ts_open < :end ORDER BY ts_open"
+        ),
+        {"symbol": symbol, "start": start_ms, "end": end_ms},
+    ).all()
+    return MinuteCandles.from_rows(list(rows))
+
+
+def new_tick_minutes(
+    connection: Connection, symbols: list[str], after_id: int, up_to_id: int
+) -> dict[str, IntArray]:
+    """Per symbol, the minute starts of ticks with ``after_id < id <= up_to_id``.
+
+    Reads the id range of the primary key: the cost follows the new ticks, not the table.
+    """
+    if not symbols or up_to_id <= after_id:
+        return {}
+    # No symbol condition in SQL: given one, a planner may walk the (symbol, ts) index,
+    # which is the whole table, instead of the id range. Others' rows are dropped here.
+    sql = text(
+        "SELECT symbol, ts / 60000 AS m FROM ticks "
+        "WHERE id > :after AND id <= :upto GROUP BY symbol, ts / 60000"
+    )
+    wanted = set(symbols)
+    found: dict[str, list[int]] = {}
+    for symbol, minute in connection.execute(sql, {"after": after_id, "upto": up_to_id}):
+        if symbol in wanted:
+            found.setdefault(symbol, []).append(int(minute) * 60_000)
+    return {s: np.unique(np.array(m, dtype=np.int64)) for s, m in found.items()}
+
+
+def tick_time_range(connection: Connection, symbol: str) -> tuple[int, int] | None:
+    """The first and last tick time of ``symbol`` (two index seeks), or None."""
+    first = connection.execute(
+        text("SELECT min(ts) FROM ticks WHERE symbol = :s"), {"s": symbol}
+    ).scalar()
+    if first is None:
+        return None
+    last = connection.execute(
+        text("SELECT max(ts) FROM ticks WHERE symbol = :s"), {"s": symbol}
+    ).scalar()
+    return int(first), int(first if last is None else last)
+
+
+def max_tick_id(connection: Connection) -> int:
+    value = connection.execute(text("SELECT max(id) FROM ticks")).scalar()
+    return 0 if value is None else int(value)
+
+
+def stored_symbols(connection: Connection) -> list[str]:
+    """Every symbol in ``ticks``, by a skip scan of the index (one seek per symbol)."""
+    sql = text(
+        "WITH RECURSIVE s(symbol) AS ("
+        " SELECT min(symbol) FROM ticks"
+        " UNION ALL"
+        " SELECT (SELECT min(t.symbol) FROM ticks AS t WHERE t.symbol > s.symbol)"
+        " FROM s WHERE s.symbol IS NOT NULL"
+        ") SELECT symbol FROM s WHERE symbol IS NOT NULL"
+    )
+    return [row[0] for row in connection.execute(sql)]
+
+
+def stored_symbols_of(connection: Connection, table: Table) -> list[str]:
+    """Every symbol with rows in ``table`` (the order-book and sentiment tables), sorted."""
+    rows = connection.execute(select(table.c.symbol).distinct().order_by(table.c.symbol))
+    return [row[0] for row in rows]
+
+
+def fetch_tuples(
+    connection: Connection, sql: str, params: tuple[Any, ...]
+) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (``?`` placeholders) through the driver's own cursor, in the
+    caller's transaction.
+
+    Plain tuples instead of SQLAlchemy rows, and on PostgreSQL the binary result format,
+    so a ``bytea`` column arrives as its bytes instead of hex text to decode.
+    """
+    raw: Any = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql":
+        with raw.cursor(binary=True) as cursor:
+            cursor.execute(sql.replace("?", "%s"), params)
+            rows: list[tuple[Any, ...]] = cursor.fetchall()
+            return rows
+    cursor = raw.cursor()
+    try:
+        cursor.execute(sql, params)
+        result: list[tuple[Any, ...]] = cursor.fetchall()
+        return result
+    finally:
+        cursor.close()
+
+
+__all__ = [
+    "PRICE_SCALE",
+    "PRICE_SQL",
+    "aggregate_minutes",
+    "fetch_tuples",
+    "max_tick_id",
+    "new_tick_minutes",
+    "read_minute_candles",
+    "stored_symbols",
+    "stored_symbols_of",
+    "tick_time_range",
+]
