@@ -82,9 +82,11 @@ class PerSymbolService(ThreadedBackgroundService, Generic[M]):
             enable_circuit_breaker=kwargs.pop("enable_circuit_breaker", True),
             **kwargs,
         )
-        # Owned by the thread running iterations (the loop, or run_once/catch_up's caller).
+        # These three are owned by the thread running iterations (the loop, or
+        # run_once/catch_up's caller).
         self._per_symbol: dict[str, M] = {}
         self._rebuild = bool(rebuild)
+        self._prepared = False
         # Set and read on the thread calling catch_up (run_once refuses while the loop runs).
         self._catch_up: list[str] | None = None
         self._catch_up_error: Exception | None = None
@@ -105,6 +107,10 @@ class PerSymbolService(ThreadedBackgroundService, Generic[M]):
         """What the stored results depend on, as recorded in the ``settings`` table."""
         raise NotImplementedError
 
+    def _prepare(self) -> None:
+        """Called before the first symbol's work, until it returns once: a service that
+        keeps its results outside the package's schema creates its tables here."""
+
     def _symbol_failed(self, symbol: str) -> None:
         """Called after ``symbol``'s work raised: drop any state that may be ahead."""
 
@@ -122,6 +128,9 @@ class PerSymbolService(ThreadedBackgroundService, Generic[M]):
     def _process_iteration(self) -> None:
         request = self._catch_up
         try:
+            if not self._prepared:
+                self._prepare()
+                self._prepared = True
             if self.settings_key is not None:
                 self._ensure_settings()
             if request is not None:
