@@ -1,10 +1,12 @@
-"""Derived data: one subpackage per service (``candles``, ``dom``, ``sentiment``).
+"""Derived data: one subpackage per service (``candles``, ``dom``, ``sentiment``), the book
+and sentiment services on ``PerSymbolService`` (``base.py``).
 
 The ingestion names below (``ingest_ticks``, ``write_dom``, ``IngestReport``, ...) moved to
 ``market_data_services.ingest`` (issue 11); they are re-exported here so that imports
 written before still work. New code imports them from ``market_data_services.ingest``.
 """
 
+from market_data_services.aggregators.base import PerSymbolService
 from market_data_services.aggregators.candles import (
     PRICE_BASES,
     TF_RULES,
@@ -51,6 +53,7 @@ __all__ = [
     "NotASentimentFileError",
     "NotATickFileError",
     "PassReport",
+    "PerSymbolService",
     "Rejection",
     "SentimentAggregatorService",
     "SentimentReading",

@@ -3,21 +3,35 @@
 An entry names the service's config section (``[services.<name>]``), its defaults, its
 own keys (a frozen dataclass whose fields become keys of that section), the symbols it
 brings when none are configured (the demo feed's sample pairs), and a factory that builds
-it from a :class:`ServiceContext`. Adding a service is adding one entry to ``SERVICES``;
-the configuration (``ConfigSource`` is given this catalog), ``mds config show``, the
-environment variables, the health endpoint and shutdown pick it up from here.
+it from a :class:`ServiceContext`, and how ``mds backfill`` builds its stored history
+(:class:`Backfill`). Adding a service is adding one entry to ``SERVICES``; the
+configuration (``ConfigSource`` is given this catalog), ``mds config show``, the
+environment variables, ``mds run``, ``mds backfill``, the health endpoint and shutdown
+pick it up from here.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import math
-from collections.abc import Callable, Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from market_data_services.aggregators.candles import PRICE_BASES, AggregatorService
+from market_data_services.aggregators.base import PerSymbolService
+from market_data_services.aggregators.candles import (
+    PRICE_BASES,
+    TIMEFRAMES,
+    AggregatorService,
+    BackfillProgress,
+    all_stored_symbols,
+)
 from market_data_services.aggregators.dom import DEFAULT_BATCH_SIZE as DOM_BATCH_SIZE
 from market_data_services.aggregators.dom import DOMAggregatorService
 from market_data_services.aggregators.sentiment import (
@@ -25,6 +39,7 @@ from market_data_services.aggregators.sentiment import (
     ContrarianThresholds,
     SentimentAggregatorService,
 )
+from market_data_services.app.config.loader import Override
 from market_data_services.app.config.model import (
     BreakerConfig,
     ConfigError,
@@ -34,7 +49,7 @@ from market_data_services.app.config.model import (
 from market_data_services.demo import DEMO_SERVICE_SYMBOLS, DEMO_SYMBOLS, DemoFeedService
 from market_data_services.runtime import CircuitBreaker, ThreadedBackgroundService
 from market_data_services.runtime.service import FailureClassifier
-from market_data_services.timeutil import parse_day_start
+from market_data_services.timeutil import format_ms, parse_day_start, parse_timestamp_ms, parse_zone
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,6 +94,68 @@ Factory = Callable[[ServiceContext], ThreadedBackgroundService]
 
 
 @dataclass(frozen=True, kw_only=True)
+class BackfillRequest:
+    """What ``mds backfill`` hands an entry's ``Backfill.run``."""
+
+    #: The service, built by the entry's factory for ``symbols`` with a registry of its own.
+    service: Any
+    symbols: Sequence[str]
+    registry: CollectorRegistry
+    #: The command's parsed flags (those the entry's ``add_arguments`` added among them).
+    args: argparse.Namespace
+    options: Any
+    #: ``time.monotonic()`` when the command began this service.
+    started: float
+    #: ``progress_bar(total, unit)``: a bar on stderr (none with --no-progress).
+    progress_bar: Callable[[int, str], Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Backfill:
+    """How ``mds backfill`` builds a service's stored history."""
+
+    #: Every symbol with stored input, used when none are configured or given.
+    stored_symbols: Callable[[Any], list[str]]
+    #: Does the work and returns the summary line the command prints.
+    run: Callable[[BackfillRequest], str]
+    #: Printed when no symbol has stored input.
+    nothing_stored: str
+    #: Adds the service's own flags to ``mds backfill``.
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None
+    #: Those flags as the configuration keys they override.
+    overrides: Callable[[argparse.Namespace], list[Override]] | None = None
+
+
+def catch_up_backfill(
+    service: type[PerSymbolService[Any]], *, what: str, rows: str, counter: str
+) -> Backfill:
+    """The backfill of a per-symbol service: ``catch_up()``, then a summary line
+    ``"{what}: 2 symbols, 1,234 new {rows} computed in 0.1 s"`` counted from ``counter``
+    (the service's counter of input rows processed, without ``_total``)."""
+
+    def run(request: BackfillRequest) -> str:
+        request.service.catch_up()
+        done = sum(
+            sample.value
+            for metric in request.registry.collect()
+            if metric.name == counter
+            for sample in metric.samples
+            if sample.name.endswith("_total")
+        )
+        noun = "symbol" if len(request.symbols) == 1 else "symbols"
+        return (
+            f"{what}: {len(request.symbols)} {noun}, {int(done):,} new {rows} computed "
+            f"in {time.monotonic() - request.started:.1f} s"
+        )
+
+    return Backfill(
+        stored_symbols=service.stored_symbols,
+        run=run,
+        nothing_stored=f"{what}: no {rows} stored: nothing to backfill",
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
 class ServiceEntry:
     service_name: str  # what the service calls itself: metric label, health key
     factory: Factory
@@ -89,6 +166,8 @@ class ServiceEntry:
     warm_up: bool = False
     #: Symbols this service brings when enabled and none are configured, or None.
     default_symbols: DefaultSymbols | None = None
+    #: How ``mds backfill`` builds its stored history, or None (nothing to backfill).
+    backfill: Backfill | None = None
 
 
 # -- candles -------------------------------------------------------------------------------
@@ -133,6 +212,102 @@ def _candles(ctx: ServiceContext) -> ThreadedBackgroundService:
         rebuild=options.rebuild,
         workers=options.workers,
         **ctx.base_kwargs(),
+    )
+
+
+#: flag attribute -> (configuration key, flag as written)
+_CANDLE_FLAGS = {
+    "price_basis": ("services.candles.price_basis", "--price-basis"),
+    "day_start": ("services.candles.day_start", "--day-start"),
+    "lateness": ("services.candles.lateness_seconds", "--lateness"),
+    "workers": ("services.candles.workers", "--workers"),
+}
+
+
+def _candle_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = CandleOptions()  # --help shows the configuration's defaults
+    parser.add_argument(
+        "--from",
+        dest="start",
+        metavar="TIME",
+        help="first moment to rebuild (ISO-8601 or epoch ms; default: the first tick)",
+    )
+    parser.add_argument(
+        "--to",
+        dest="end",
+        metavar="TIME",
+        help="end of the window, exclusive (default: the last tick)",
+    )
+    parser.add_argument(
+        "--tz",
+        default="UTC",
+        metavar="ZONE",
+        help="zone of --from/--to when they carry no offset (default: UTC)",
+    )
+    parser.add_argument(
+        "--price-basis",
+        choices=PRICE_BASES,
+        help=f"price of a tick (default: services.candles.price_basis, {defaults.price_basis})",
+    )
+    parser.add_argument(
+        "--day-start",
+        metavar="'HH:MM ZONE'",
+        help="when the daily candle opens, e.g. '17:00 America/New_York' "
+        f"(default: services.candles.day_start, {defaults.day_start})",
+    )
+    parser.add_argument(
+        "--lateness",
+        metavar="SECONDS",
+        help="a bucket is built this long after it ends "
+        f"(default: services.candles.lateness_seconds, {defaults.lateness_seconds:g})",
+    )
+    parser.add_argument(
+        "--workers",
+        metavar="N",
+        help=f"symbols built in parallel (default: services.candles.workers, {defaults.workers})",
+    )
+
+
+def _candle_overrides(args: argparse.Namespace) -> list[Override]:
+    return [
+        Override(key, getattr(args, attr), flag)
+        for attr, (key, flag) in _CANDLE_FLAGS.items()
+        if getattr(args, attr) is not None
+    ]
+
+
+def _backfill_candles(request: BackfillRequest) -> str:
+    args, options = request.args, request.options
+    zone = parse_zone(args.tz)
+    start = None if args.start is None else parse_timestamp_ms(args.start, zone)
+    end = None if args.end is None else parse_timestamp_ms(args.end, zone)
+    service: AggregatorService = request.service
+    symbols = request.symbols
+    bar = request.progress_bar(len(symbols), "symbols")
+    lock = threading.Lock()  # the callback runs on the worker threads
+    finished: set[str] = set()  # guarded by lock
+
+    def progress(event: BackfillProgress) -> None:
+        with lock:
+            if event.steps_done == event.steps_total:
+                finished.add(event.symbol)
+            bar.update(
+                len(finished),
+                f"{event.symbol} {format_ms(event.window_start_ms)[:10]} "
+                f"({event.steps_done}/{event.steps_total})",
+            )
+
+    try:
+        report = service.backfill(start_ms=start, end_ms=end, progress=progress)
+    finally:
+        bar.close()
+    elapsed = time.monotonic() - request.started
+    per_tf = ", ".join(f"{tf} {report.candles[tf]:,}" for tf in TIMEFRAMES)
+    noun = "symbol" if len(symbols) == 1 else "symbols"
+    return (
+        f"{len(symbols)} {noun}, {report.minutes_built:,} minutes scanned, "
+        f"{report.candles_written:,} candles written ({per_tf}) in {elapsed:.1f} s; "
+        f"price basis {options.price_basis}, day start {parse_day_start(options.day_start)}"
     )
 
 
@@ -262,18 +437,38 @@ SERVICES: dict[str, ServiceEntry] = {
         factory=_candles,
         defaults=ServiceConfig(interval_seconds=60.0, stop_timeout_seconds=10.0),
         options=CandleOptions,
+        backfill=Backfill(
+            stored_symbols=all_stored_symbols,
+            run=_backfill_candles,
+            nothing_stored="no ticks stored: nothing to backfill "
+            "(load some with `mds ingest ticks`)",
+            add_arguments=_candle_arguments,
+            overrides=_candle_overrides,
+        ),
     ),
     "dom": ServiceEntry(
         service_name="DOMAggregatorService",
         factory=_dom,
         defaults=ServiceConfig(interval_seconds=5.0, stop_timeout_seconds=10.0),
         options=DomOptions,
+        backfill=catch_up_backfill(
+            DOMAggregatorService,
+            what="order books",
+            rows="snapshots",
+            counter="mds_dom_snapshots_processed",
+        ),
     ),
     "sentiment": ServiceEntry(
         service_name="SentimentAggregatorService",
         factory=_sentiment,
         defaults=ServiceConfig(interval_seconds=30.0, stop_timeout_seconds=10.0),
         options=SentimentOptions,
+        backfill=catch_up_backfill(
+            SentimentAggregatorService,
+            what="sentiment",
+            rows="readings",
+            counter="mds_sentiment_readings_processed",
+        ),
     ),
     "demo_feed": ServiceEntry(
         service_name="DemoFeedService",
@@ -287,12 +482,61 @@ SERVICES: dict[str, ServiceEntry] = {
     ),
 }
 
+#: The entry-point group through which an installed package adds services to the catalog.
+PLUGIN_GROUP = "market_data_services.services"
+
+
+class PluginError(ConfigError):
+    """A service plugin could not be loaded, or clashes with a service of the catalog.
+
+    A configuration error: commands report it as one (exit status 2)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__("", problem)
+
+
+@functools.cache
+def catalog() -> dict[str, ServiceEntry]:
+    """The built-in ``SERVICES`` and the services of installed plugins, built once.
+
+    A plugin is an entry point of the group ``market_data_services.services`` whose name
+    is the service's key (its ``[services.<name>]`` section) and whose object is its
+    ``ServiceEntry``. They load here, before any configuration is read, because the
+    configuration's keys come from the catalog. Treat the result as read-only.
+    """
+    return {**SERVICES, **_plugins(SERVICES)}
+
+
+def _plugins(builtin: dict[str, ServiceEntry]) -> dict[str, ServiceEntry]:
+    found: dict[str, ServiceEntry] = {}
+    for point in sorted(entry_points(group=PLUGIN_GROUP), key=lambda p: p.name):
+        where = f"plugin {point.name!r} ({point.value})"
+        if point.name in builtin or point.name in found:
+            raise PluginError(f"{where}: a service named {point.name!r} exists already")
+        try:
+            entry = point.load()
+        except Exception as exc:
+            raise PluginError(f"{where}: cannot load: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(entry, ServiceEntry):
+            raise PluginError(
+                f"{where}: is a {type(entry).__name__}, not a market_data_services ServiceEntry"
+            )
+        found[point.name] = entry
+    return found
+
+
 __all__ = [
+    "PLUGIN_GROUP",
     "SERVICES",
+    "Backfill",
+    "BackfillRequest",
     "CandleOptions",
     "DemoOptions",
     "DomOptions",
+    "PluginError",
     "SentimentOptions",
     "ServiceContext",
     "ServiceEntry",
+    "catalog",
+    "catch_up_backfill",
 ]

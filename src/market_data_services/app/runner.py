@@ -12,7 +12,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Info
 
 from market_data_services._version import __version__
 from market_data_services.app.auth import BasicAuth
-from market_data_services.app.catalog import SERVICES, ServiceContext, ServiceEntry
+from market_data_services.app.catalog import ServiceContext, ServiceEntry
+from market_data_services.app.catalog import catalog as default_catalog
 from market_data_services.app.config import Config, ConfigSource, mask_url
 from market_data_services.app.health import HealthRule, health_report
 from market_data_services.app.probe import SingleFlightProbe
@@ -59,7 +60,7 @@ class Application:
         self.config = config
         self._source = source
         self.registry = REGISTRY if registry is None else registry
-        self._catalog = SERVICES if catalog is None else catalog
+        self._catalog = default_catalog() if catalog is None else catalog
         self._rule = HealthRule(
             error_rate_threshold=config.health.error_rate_threshold,
             error_rate_window_seconds=config.health.error_rate_window_seconds,

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from market_data_services.aggregators.base import PerSymbolService
 from market_data_services.ingest.dom import dom_ingest_metrics
 from market_data_services.market.book import (
     METRIC_COLUMNS,
@@ -30,14 +31,11 @@ from market_data_services.market.book import (
     top_of_book,
 )
 from market_data_services.market.book import select as select_books
-from market_data_services.market.symbols import check_symbol
-from market_data_services.runtime import IterationOutcome, ThreadedBackgroundService
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.runtime.validate import positive_int
 from market_data_services.storage.bulk import upsert_columns
 from market_data_services.storage.engine import begin_write
-from market_data_services.storage.progress import read_progress, write_progress
-from market_data_services.storage.reads import fetch_tuples, stored_symbols_of
+from market_data_services.storage.reads import fetch_tuples
 from market_data_services.storage.schema import dom_metrics, dom_snapshots
 from market_data_services.timeutil import format_ms
 
@@ -132,7 +130,7 @@ class _Pass(NamedTuple):
     cursor_ts: int | None
 
 
-class DOMAggregatorService(ThreadedBackgroundService):
+class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
     """Book metrics for every new order-book snapshot, into ``dom_metrics``.
 
     Each iteration, per symbol: the snapshots that arrived since the last one (by id,
@@ -146,6 +144,11 @@ class DOMAggregatorService(ThreadedBackgroundService):
     Memory: one batch, i.e. about ``batch_size`` x levels per book x 32 bytes.
     """
 
+    SERVICE_NAME = SERVICE_NAME
+    source_table = dom_snapshots
+    log_event_prefix = "dom"
+    service_logger = logger
+
     def __init__(
         self,
         engine: Engine,
@@ -157,93 +160,24 @@ class DOMAggregatorService(ThreadedBackgroundService):
         **kwargs: Any,
     ) -> None:
         self._batch_size = positive_int(batch_size, "batch_size", minimum=2)
-        super().__init__(
-            engine,
-            symbols,
-            interval_seconds,
-            enable_circuit_breaker=kwargs.pop("enable_circuit_breaker", True),
-            registry=registry,
-            **kwargs,
-        )
+        super().__init__(engine, symbols, interval_seconds, registry=registry, **kwargs)
         self._families = families_for(registry, _ServiceFamilies)
         self._ingest_families = dom_ingest_metrics(registry)
         # Owned by the thread running iterations (the loop, or run_once/catch_up's caller).
-        self._per_symbol: dict[str, _SymbolMetrics] = {}
         self._latest_ts: dict[str, int] = {}
-        # Set and read on the thread calling catch_up (run_once refuses while the loop runs).
-        self._catch_up: list[str] | None = None
-        self._catch_up_error: Exception | None = None
-
-    @property
-    def service_name(self) -> str:
-        return SERVICE_NAME
 
     @property
     def batch_size(self) -> int:
         return self._batch_size
 
-    def _process_iteration(self) -> None:
-        request = self._catch_up
-        if request is not None:
-            try:
-                self._for_each_symbol(request, None)
-            except Exception as exc:
-                self._catch_up_error = exc
-                raise
-            return
-        deadline = self._clock() + self.interval_seconds
-        self._for_each_symbol(self.get_symbols(), deadline)
-
-    def catch_up(self, symbols: Sequence[str] | None = None) -> None:
-        """Work until every stored snapshot of ``symbols`` (default: the service's) has
-        its metrics, however long it takes: the backfill of stored history.
-
-        Runs one iteration through ``run_once()`` (so it is counted, traced and guarded by
-        the breaker) on the caller's thread; raises if the loop is running, if the
-        iteration failed (its error) or if the breaker is open.
-        """
-        names = self.get_symbols() if symbols is None else [check_symbol(s) for s in symbols]
-        self._catch_up, self._catch_up_error = names, None
-        try:
-            outcome = self.run_once()
-        finally:
-            self._catch_up = None
-        if self._catch_up_error is not None:
-            raise self._catch_up_error
-        _raise_if_skipped(self, outcome)
-
-    def _for_each_symbol(self, symbols: Sequence[str], deadline: float | None) -> None:
-        failures: list[Exception] = []
-        for symbol in symbols:
-            if self.stop_requested():
-                break
-            try:
-                with self.symbol_span(symbol):
-                    self._work_on(symbol, deadline)
-            except Exception as exc:
-                failures.append(exc)
-                logger.warning(
-                    "dom.symbol_failed",
-                    extra={
-                        "service": self.service_name,
-                        "symbol": symbol,
-                        "error_type": type(exc).__name__,
-                    },
-                )
-        if failures:
-            raise failures[0]
-
-    def _metrics_of(self, symbol: str) -> _SymbolMetrics:
-        found = self._per_symbol.get(symbol)
-        if found is None:
-            found = self._per_symbol[symbol] = _SymbolMetrics.of(self._families, symbol)
-        return found
+    def _new_symbol_metrics(self, symbol: str) -> _SymbolMetrics:
+        return _SymbolMetrics.of(self._families, symbol)
 
     # -- one symbol --------------------------------------------------------------------------
 
     def _work_on(self, symbol: str, deadline: float | None) -> None:
         with self.engine.connect() as connection:
-            stored = read_progress(connection, SERVICE_NAME, symbol)
+            stored = self._read_progress(connection, symbol)
             state = _Pass(
                 stored.get("arrival_id") or 0, stored.get("target_id"), stored.get("cursor_ts")
             )
@@ -260,7 +194,7 @@ class DOMAggregatorService(ThreadedBackgroundService):
             state = self._batch(symbol, state)
             if state.target_id is None:
                 return
-            if self.stop_requested() or (deadline is not None and self._clock() >= deadline):
+            if self._past(deadline):
                 return
 
     def _batch(self, symbol: str, state: _Pass) -> _Pass:
@@ -327,10 +261,9 @@ class DOMAggregatorService(ThreadedBackgroundService):
         index = np.flatnonzero(write)
         columns: dict[str, Any] = {"symbol": symbol, "ts": good_ts[index]}
         columns.update((name, values[name][index]) for name in METRIC_COLUMNS)
-        now_ms = int(self._wall_clock() * 1000)
         with begin_write(self.engine) as connection:
             upsert_columns(connection, dom_metrics, columns)
-            write_progress(connection, SERVICE_NAME, symbol, after._asdict(), now_ms=now_ms)
+            self._write_progress(connection, symbol, after._asdict())
         metrics = self._metrics_of(symbol)
         metrics.processed.inc(int(good_dirty.sum()))
         if len(index):
@@ -391,15 +324,6 @@ _NEXT_NEW_SQL = (
 )
 
 
-def _raise_if_skipped(service: ThreadedBackgroundService, outcome: IterationOutcome) -> None:
-    """A catch-up the open breaker skipped did nothing: say so instead of returning."""
-    if outcome is IterationOutcome.SKIPPED:
-        raise RuntimeError(
-            f"{service.service_name}: the circuit breaker is open, nothing was done; "
-            f"reset_circuit_breaker() to try now"
-        )
-
-
 def _previous_top(rows: Sequence[Any]) -> Top | None:
     """The best levels of the newest valid book among ``rows`` (newest first)."""
     if not rows:
@@ -415,10 +339,8 @@ def _previous_top(rows: Sequence[Any]) -> Top | None:
     return Top(float(b[first]), float(qb[first]), float(a[first]), float(qa[first]))
 
 
-def stored_dom_symbols(engine: Engine) -> list[str]:
-    """Every symbol with rows in ``dom_snapshots``, for backfills over the whole database."""
-    with engine.connect() as connection:
-        return stored_symbols_of(connection, dom_snapshots)
+#: Every symbol with rows in ``dom_snapshots``, for backfills over the whole database.
+stored_dom_symbols = DOMAggregatorService.stored_symbols
 
 
 __all__ = [

@@ -18,23 +18,13 @@ from datetime import timedelta
 from typing import Any, NamedTuple
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from sqlalchemy import Connection, delete, func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.engine import Engine
 
-from market_data_services.aggregators.base import SettingsMismatchError
-from market_data_services.market.symbols import check_symbol
-from market_data_services.runtime import IterationOutcome, ThreadedBackgroundService
+from market_data_services.aggregators.base import PerSymbolService, SettingsMismatchError
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.runtime.validate import fraction, positive_int, seconds
 from market_data_services.storage.engine import begin_write
-from market_data_services.storage.progress import (
-    forget_progress,
-    read_progress,
-    read_settings,
-    write_progress,
-    write_settings,
-)
-from market_data_services.storage.reads import stored_symbols_of
 from market_data_services.storage.schema import SOURCE_LENGTH, sentiment_metrics, sentiment_readings
 from market_data_services.storage.upsert import upsert
 
@@ -231,7 +221,7 @@ class _History:
         )
 
 
-class SentimentAggregatorService(ThreadedBackgroundService):
+class SentimentAggregatorService(PerSymbolService[_SymbolMetrics]):
     """Sentiment metrics for every reading time, into ``sentiment_metrics``.
 
     Per symbol and reading time ``t`` (readings of several sources at ``t`` averaged):
@@ -248,6 +238,14 @@ class SentimentAggregatorService(ThreadedBackgroundService):
     a service configured differently fails its iterations with ``SettingsMismatchError``
     until it is started with ``rebuild=True``, which recomputes every row.
     """
+
+    SERVICE_NAME = SERVICE_NAME
+    source_table = sentiment_readings
+    log_event_prefix = "sentiment"
+    service_logger = logger
+    settings_key = SETTING_KEY
+    derived_table = sentiment_metrics
+    derived_label = "sentiment metrics"
 
     def __init__(
         self,
@@ -283,25 +281,11 @@ class SentimentAggregatorService(ThreadedBackgroundService):
         self._max_readings = positive_int(history_max_readings, "history_max_readings")
         self._batch_size = positive_int(batch_size, "batch_size")
         super().__init__(
-            engine,
-            symbols,
-            interval_seconds,
-            enable_circuit_breaker=kwargs.pop("enable_circuit_breaker", True),
-            registry=registry,
-            **kwargs,
+            engine, symbols, interval_seconds, rebuild=rebuild, registry=registry, **kwargs
         )
         self._families = families_for(registry, _ServiceFamilies)
         # Owned by the thread running iterations (the loop, or run_once/catch_up's caller).
         self._histories: dict[str, _History] = {}
-        self._per_symbol: dict[str, _SymbolMetrics] = {}
-        self._rebuild = bool(rebuild)
-        # Set and read on the thread calling catch_up (run_once refuses while the loop runs).
-        self._catch_up: list[str] | None = None
-        self._catch_up_error: Exception | None = None
-
-    @property
-    def service_name(self) -> str:
-        return SERVICE_NAME
 
     @property
     def thresholds(self) -> ContrarianThresholds:
@@ -323,41 +307,6 @@ class SentimentAggregatorService(ThreadedBackgroundService):
         found = self._histories.get(symbol)
         return [] if found is None else list(found.window)
 
-    def _process_iteration(self) -> None:
-        request = self._catch_up
-        try:
-            self._ensure_settings()
-            if request is not None:
-                self._for_each_symbol(request, None)
-                return
-        except Exception as exc:
-            if request is not None:
-                self._catch_up_error = exc
-            raise
-        deadline = self._clock() + self.interval_seconds
-        self._for_each_symbol(self.get_symbols(), deadline)
-
-    def catch_up(self, symbols: Sequence[str] | None = None) -> None:
-        """Work until every reading of ``symbols`` (default: the service's) is in the
-        metrics, however long it takes: the backfill of stored history.
-
-        Runs one iteration through ``run_once()`` on the caller's thread; raises if the
-        loop is running, if the iteration failed (its error) or if the breaker is open.
-        """
-        names = self.get_symbols() if symbols is None else [check_symbol(s) for s in symbols]
-        self._catch_up, self._catch_up_error = names, None
-        try:
-            outcome = self.run_once()
-        finally:
-            self._catch_up = None
-        if self._catch_up_error is not None:
-            raise self._catch_up_error
-        if outcome is IterationOutcome.SKIPPED:
-            raise RuntimeError(
-                f"{self.service_name}: the circuit breaker is open, nothing was done; "
-                f"reset_circuit_breaker() to try now"
-            )
-
     def settings_text(self) -> str:
         """What the stored metrics depend on, as recorded in the ``settings`` table."""
         th = self._thresholds
@@ -369,60 +318,15 @@ class SentimentAggregatorService(ThreadedBackgroundService):
             f"history_max_readings={self._max_readings}"
         )
 
-    def _ensure_settings(self) -> None:
-        """Record the settings; refuse (or, with ``rebuild``, redo everything) when the
-        stored metrics were computed with others, so rows of two settings never mix."""
-        wanted = self.settings_text()
-        with self.engine.connect() as connection:
-            stored = read_settings(connection, [SETTING_KEY]).get(SETTING_KEY)
-        if stored == wanted:
-            return
-        if stored is not None and not self._rebuild:
-            raise SettingsMismatchError(
-                f"the sentiment metrics in this database were computed with {stored}; this "
-                f"service is configured with {wanted}. Configure the same, or recompute them "
-                f"(mds backfill --rebuild; rebuild=True)"
-            )
-        with begin_write(self.engine) as connection:
-            if stored is not None:
-                connection.execute(delete(sentiment_metrics))
-                forget_progress(connection, SERVICE_NAME)
-                logger.warning(
-                    "sentiment.rebuild",
-                    extra={"service": SERVICE_NAME, "previous": stored, "new": wanted},
-                )
-            write_settings(connection, {SETTING_KEY: wanted}, now_ms=int(self._wall_clock() * 1000))
+    def _settings_reset(self) -> None:
         self._histories.clear()
-        self._rebuild = False
 
-    def _for_each_symbol(self, symbols: Sequence[str], deadline: float | None) -> None:
-        failures: list[Exception] = []
-        for symbol in symbols:
-            if self.stop_requested():
-                break
-            try:
-                with self.symbol_span(symbol):
-                    self._work_on(symbol, deadline)
-            except Exception as exc:
-                # The rolling state may be ahead of what was stored: rebuild it next time.
-                self._histories.pop(symbol, None)
-                failures.append(exc)
-                logger.warning(
-                    "sentiment.symbol_failed",
-                    extra={
-                        "service": self.service_name,
-                        "symbol": symbol,
-                        "error_type": type(exc).__name__,
-                    },
-                )
-        if failures:
-            raise failures[0]
+    def _symbol_failed(self, symbol: str) -> None:
+        # The rolling state may be ahead of what was stored: rebuild it next time.
+        self._histories.pop(symbol, None)
 
-    def _metrics_of(self, symbol: str) -> _SymbolMetrics:
-        found = self._per_symbol.get(symbol)
-        if found is None:
-            found = self._per_symbol[symbol] = _SymbolMetrics.of(self._families, symbol)
-        return found
+    def _new_symbol_metrics(self, symbol: str) -> _SymbolMetrics:
+        return _SymbolMetrics.of(self._families, symbol)
 
     def _readings_filter(self, symbol: str) -> list[Any]:
         conditions = [sentiment_readings.c.symbol == symbol]
@@ -433,7 +337,7 @@ class SentimentAggregatorService(ThreadedBackgroundService):
     def _work_on(self, symbol: str, deadline: float | None) -> None:
         table = sentiment_readings
         with self.engine.connect() as connection:
-            stored = read_progress(connection, SERVICE_NAME, symbol)
+            stored = self._read_progress(connection, symbol)
             arrival_id = stored.get("arrival_id") or 0
             pending = stored.get("pending_ts")
             first_ts, last_id, count = connection.execute(
@@ -448,18 +352,12 @@ class SentimentAggregatorService(ThreadedBackgroundService):
             if pending is not None:
                 # Remember the pass before working on it: ids up to arrival_id are covered.
                 with begin_write(self.engine) as connection:
-                    write_progress(
-                        connection,
-                        SERVICE_NAME,
-                        symbol,
-                        {"arrival_id": arrival_id, "pending_ts": pending},
-                        now_ms=int(self._wall_clock() * 1000),
+                    self._write_progress(
+                        connection, symbol, {"arrival_id": arrival_id, "pending_ts": pending}
                     )
         while pending is not None:
             pending = self._batch(symbol, arrival_id, pending)
-            if pending is None or self.stop_requested():
-                return
-            if deadline is not None and self._clock() >= deadline:
+            if pending is None or self._past(deadline):
                 return
 
     def _history_before(
@@ -523,12 +421,8 @@ class SentimentAggregatorService(ThreadedBackgroundService):
                     [(symbol, *row) for row in rows],
                     columns=_METRIC_COLUMNS,
                 )
-            write_progress(
-                connection,
-                SERVICE_NAME,
-                symbol,
-                {"arrival_id": arrival_id, "pending_ts": following},
-                now_ms=int(self._wall_clock() * 1000),
+            self._write_progress(
+                connection, symbol, {"arrival_id": arrival_id, "pending_ts": following}
             )
         if following is None and rows:
             last = rows[-1]
@@ -540,10 +434,8 @@ class SentimentAggregatorService(ThreadedBackgroundService):
         return following
 
 
-def stored_sentiment_symbols(engine: Engine) -> list[str]:
-    """Every symbol with rows in ``sentiment_readings``, for backfills over the whole database."""
-    with engine.connect() as connection:
-        return stored_symbols_of(connection, sentiment_readings)
+#: Every symbol with rows in ``sentiment_readings``, for backfills over the whole database.
+stored_sentiment_symbols = SentimentAggregatorService.stored_symbols
 
 
 __all__ = [

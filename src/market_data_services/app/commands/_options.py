@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from market_data_services.app.catalog import SERVICES
+from market_data_services.app.catalog import catalog
 from market_data_services.app.commands._common import add_db_option
 from market_data_services.app.config import (
     DEFAULT_LISTEN,
@@ -105,7 +105,7 @@ def config_source(args: argparse.Namespace, extra: Sequence[Override] = ()) -> C
     return ConfigSource(
         path=getattr(args, "config", None),
         overrides=[*overrides(args), *extra],
-        catalog=SERVICES,
+        catalog=catalog(),
     )
 
 
