@@ -29,6 +29,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from market_data_services.ingest.files import ImplausibleTimeError
+from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.books import (
     LAYOUTS,
     BookFile,
@@ -190,7 +191,7 @@ def inspect_dom_files(
     anything is written.
     """
     inspect_one = functools.partial(inspect_book_file, time_unit=time_unit, latest_ms=latest_ms)
-    return inspect_files(paths, layout, LAYOUTS, find_book_files, inspect_one)
+    return inspect_files(paths, layout, layout_names("dom"), find_book_files, inspect_one)
 
 
 def ingest_dom(

@@ -25,6 +25,7 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from market_data_services.ingest.files import ImplausibleTimeError
+from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.sentiment import (
     LAYOUTS,
     NotASentimentFileError,
@@ -185,7 +186,9 @@ def inspect_sentiment_files(
     inspect_one = functools.partial(
         inspect_sentiment_file, time_unit=time_unit, latest_ms=latest_ms
     )
-    return inspect_files(paths, layout, LAYOUTS, find_sentiment_files, inspect_one)
+    return inspect_files(
+        paths, layout, layout_names("sentiment"), find_sentiment_files, inspect_one
+    )
 
 
 def ingest_sentiment(

@@ -37,6 +37,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
 from market_data_services.ingest.files import ImplausibleTimeError
+from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.ticks import (
     LAYOUTS,
     NotATickFileError,
@@ -343,7 +344,7 @@ def inspect_tick_files(
     anything is written.
     """
     inspect_one = functools.partial(inspect_file, time_unit=time_unit, latest_ms=latest_ms)
-    return inspect_files(paths, layout, LAYOUTS, find_tick_files, inspect_one)
+    return inspect_files(paths, layout, layout_names("ticks"), find_tick_files, inspect_one)
 
 
 def ingest_ticks(

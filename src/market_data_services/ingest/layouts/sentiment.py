@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -27,15 +28,14 @@ from market_data_services.ingest.files import (
     FileTimes,
     TimeOutOfRangeError,
     WrongFileKindError,
-    check_time_unit,
     find_files,
     first_csv_cells,
-    first_line,
     open_text,
-    read_head,
 )
+from market_data_services.ingest.layouts.base import Layout, ReadOptions, inspect_layout
 from market_data_services.ingest.pipeline import Rejection
 
+#: The layouts shipped (``layouts.base.layout_names("sentiment")`` adds registered ones).
 LAYOUTS = ("plain", "ig")
 SENTIMENT_FILE_SUFFIXES = (".csv", ".csv.gz", ".zip", ".gz", ".txt")
 _PLAIN_COLUMNS = ("timestamp", "symbol", "long_pct", "short_pct", "source")
@@ -111,32 +111,39 @@ def find_sentiment_files(paths: Iterable[str | Path]) -> list[Path]:
     return find_files(paths, SENTIMENT_FILE_SUFFIXES)
 
 
-def inspect_sentiment_file(
-    path: Path, layout: str | None = None, *, time_unit: str = "auto", latest_ms: int | None = None
-) -> SentimentFile:
-    """Tell the layout of ``path`` (or check the forced one) from its header, and the unit
-    of its times from its first time.
-
-    Raises ImplausibleTimeError when that time is before 1990 or after ``latest_ms``
-    (default: an hour from now) in the unit read.
-    """
-    if layout is not None and layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(LAYOUTS)}")
-    check_time_unit(time_unit)
-    found = dataclasses.replace(_inspect_layout(path, layout), time_unit=time_unit)
-    times = found.times(latest_ms=latest_ms)
-    times.judge_first(first_csv_cells(path, NotASentimentFileError, found.time_column))
-    return dataclasses.replace(found, told_unit=times.told)
+def _header(first: str) -> tuple[str, ...]:
+    return tuple(c.strip().strip('"') for c in next(csv.reader([first])))
 
 
-def _inspect_layout(path: Path, layout: str | None) -> SentimentFile:
-    first = first_line(read_head(path, NotASentimentFileError))
-    if not first:
-        return SentimentFile(path, layout or "plain", _REQUIRED)
-    columns = tuple(c.strip().strip('"') for c in next(csv.reader([first])))
-    lowered = tuple(c.lower() for c in columns)
-    found: SentimentFile | None = None
-    if set(_REQUIRED) <= set(lowered):
+class _SentimentLayout(Layout[SentimentFile, RawReadings]):
+    kind = "sentiment"
+    error = NotASentimentFileError
+
+    def judged(
+        self, found: SentimentFile, *, time_unit: str, latest_ms: int | None
+    ) -> SentimentFile:
+        """``found`` with its time unit, refused when its first time is implausible."""
+        found = dataclasses.replace(found, time_unit=time_unit)
+        times = found.times(latest_ms=latest_ms)
+        times.judge_first(first_csv_cells(found.path, NotASentimentFileError, found.time_column))
+        return dataclasses.replace(found, told_unit=times.told)
+
+    def read(self, data_file: SentimentFile, options: ReadOptions) -> Iterator[RawReadings]:
+        return read_readings(data_file, zone=options.zone, source=options.source)
+
+
+class PlainSentiment(_SentimentLayout):
+    name = "plain"
+    description = "a header timestamp,symbol,long_pct,short_pct[,source] (percent 0..100)"
+    signature = "a header 'timestamp,symbol,long_pct,short_pct[,source]'"
+
+    def sniff(self, first: str) -> bool:
+        return set(_REQUIRED) <= {c.lower() for c in _header(first)}
+
+    def inspect(
+        self, path: Path, first: str, *, time_unit: str, latest_ms: int | None
+    ) -> SentimentFile:
+        lowered = tuple(c.lower() for c in _header(first))
         unknown = [c for c in lowered if c not in _PLAIN_COLUMNS]
         if unknown:
             raise NotASentimentFileError(
@@ -147,26 +154,50 @@ def _inspect_layout(path: Path, layout: str | None) -> SentimentFile:
         duplicated = sorted({c for c in lowered if lowered.count(c) > 1})
         if duplicated:
             raise NotASentimentFileError(path, f"column {duplicated[0]!r} appears twice")
-        found = SentimentFile(path, "plain", lowered)
-    elif lowered and lowered[0] == "date" and len(columns) > 1:
-        markets = columns[1:]
-        empty = [i for i, name in enumerate(markets, start=2) if not name]
+        found = SentimentFile(path, self.name, lowered)
+        return self.judged(found, time_unit=time_unit, latest_ms=latest_ms)
+
+    def empty(self, path: Path) -> SentimentFile:
+        return SentimentFile(path, self.name, _REQUIRED)
+
+
+class IgSentiment(_SentimentLayout):
+    name = "ig"
+    description = (
+        "an IG client sentiment export: a Date column (in --tz), then one column per market "
+        "holding the percent long (EURUSD is read as EUR/USD)"
+    )
+    signature = "an IG export header 'Date,EURUSD,...'"
+
+    def sniff(self, first: str) -> bool:
+        columns = _header(first)
+        return len(columns) > 1 and columns[0].lower() == "date"
+
+    def inspect(
+        self, path: Path, first: str, *, time_unit: str, latest_ms: int | None
+    ) -> SentimentFile:
+        columns = _header(first)
+        empty = [i for i, name in enumerate(columns[1:], start=2) if not name]
         if empty:
             raise NotASentimentFileError(path, f"column {empty[0]} of the header has no name")
-        found = SentimentFile(path, "ig", columns)
-    if found is None:
-        raise NotASentimentFileError(
-            path,
-            f"the first line {first[:60]!r} is neither a header "
-            f"'timestamp,symbol,long_pct,short_pct[,source]' (plain) nor an IG export "
-            f"header 'Date,EURUSD,...' (ig)",
-        )
-    if layout is not None and found.layout != layout:
-        raise NotASentimentFileError(
-            path,
-            f"it looks like the {found.layout} layout, not {layout} (try --layout {found.layout})",
-        )
-    return found
+        found = SentimentFile(path, self.name, columns)
+        return self.judged(found, time_unit=time_unit, latest_ms=latest_ms)
+
+    def empty(self, path: Path) -> SentimentFile:
+        return SentimentFile(path, self.name, _REQUIRED)
+
+
+def inspect_sentiment_file(
+    path: Path, layout: str | None = None, *, time_unit: str = "auto", latest_ms: int | None = None
+) -> SentimentFile:
+    """Tell the layout of ``path`` (or check the forced one) from its header, and the unit
+    of its times from its first time.
+
+    Raises ImplausibleTimeError when that time is before 1990 or after ``latest_ms``
+    (default: an hour from now) in the unit read.
+    """
+    found = inspect_layout("sentiment", path, layout, time_unit=time_unit, latest_ms=latest_ms)
+    return cast(SentimentFile, found)
 
 
 class _Chunk:
@@ -316,7 +347,9 @@ def read_readings(
 __all__ = [
     "LAYOUTS",
     "SENTIMENT_FILE_SUFFIXES",
+    "IgSentiment",
     "NotASentimentFileError",
+    "PlainSentiment",
     "RawReadings",
     "SentimentFile",
     "find_sentiment_files",

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
 from market_data_services.ingest.files import TimeOutOfRangeError, open_text
+from market_data_services.ingest.layouts.base import ReadOptions
 from market_data_services.ingest.layouts.books.common import (
     Book,
     BookFile,
+    BookLayout,
     Collector,
     NotABookFileError,
     RawBooks,
     check_update,
+    csv_header,
 )
 
 #: The header's first columns.
@@ -138,4 +142,22 @@ def read_binance(book_file: BookFile) -> Iterator[RawBooks]:
     yield chunk.arrays()
 
 
-__all__ = ["BINANCE_COLUMNS", "read_binance"]
+class BinanceBooks(BookLayout):
+    name = "binance"
+    description = "Binance depth CSV (one level a row)"
+    signature = "a Binance depth header symbol,timestamp,...,side,update_type,price,qty,pu"
+
+    def sniff(self, first: str) -> bool:
+        columns = tuple(c.lower() for c in csv_header(first))
+        return not first.startswith("{") and columns[: len(BINANCE_COLUMNS)] == BINANCE_COLUMNS
+
+    def inspect(self, path: Path, first: str, *, time_unit: str, latest_ms: int | None) -> BookFile:
+        columns = tuple(c.lower() for c in csv_header(first))
+        found = BookFile(path, self.name, columns)
+        return self.judged(found, time_unit=time_unit, latest_ms=latest_ms)
+
+    def read(self, data_file: BookFile, options: ReadOptions) -> Iterator[RawBooks]:
+        return read_binance(data_file)
+
+
+__all__ = ["BINANCE_COLUMNS", "BinanceBooks", "read_binance"]

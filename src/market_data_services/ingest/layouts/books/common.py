@@ -3,6 +3,8 @@ into chunks, levels from JSON, and books rebuilt from snapshot and delta message
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
@@ -12,7 +14,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from market_data_services.ingest.files import FileTimes, WrongFileKindError, find_files
+from market_data_services.ingest.files import (
+    FileTimes,
+    WrongFileKindError,
+    find_files,
+    first_csv_cells,
+    first_json_values,
+)
+from market_data_services.ingest.layouts.base import Layout
 from market_data_services.ingest.pipeline import Rejection
 from market_data_services.market.book import BookBatch, FloatArray, IntArray
 
@@ -80,6 +89,33 @@ class RawBooks:
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
+
+
+class BookLayout(Layout[BookFile, RawBooks]):
+    """What the order-book layouts share: the kind, its error, and judging a file's first
+    time (``ts`` of JSON lines, the ``timestamp`` column of CSV)."""
+
+    kind = "dom"
+    error = NotABookFileError
+
+    def empty(self, path: Path) -> BookFile:
+        return BookFile(path, self.name)
+
+    def judged(self, found: BookFile, *, time_unit: str, latest_ms: int | None) -> BookFile:
+        """``found`` with its time unit, refused when its first time is implausible."""
+        found = dataclasses.replace(found, time_unit=time_unit)
+        times = found.times(latest_ms=latest_ms)
+        if found.layout in ("jsonl", "bybit"):
+            times.judge_first(first_json_values(found.path, NotABookFileError, "ts"))
+        elif "timestamp" in found.columns:
+            index = found.columns.index("timestamp")
+            times.judge_first(first_csv_cells(found.path, NotABookFileError, index))
+        return dataclasses.replace(found, told_unit=times.told)
+
+
+def csv_header(first: str) -> tuple[str, ...]:
+    """The column names of a CSV header line, unquoted."""
+    return tuple(c.strip().strip('"') for c in next(csv.reader([first])))
 
 
 def find_book_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -209,10 +245,12 @@ __all__ = [
     "CHUNK_LEVELS",
     "Book",
     "BookFile",
+    "BookLayout",
     "Collector",
     "NotABookFileError",
     "RawBooks",
     "check_update",
+    "csv_header",
     "find_book_files",
     "levels",
 ]

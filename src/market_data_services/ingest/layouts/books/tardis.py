@@ -9,15 +9,19 @@ import csv
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from market_data_services.ingest.files import TimeOutOfRangeError, open_text
+from market_data_services.ingest.layouts.base import ReadOptions
 from market_data_services.ingest.layouts.books.common import (
     BookFile,
+    BookLayout,
     Collector,
     NotABookFileError,
     RawBooks,
+    csv_header,
 )
 from market_data_services.market.book import FloatArray
 
@@ -123,4 +127,21 @@ def read_tardis(book_file: BookFile) -> Iterator[RawBooks]:
     yield chunk.arrays()
 
 
-__all__ = ["TARDIS_LEVEL", "TardisColumns", "read_tardis", "tardis_columns"]
+class TardisBooks(BookLayout):
+    name = "tardis"
+    description = "Tardis book_snapshot_N CSV"
+    signature = "a Tardis book_snapshot_N header"
+
+    def sniff(self, first: str) -> bool:
+        return not first.startswith("{") and any(TARDIS_LEVEL.match(c) for c in csv_header(first))
+
+    def inspect(self, path: Path, first: str, *, time_unit: str, latest_ms: int | None) -> BookFile:
+        found = BookFile(path, self.name, csv_header(first))
+        tardis_columns(found)  # raises for a header it cannot read
+        return self.judged(found, time_unit=time_unit, latest_ms=latest_ms)
+
+    def read(self, data_file: BookFile, options: ReadOptions) -> Iterator[RawBooks]:
+        return read_tardis(data_file)
+
+
+__all__ = ["TARDIS_LEVEL", "TardisBooks", "TardisColumns", "read_tardis", "tardis_columns"]

@@ -8,11 +8,19 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterator
 from datetime import tzinfo
+from pathlib import Path
 
 import numpy as np
 
-from market_data_services.ingest.files import FileTimes, TimeOutOfRangeError
-from market_data_services.ingest.layouts.ticks.common import RawTicks, TickFile, open_tick_text
+from market_data_services.ingest.files import FileTimes, TimeOutOfRangeError, first_csv_cells
+from market_data_services.ingest.layouts.base import Layout, ReadOptions
+from market_data_services.ingest.layouts.ticks.common import (
+    NotATickFileError,
+    RawTicks,
+    TickFile,
+    open_tick_text,
+)
+from market_data_services.ingest.layouts.ticks.lean import lean_day
 from market_data_services.ingest.pipeline import Rejection
 
 PLAIN_COLUMNS = ("timestamp", "bid", "ask", "volume", "symbol")
@@ -135,4 +143,42 @@ def _plain_arrays(
     )
 
 
-__all__ = ["PLAIN_COLUMNS", "REQUIRED_PLAIN", "header_columns", "read_plain"]
+class PlainTicks(Layout[TickFile, RawTicks]):
+    name = "plain"
+    kind = "ticks"
+    description = (
+        "a header timestamp,bid,ask[,volume][,symbol] with ISO-8601 or epoch times "
+        "(see --time-unit)"
+    )
+    signature = "a header 'timestamp,bid,ask[,volume][,symbol]'"
+    error = NotATickFileError
+
+    def sniff(self, first: str) -> bool:
+        return header_columns(first) is not None
+
+    def inspect(self, path: Path, first: str, *, time_unit: str, latest_ms: int | None) -> TickFile:
+        columns = header_columns(first) or ()
+        unknown = [c for c in columns if c not in PLAIN_COLUMNS]
+        if unknown:
+            raise NotATickFileError(
+                path,
+                f"unknown column {unknown[0]!r} in the header; "
+                f"valid columns: {', '.join(PLAIN_COLUMNS)}",
+            )
+        duplicated = sorted({c for c in columns if columns.count(c) > 1})
+        if duplicated:
+            raise NotATickFileError(path, f"column {duplicated[0]!r} appears twice in the header")
+        times = FileTimes(path, "timestamp", unit=time_unit, latest_ms=latest_ms)
+        times.judge_first(first_csv_cells(path, NotATickFileError, columns.index("timestamp")))
+        return TickFile(path, "plain", None, columns, time_unit=time_unit, told_unit=times.told)
+
+    def empty(self, path: Path) -> TickFile:
+        return TickFile(path, self.name, lean_day(path), REQUIRED_PLAIN)
+
+    def read(self, data_file: TickFile, options: ReadOptions) -> Iterator[RawTicks]:
+        if options.symbol is None and not data_file.has_symbol_column:
+            raise ValueError(f"{data_file.path}: the file has no symbol column; give a symbol")
+        yield from read_plain(data_file, options.symbol, options.zone, options.chunk_rows)
+
+
+__all__ = ["PLAIN_COLUMNS", "REQUIRED_PLAIN", "PlainTicks", "header_columns", "read_plain"]
