@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from market_data_services.app.cli import main
 from market_data_services.app.commands._progress import ProgressBar
+from market_data_services.ingest.layouts import LAYOUTS
 from market_data_services.storage import create_engine, ticks
 from tests.conftest import SAMPLE_DATA
 from tests.databases import DatabaseFactory
@@ -339,3 +340,59 @@ def test_ingest_of_epoch_seconds_read_as_ms_exits_2_and_as_s_loads(
     assert main([*args, "--time-unit", "s"]) == 0
     assert "from 2014-05-01T00:00:00.000Z to 2014-05-01T00:00:01.000Z" in capsys.readouterr().out
     assert count(url) == 2
+
+
+def _readme_example() -> tuple[str, str, list[str]]:
+    """The layout module, the data file and the console lines of the README's "Adding a
+    file layout" section, as written there."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Adding a file layout\n", 1)[1].split("\n## ", 1)[0]
+
+    def block(language: str) -> str:
+        return section.split(f"```{language}\n", 1)[1].split("```", 1)[0]
+
+    return block("python"), block("text"), block("console").splitlines()
+
+
+def test_a_layout_registered_from_a_module_outside_the_package_loads_its_files(
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    request: pytest.FixtureRequest,
+) -> None:
+    module, data, console = _readme_example()
+    (tmp_path / "dukascopy_ticks.py").write_text(module, encoding="utf-8")
+    (tmp_path / "EURUSD_Ticks.csv").write_text(data, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("MDS_LAYOUT_MODULES", "dukascopy_ticks")
+    # The registry as it was comes back after the test, and so does the module cache.
+    monkeypatch.setitem(LAYOUTS, "ticks", dict(LAYOUTS["ticks"]))
+    request.addfinalizer(lambda: sys.modules.pop("dukascopy_ticks", None))
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    capsys.readouterr()
+    command = console[0].removeprefix("$ ").split()
+    assert command[:4] == ["PYTHONPATH=.", "MDS_LAYOUT_MODULES=dukascopy_ticks", "mds", "ingest"]
+    args = [*command[3:-2], "--db", database_url]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    rejected = [line for line in console[1:] if line.startswith("rejected:")]
+    assert captured.err.splitlines() == rejected
+    assert captured.out.splitlines() == [line for line in console[1:] if line not in rejected]
+    assert count(database_url) == 3
+    with pytest.raises(SystemExit):
+        main(["ingest", "ticks", "--help"])
+    assert "--layout {plain,lean,dukascopy}" in capsys.readouterr().out
+
+
+def test_a_layout_module_that_cannot_be_imported_exits_2_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MDS_LAYOUT_MODULES", "no_such_layout_module")
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert main(["ingest", "ticks", str(SUNDAY), "--symbol", "EUR/USD", "--db", url]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "mds ingest ticks: MDS_LAYOUT_MODULES: cannot import 'no_such_layout_module' "
+        "(ModuleNotFoundError: No module named 'no_such_layout_module')"
+    ]
