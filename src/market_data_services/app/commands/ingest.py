@@ -52,10 +52,6 @@ SHOWN_REJECTIONS = 10
 #: Modules (comma-separated, importable from PYTHONPATH) that register more file layouts.
 LAYOUT_MODULES_VARIABLE = "MDS_LAYOUT_MODULES"
 
-Load = Callable[
-    [argparse.Namespace, Any, list[Any], Callable[[IngestProgress], None], Config], IngestReport
-]
-
 
 @dataclass(frozen=True, kw_only=True)
 class _Kind:
@@ -70,55 +66,35 @@ class _Kind:
     metavar: str = "PATH"
     told_from: str = "first line"
     zone_help: str = "zone of times without an offset"
-    options: Callable[[argparse.ArgumentParser], None]
-    inspect: Callable[[argparse.Namespace], Sequence[Any]]
-    load: Load
+    symbol_help: str
+    symbols: bool = True  # --symbol repeats (ingest's ``symbols=``) or names one (``symbol=``)
+    crossed_help: str | None = None  # --reject-crossed, where the kind has crossed states
+    source_help: str | None = None  # --source, where the kind has sources
+    inspect: Callable[..., Sequence[Any]]
+    ingest: Callable[..., IngestReport]
 
-
-def _tick_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--symbol",
-        metavar="SYM",
-        help="the symbol of the ticks (required unless the files have a symbol column)",
-    )
-    parser.add_argument(
-        "--reject-crossed",
-        action="store_true",
-        default=None,
-        help="reject crossed quotes (ask below bid) instead of keeping and counting them "
-        "(sets ingest.reject_crossed; default: false)",
-    )
-
-
-def _book_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--symbol",
-        metavar="SYM",
-        action="append",
-        help="load only this symbol (repeat for more); books of others are rejected",
-    )
-    parser.add_argument(
-        "--reject-crossed",
-        action="store_true",
-        default=None,
-        help="reject crossed books (best ask below best bid) instead of keeping them "
-        "(sets ingest.reject_crossed; default: false)",
-    )
-
-
-def _sentiment_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--symbol",
-        metavar="SYM",
-        action="append",
-        help="load only this symbol (repeat for more); readings of others are rejected",
-    )
-    parser.add_argument(
-        "--source",
-        metavar="NAME",
-        help="the source of readings without a source column (default: 'ig' for IG "
-        "exports, else empty)",
-    )
+    def load(
+        self,
+        args: argparse.Namespace,
+        engine: Any,
+        paths: list[Any],
+        progress: Callable[[IngestProgress], None],
+        config: Config,
+    ) -> IngestReport:
+        options: dict[str, Any] = {"symbols" if self.symbols else "symbol": args.symbol}
+        if self.crossed_help is not None:
+            options["reject_crossed"] = config.ingest.reject_crossed
+        if self.source_help is not None:
+            options["source"] = args.source
+        return self.ingest(
+            engine,
+            paths,
+            tz=args.tz,
+            layout=args.layout,
+            time_unit=args.time_unit,
+            progress=progress,
+            **options,
+        )
 
 
 _KINDS = (
@@ -130,20 +106,12 @@ _KINDS = (
         after="Rows that fail validation are reported with file and line and skipped; the "
         "rest are kept.",
         paths_help="tick files or directories",
-        options=_tick_options,
-        inspect=lambda args: ticks.inspect_tick_files(
-            args.paths, layout=args.layout, time_unit=args.time_unit
-        ),
-        load=lambda args, engine, paths, progress, config: ticks.ingest_ticks(
-            engine,
-            paths,
-            symbol=args.symbol,
-            tz=args.tz,
-            layout=args.layout,
-            time_unit=args.time_unit,
-            reject_crossed=config.ingest.reject_crossed,
-            progress=progress,
-        ),
+        symbol_help="the symbol of the ticks (required unless the files have a symbol column)",
+        symbols=False,
+        crossed_help="reject crossed quotes (ask below bid) instead of keeping and counting "
+        "them (sets ingest.reject_crossed; default: false)",
+        inspect=ticks.inspect_tick_files,
+        ingest=ticks.ingest_ticks,
     ),
     _Kind(
         name="dom",
@@ -155,20 +123,11 @@ _KINDS = (
         "books are kept and counted.",
         paths_help="order-book files or directories",
         zone_help="zone of JSON-lines ISO times without an offset",
-        options=_book_options,
-        inspect=lambda args: dom.inspect_dom_files(
-            args.paths, layout=args.layout, time_unit=args.time_unit
-        ),
-        load=lambda args, engine, paths, progress, config: dom.ingest_dom(
-            engine,
-            paths,
-            symbols=args.symbol,
-            tz=args.tz,
-            layout=args.layout,
-            time_unit=args.time_unit,
-            reject_crossed=config.ingest.reject_crossed,
-            progress=progress,
-        ),
+        symbol_help="load only this symbol (repeat for more); books of others are rejected",
+        crossed_help="reject crossed books (best ask below best bid) instead of keeping them "
+        "(sets ingest.reject_crossed; default: false)",
+        inspect=dom.inspect_dom_files,
+        ingest=dom.ingest_dom,
     ),
     _Kind(
         name="sentiment",
@@ -180,20 +139,11 @@ _KINDS = (
         paths_help="sentiment files or directories",
         metavar="FILE",
         told_from="header",
-        options=_sentiment_options,
-        inspect=lambda args: sentiment.inspect_sentiment_files(
-            args.paths, layout=args.layout, time_unit=args.time_unit
-        ),
-        load=lambda args, engine, paths, progress, config: sentiment.ingest_sentiment(
-            engine,
-            paths,
-            symbols=args.symbol,
-            tz=args.tz,
-            layout=args.layout,
-            time_unit=args.time_unit,
-            source=args.source,
-            progress=progress,
-        ),
+        symbol_help="load only this symbol (repeat for more); readings of others are rejected",
+        source_help="the source of readings without a source column (default: 'ig' for IG "
+        "exports, else empty)",
+        inspect=sentiment.inspect_sentiment_files,
+        ingest=sentiment.ingest_sentiment,
     ),
 )
 
@@ -233,11 +183,22 @@ def _register_kind(
     )
     parser.add_argument("paths", nargs="+", metavar=kind.metavar, help=kind.paths_help)
     parser.add_argument(
+        "--symbol",
+        metavar="SYM",
+        action="append" if kind.symbols else "store",
+        help=kind.symbol_help,
+    )
+    parser.add_argument(
         "--layout",
         choices=[layout.name for layout in registered],
         help=f"force the layout instead of telling it from each file's {kind.told_from}",
     )
-    kind.options(parser)
+    if kind.crossed_help is not None:
+        parser.add_argument(
+            "--reject-crossed", action="store_true", default=None, help=kind.crossed_help
+        )
+    if kind.source_help is not None:
+        parser.add_argument("--source", metavar="NAME", help=kind.source_help)
     parser.add_argument(
         "--tz",
         default="UTC",
@@ -279,7 +240,7 @@ def _run(kind: _Kind, problems: list[str], args: argparse.Namespace) -> int:
     if config is None:
         return EXIT_USAGE
     try:
-        files = kind.inspect(args)
+        files = kind.inspect(args.paths, layout=args.layout, time_unit=args.time_unit)
         engine = open_engine(config)
     except (WrongFileKindError, FileNotFoundError, ValueError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
