@@ -28,9 +28,9 @@ from market_data_services.ingest.files import (
     FileTimes,
     TimeOutOfRangeError,
     WrongFileKindError,
+    csv_data_rows,
     find_files,
     first_csv_cells,
-    open_text,
 )
 from market_data_services.ingest.layouts.base import Layout, ReadOptions, inspect_layout
 from market_data_services.ingest.pipeline import Rejection
@@ -261,87 +261,78 @@ def read_readings(
     width = len(columns)
     position = {name: i for i, name in enumerate(columns)}
     times = sentiment_file.times(zone)
-    with open_text(sentiment_file.path, NotASentimentFileError) as stream:
-        reader = csv.reader(stream)
-        header_seen = False
-        chunk = _Chunk()
-        for row in reader:
-            number = reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if not header_seen:
-                header_seen = True
-                continue
-            if len(row) != width:
-                text = ",".join(row)
-                chunk.rejections.append(
-                    Rejection(
-                        path,
-                        number,
-                        "malformed",
-                        f"expected {width} fields, got {len(row)}; row {text[:80]!r}",
-                    )
+    chunk = _Chunk()
+    for number, row in csv_data_rows(sentiment_file.path, NotASentimentFileError):
+        if len(row) != width:
+            text = ",".join(row)
+            chunk.rejections.append(
+                Rejection(
+                    path,
+                    number,
+                    "malformed",
+                    f"expected {width} fields, got {len(row)}; row {text[:80]!r}",
                 )
-                continue
-            try:
-                ts = times.parse(row[sentiment_file.time_column])
-            except TimeOutOfRangeError as exc:
-                chunk.rejections.append(Rejection(path, number, "timestamp_out_of_range", str(exc)))
-                continue
-            except ValueError as exc:
-                chunk.rejections.append(Rejection(path, number, "malformed", str(exc)))
-                continue
-            if sentiment_file.layout == "ig":
-                source_code = sources.code(default_source)
-                for name, cell in zip(columns[1:], row[1:], strict=True):
-                    value = cell.strip()
-                    if not value:
-                        continue
-                    market = market_symbol(name)
-                    try:
-                        long_pct = float(value)
-                    except ValueError:
-                        chunk.rejections.append(
-                            Rejection(
-                                path,
-                                number,
-                                "malformed",
-                                f"{market}: long percent {value!r} is not a number",
-                            )
-                        )
-                        continue
-                    chunk.codes.append(symbols.code(market))
-                    chunk.source_codes.append(source_code)
-                    chunk.ts.append(ts)
-                    chunk.long.append(long_pct)
-                    chunk.short.append(float("nan"))
-                    chunk.lines.append(number)
-            else:
-                symbol = row[position["symbol"]].strip()
+            )
+            continue
+        try:
+            ts = times.parse(row[sentiment_file.time_column])
+        except TimeOutOfRangeError as exc:
+            chunk.rejections.append(Rejection(path, number, "timestamp_out_of_range", str(exc)))
+            continue
+        except ValueError as exc:
+            chunk.rejections.append(Rejection(path, number, "malformed", str(exc)))
+            continue
+        if sentiment_file.layout == "ig":
+            source_code = sources.code(default_source)
+            for name, cell in zip(columns[1:], row[1:], strict=True):
+                value = cell.strip()
+                if not value:
+                    continue
+                market = market_symbol(name)
                 try:
-                    long_pct = float(row[position["long_pct"]])
-                    short_pct = float(row[position["short_pct"]])
-                except ValueError as exc:
+                    long_pct = float(value)
+                except ValueError:
                     chunk.rejections.append(
-                        Rejection(path, number, "malformed", f"{exc}; row {','.join(row)[:80]!r}")
+                        Rejection(
+                            path,
+                            number,
+                            "malformed",
+                            f"{market}: long percent {value!r} is not a number",
+                        )
                     )
                     continue
-                if not symbol:
-                    chunk.rejections.append(
-                        Rejection(path, number, "malformed", "the symbol field is empty")
-                    )
-                    continue
-                given = row[position["source"]].strip() if "source" in position else ""
-                chunk.codes.append(symbols.code(symbol))
-                chunk.source_codes.append(sources.code(given or default_source))
+                chunk.codes.append(symbols.code(market))
+                chunk.source_codes.append(source_code)
                 chunk.ts.append(ts)
                 chunk.long.append(long_pct)
-                chunk.short.append(short_pct)
+                chunk.short.append(float("nan"))
                 chunk.lines.append(number)
-            if len(chunk) >= CHUNK_READINGS:
-                yield _arrays(path, symbols, sources, chunk)
-                chunk = _Chunk()
-        yield _arrays(path, symbols, sources, chunk)
+        else:
+            symbol = row[position["symbol"]].strip()
+            try:
+                long_pct = float(row[position["long_pct"]])
+                short_pct = float(row[position["short_pct"]])
+            except ValueError as exc:
+                chunk.rejections.append(
+                    Rejection(path, number, "malformed", f"{exc}; row {','.join(row)[:80]!r}")
+                )
+                continue
+            if not symbol:
+                chunk.rejections.append(
+                    Rejection(path, number, "malformed", "the symbol field is empty")
+                )
+                continue
+            given = row[position["source"]].strip() if "source" in position else ""
+            chunk.codes.append(symbols.code(symbol))
+            chunk.source_codes.append(sources.code(given or default_source))
+            chunk.ts.append(ts)
+            chunk.long.append(long_pct)
+            chunk.short.append(short_pct)
+            chunk.lines.append(number)
+        if len(chunk) >= CHUNK_READINGS:
+            yield _arrays(path, symbols, sources, chunk)
+            chunk = _Chunk()
+    yield _arrays(path, symbols, sources, chunk)
 
 
 __all__ = [
