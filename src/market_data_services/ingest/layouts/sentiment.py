@@ -15,11 +15,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
-from typing import cast
+from typing import ClassVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -32,7 +32,7 @@ from market_data_services.ingest.files import (
     find_files,
     first_csv_cells,
 )
-from market_data_services.ingest.layouts.base import Layout, ReadOptions, inspect_layout
+from market_data_services.ingest.layouts.base import Layout, ReadOptions, inspect_layout, read_file
 from market_data_services.ingest.pipeline import Rejection
 
 #: The layouts shipped (``layouts.base.layout_names("sentiment")`` adds registered ones).
@@ -64,7 +64,7 @@ class SentimentFile:
     @property
     def time_column(self) -> int:
         """Where the time is: the ``Date`` column of an IG export, else ``timestamp``."""
-        return 0 if self.layout == "ig" else self.columns.index("timestamp")
+        return self.columns.index("timestamp") if "timestamp" in self.columns else 0
 
     def times(self, zone: tzinfo = UTC, latest_ms: int | None = None) -> FileTimes:
         column = self.columns[self.time_column]
@@ -128,8 +128,18 @@ class _SentimentLayout(Layout[SentimentFile, RawReadings]):
         times.judge_first(first_csv_cells(found.path, NotASentimentFileError, found.time_column))
         return dataclasses.replace(found, told_unit=times.told)
 
+    #: The source of readings when the file has no source column and none is given.
+    default_source: ClassVar[str] = ""
+
     def read(self, data_file: SentimentFile, options: ReadOptions) -> Iterator[RawReadings]:
-        return read_readings(data_file, zone=options.zone, source=options.source)
+        source = self.default_source if options.source is None else options.source
+        reader = _Reader(data_file, source)
+        return _read(data_file, options.zone, reader, self.add_row)
+
+    @staticmethod
+    def add_row(reader: _Reader, row: list[str], line: int, ts: int) -> None:
+        """Add the readings of one row (its field count and time already checked)."""
+        raise NotImplementedError
 
 
 class PlainSentiment(_SentimentLayout):
@@ -160,6 +170,22 @@ class PlainSentiment(_SentimentLayout):
     def empty(self, path: Path) -> SentimentFile:
         return SentimentFile(path, self.name, _REQUIRED)
 
+    @staticmethod
+    def add_row(reader: _Reader, row: list[str], line: int, ts: int) -> None:
+        position = reader.position
+        symbol = row[position["symbol"]].strip()
+        try:
+            long_pct = float(row[position["long_pct"]])
+            short_pct = float(row[position["short_pct"]])
+        except ValueError as exc:
+            reader.reject(line, "malformed", f"{exc}; row {','.join(row)[:80]!r}")
+            return
+        if not symbol:
+            reader.reject(line, "malformed", "the symbol field is empty")
+            return
+        given = row[position["source"]].strip() if "source" in position else ""
+        reader.add(symbol, given, ts, line, long=long_pct, short=short_pct)
+
 
 class IgSentiment(_SentimentLayout):
     name = "ig"
@@ -168,6 +194,7 @@ class IgSentiment(_SentimentLayout):
         "holding the percent long (EURUSD is read as EUR/USD)"
     )
     signature = "an IG export header 'Date,EURUSD,...'"
+    default_source = "ig"
 
     def sniff(self, first: str) -> bool:
         columns = _header(first)
@@ -185,6 +212,22 @@ class IgSentiment(_SentimentLayout):
 
     def empty(self, path: Path) -> SentimentFile:
         return SentimentFile(path, self.name, _REQUIRED)
+
+    @staticmethod
+    def add_row(reader: _Reader, row: list[str], line: int, ts: int) -> None:
+        for name, cell in zip(reader.columns[1:], row[1:], strict=True):
+            value = cell.strip()
+            if not value:
+                continue
+            market = market_symbol(name)
+            try:
+                long_pct = float(value)
+            except ValueError:
+                reader.reject(
+                    line, "malformed", f"{market}: long percent {value!r} is not a number"
+                )
+                continue
+            reader.add(market, "", ts, line, long=long_pct, short=float("nan"))
 
 
 def inspect_sentiment_file(
@@ -229,110 +272,90 @@ class _Names:
         return found
 
 
-def _arrays(path: str, symbols: _Names, sources: _Names, chunk: _Chunk) -> RawReadings:
-    return RawReadings(
-        source=path,
-        symbols=list(symbols.names),
-        symbol_codes=np.array(chunk.codes, dtype=np.int32),
-        sources=list(sources.names),
-        source_codes=np.array(chunk.source_codes, dtype=np.int32),
-        ts=np.array(chunk.ts, dtype=np.int64),
-        long_share=np.array(chunk.long, dtype=np.float64) / 100.0,
-        short_share=np.array(chunk.short, dtype=np.float64) / 100.0,
-        lines=np.array(chunk.lines, dtype=np.int64),
-        rejections=chunk.rejections,
-    )
+class _Reader:
+    """The readings of one file, a chunk at a time; symbols and sources are numbered
+    across its chunks."""
+
+    def __init__(self, sentiment_file: SentimentFile, default_source: str) -> None:
+        self.path = str(sentiment_file.path)
+        self.columns = sentiment_file.columns
+        self.position = {name: i for i, name in enumerate(self.columns)}
+        self.default_source = default_source
+        self.symbols, self.sources = _Names(), _Names()
+        self.chunk = _Chunk()
+
+    def add(
+        self, symbol: str, source: str, ts: int, line: int, *, long: float, short: float
+    ) -> None:
+        chunk = self.chunk
+        chunk.codes.append(self.symbols.code(symbol))
+        chunk.source_codes.append(self.sources.code(source or self.default_source))
+        chunk.ts.append(ts)
+        chunk.long.append(long)
+        chunk.short.append(short)
+        chunk.lines.append(line)
+
+    def reject(self, line: int, reason: str, message: str) -> None:
+        self.chunk.rejections.append(Rejection(self.path, line, reason, message))
+
+    def arrays(self) -> RawReadings:
+        chunk, self.chunk = self.chunk, _Chunk()
+        return RawReadings(
+            source=self.path,
+            symbols=list(self.symbols.names),
+            symbol_codes=np.array(chunk.codes, dtype=np.int32),
+            sources=list(self.sources.names),
+            source_codes=np.array(chunk.source_codes, dtype=np.int32),
+            ts=np.array(chunk.ts, dtype=np.int64),
+            long_share=np.array(chunk.long, dtype=np.float64) / 100.0,
+            short_share=np.array(chunk.short, dtype=np.float64) / 100.0,
+            lines=np.array(chunk.lines, dtype=np.int64),
+            rejections=chunk.rejections,
+        )
 
 
-def read_readings(
-    sentiment_file: SentimentFile, *, zone: tzinfo, source: str | None
+#: A layout's reading of one data row: (reader, cells, line, time).
+AddRow = Callable[[_Reader, list[str], int, int], None]
+
+
+def _read(
+    sentiment_file: SentimentFile, zone: tzinfo, reader: _Reader, add_row: AddRow
 ) -> Iterator[RawReadings]:
-    """Parse ``sentiment_file`` into chunks of readings.
-
-    ``source`` names the source of readings without a source column (default: ``ig``
-    for IG exports, else '').
-    """
-    path = str(sentiment_file.path)
-    columns = sentiment_file.columns
-    symbols, sources = _Names(), _Names()
-    default_source = (
-        source if source is not None else ("ig" if sentiment_file.layout == "ig" else "")
-    )
-    width = len(columns)
-    position = {name: i for i, name in enumerate(columns)}
+    """The rows of ``sentiment_file``: field count and time checked here, the rest by
+    the layout's ``add_row``; in chunks of ``CHUNK_READINGS``."""
+    width = len(sentiment_file.columns)
     times = sentiment_file.times(zone)
-    chunk = _Chunk()
     for number, row in csv_data_rows(sentiment_file.path, NotASentimentFileError):
         if len(row) != width:
             text = ",".join(row)
-            chunk.rejections.append(
-                Rejection(
-                    path,
-                    number,
-                    "malformed",
-                    f"expected {width} fields, got {len(row)}; row {text[:80]!r}",
-                )
+            reader.reject(
+                number, "malformed", f"expected {width} fields, got {len(row)}; row {text[:80]!r}"
             )
             continue
         try:
             ts = times.parse(row[sentiment_file.time_column])
         except TimeOutOfRangeError as exc:
-            chunk.rejections.append(Rejection(path, number, "timestamp_out_of_range", str(exc)))
+            reader.reject(number, "timestamp_out_of_range", str(exc))
             continue
         except ValueError as exc:
-            chunk.rejections.append(Rejection(path, number, "malformed", str(exc)))
+            reader.reject(number, "malformed", str(exc))
             continue
-        if sentiment_file.layout == "ig":
-            source_code = sources.code(default_source)
-            for name, cell in zip(columns[1:], row[1:], strict=True):
-                value = cell.strip()
-                if not value:
-                    continue
-                market = market_symbol(name)
-                try:
-                    long_pct = float(value)
-                except ValueError:
-                    chunk.rejections.append(
-                        Rejection(
-                            path,
-                            number,
-                            "malformed",
-                            f"{market}: long percent {value!r} is not a number",
-                        )
-                    )
-                    continue
-                chunk.codes.append(symbols.code(market))
-                chunk.source_codes.append(source_code)
-                chunk.ts.append(ts)
-                chunk.long.append(long_pct)
-                chunk.short.append(float("nan"))
-                chunk.lines.append(number)
-        else:
-            symbol = row[position["symbol"]].strip()
-            try:
-                long_pct = float(row[position["long_pct"]])
-                short_pct = float(row[position["short_pct"]])
-            except ValueError as exc:
-                chunk.rejections.append(
-                    Rejection(path, number, "malformed", f"{exc}; row {','.join(row)[:80]!r}")
-                )
-                continue
-            if not symbol:
-                chunk.rejections.append(
-                    Rejection(path, number, "malformed", "the symbol field is empty")
-                )
-                continue
-            given = row[position["source"]].strip() if "source" in position else ""
-            chunk.codes.append(symbols.code(symbol))
-            chunk.source_codes.append(sources.code(given or default_source))
-            chunk.ts.append(ts)
-            chunk.long.append(long_pct)
-            chunk.short.append(short_pct)
-            chunk.lines.append(number)
-        if len(chunk) >= CHUNK_READINGS:
-            yield _arrays(path, symbols, sources, chunk)
-            chunk = _Chunk()
-    yield _arrays(path, symbols, sources, chunk)
+        add_row(reader, row, number, ts)
+        if len(reader.chunk) >= CHUNK_READINGS:
+            yield reader.arrays()
+    yield reader.arrays()
+
+
+def read_readings(
+    sentiment_file: SentimentFile, *, zone: tzinfo, source: str | None
+) -> Iterator[RawReadings]:
+    """Parse ``sentiment_file`` into chunks of readings, with its layout's reader.
+
+    ``source`` names the source of readings without a source column (default: ``ig``
+    for IG exports, else '').
+    """
+    options = ReadOptions(zone=zone, source=source)
+    return cast(Iterator[RawReadings], read_file("sentiment", sentiment_file, options))
 
 
 __all__ = [
