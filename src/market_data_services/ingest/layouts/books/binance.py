@@ -143,7 +143,7 @@ class BinanceBooks(BookLayout):
 
     def inspect(self, path: Path, first: str, *, time_unit: str, latest_ms: int | None) -> BookFile:
         columns = tuple(c.lower() for c in csv_header(first))
-        found = BookFile(path, self.name, columns)
+        found = self.file(path, columns)
         return self.judged(found, time_unit=time_unit, latest_ms=latest_ms)
 
     def read(self, data_file: BookFile, options: ReadOptions) -> Iterator[RawBooks]:

@@ -89,6 +89,8 @@ class BybitBooks(BookLayout):
         "Bybit orderbook websocket lines (a snapshot, then deltas; the book is rebuilt and "
         "each message stored)"
     )
+    json_lines = True
+    time_column = "ts"
     signature = "Bybit orderbook messages"
 
     def sniff(self, first: str) -> bool:
@@ -99,7 +101,7 @@ class BybitBooks(BookLayout):
         )
 
     def inspect(self, path: Path, first: str, *, time_unit: str, latest_ms: int | None) -> BookFile:
-        return self.judged(BookFile(path, self.name), time_unit=time_unit, latest_ms=latest_ms)
+        return self.judged(self.file(path), time_unit=time_unit, latest_ms=latest_ms)
 
     def read(self, data_file: BookFile, options: ReadOptions) -> Iterator[RawBooks]:
         return read_bybit(data_file)

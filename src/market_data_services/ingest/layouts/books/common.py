@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -61,13 +61,14 @@ class BookFile:
     time_unit: str = "auto"
     #: ... and, with auto, the unit the first one told (None: no epoch number seen).
     told_unit: str | None = None
+    #: Where the time is: the JSON key (``ts``) or the CSV column (``timestamp``).
+    time_column: str = "timestamp"
 
     def times(self, zone: tzinfo = UTC, latest_ms: int | None = None) -> FileTimes:
-        """A reader of this file's times (its time column: ``ts`` or ``timestamp``)."""
-        column = "ts" if self.layout in ("jsonl", "bybit") else "timestamp"
+        """A reader of this file's times (its ``time_column``)."""
         return FileTimes(
             self.path,
-            column,
+            self.time_column,
             unit=self.time_unit,
             told=self.told_unit,
             zone=zone,
@@ -97,18 +98,25 @@ class BookLayout(Layout[BookFile, RawBooks]):
 
     kind = "dom"
     error = NotABookFileError
+    #: JSON lines (time in the key ``time_column``) or CSV (time in that column).
+    json_lines: ClassVar[bool] = False
+    time_column: ClassVar[str] = "timestamp"
+
+    def file(self, path: Path, columns: tuple[str, ...] = ()) -> BookFile:
+        return BookFile(path, self.name, columns, time_column=self.time_column)
 
     def empty(self, path: Path) -> BookFile:
-        return BookFile(path, self.name)
+        return self.file(path)
 
     def judged(self, found: BookFile, *, time_unit: str, latest_ms: int | None) -> BookFile:
         """``found`` with its time unit, refused when its first time is implausible."""
         found = dataclasses.replace(found, time_unit=time_unit)
         times = found.times(latest_ms=latest_ms)
-        if found.layout in ("jsonl", "bybit"):
-            times.judge_first(first_json_values(found.path, NotABookFileError, "ts"))
-        elif "timestamp" in found.columns:
-            index = found.columns.index("timestamp")
+        column = self.time_column
+        if self.json_lines:
+            times.judge_first(first_json_values(found.path, NotABookFileError, column))
+        elif column in found.columns:
+            index = found.columns.index(column)
             times.judge_first(first_csv_cells(found.path, NotABookFileError, index))
         return dataclasses.replace(found, told_unit=times.told)
 

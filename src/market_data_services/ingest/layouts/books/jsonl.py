@@ -69,13 +69,15 @@ class JsonlBooks(BookLayout):
     description = (
         'one snapshot a line, {"symbol", "ts", "bids": [[price, size], ...], "asks": [...]}'
     )
+    json_lines = True
+    time_column = "ts"
     signature = "JSON lines of snapshots {symbol, ts, bids, asks}"
 
     def sniff(self, first: str) -> bool:
         return first.startswith("{") and re.search(r'"(bids|asks)"\s*:', first) is not None
 
     def inspect(self, path: Path, first: str, *, time_unit: str, latest_ms: int | None) -> BookFile:
-        return self.judged(BookFile(path, self.name), time_unit=time_unit, latest_ms=latest_ms)
+        return self.judged(self.file(path), time_unit=time_unit, latest_ms=latest_ms)
 
     def read(self, data_file: BookFile, options: ReadOptions) -> Iterator[RawBooks]:
         return read_jsonl(data_file, options.zone)

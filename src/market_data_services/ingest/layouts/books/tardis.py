@@ -126,7 +126,7 @@ class TardisBooks(BookLayout):
         return not first.startswith("{") and any(TARDIS_LEVEL.match(c) for c in csv_header(first))
 
     def inspect(self, path: Path, first: str, *, time_unit: str, latest_ms: int | None) -> BookFile:
-        found = BookFile(path, self.name, csv_header(first))
+        found = self.file(path, csv_header(first))
         tardis_columns(found)  # raises for a header it cannot read
         return self.judged(found, time_unit=time_unit, latest_ms=latest_ms)
 
