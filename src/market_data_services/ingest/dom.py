@@ -1,7 +1,7 @@
 """Order books (depth of market) in: validation and storage of snapshots.
 
 ``ingest_dom(engine, paths, ...)`` loads order-book files (``jsonl``, ``tardis``,
-``bybit``, ``binance`` layouts; see ``layouts/books.py``) into ``dom_snapshots``, as
+``bybit``, ``binance`` layouts; see ``layouts/books/``) into ``dom_snapshots``, as
 ``mds ingest dom`` does; ``write_dom(engine, snapshots)`` stores snapshots from a live
 feed. Both validate every book and return an ``IngestReport``: empty and one-sided books,
 NaN, zero or negative prices and sizes, unsorted and duplicated levels are rejected with

@@ -1,7 +1,7 @@
 """Retail sentiment in: validation and storage of readings.
 
 ``ingest_sentiment(engine, paths, ...)`` loads sentiment files (``plain`` CSV with
-percentages, or IG client sentiment exports; see ``layouts/sentiment.py``) into
+percentages, or IG client sentiment exports; see ``layouts/sentiment/``) into
 ``sentiment_readings``, as ``mds ingest sentiment`` does; ``write_sentiment(engine,
 readings)`` stores readings from a live feed (shares 0..1). Values outside 0..100 %, or
 long and short not adding up to 100 % (within ``sum_tolerance``), are rejected with the
