@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,14 +41,12 @@ from market_data_services.ingest import (
     sentiment,
     ticks,
 )
-from market_data_services.ingest.layouts import layouts
+from market_data_services.ingest.layouts import LayoutPluginError, layouts, load_plugins
 from market_data_services.storage.migrate import SchemaNotCurrentError, ensure_current
 from market_data_services.timeutil import TIME_UNITS
 
 #: How many rejected rows are printed (all are counted).
 SHOWN_REJECTIONS = 10
-#: Modules (comma-separated, importable from PYTHONPATH) that register more file layouts.
-LAYOUT_MODULES_VARIABLE = "MDS_LAYOUT_MODULES"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,27 +146,21 @@ _KINDS = (
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("ingest", help="load raw market data into the database")
-    problems = _import_layout_modules()
+    problems = _load_layout_plugins()
     kinds = parser.add_subparsers(dest="ingest_kind", metavar="KIND")
     for kind in _KINDS:
         _register_kind(kinds, kind, problems)
     parser.set_defaults(handler=lambda _args: _usage(parser))
 
 
-def _import_layout_modules() -> list[str]:
-    """Import the modules ``MDS_LAYOUT_MODULES`` names (they register layouts); the
+def _load_layout_plugins() -> list[str]:
+    """Register the installed layout plugins, so --layout and --help list them; the
     problems, for the command to report."""
-    problems = []
-    for name in filter(
-        None, (n.strip() for n in os.environ.get(LAYOUT_MODULES_VARIABLE, "").split(","))
-    ):
-        try:
-            importlib.import_module(name)
-        except Exception as exc:  # any failure of a plugin is reported, not raised
-            problems.append(
-                f"{LAYOUT_MODULES_VARIABLE}: cannot import {name!r} ({type(exc).__name__}: {exc})"
-            )
-    return problems
+    try:
+        load_plugins()
+    except LayoutPluginError as exc:
+        return [str(exc)]
+    return []
 
 
 def _register_kind(

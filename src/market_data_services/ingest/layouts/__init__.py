@@ -5,17 +5,21 @@ parsing it.
 ``sentiment`` (plain CSV, IG exports) each find their files, inspect them and parse them
 into numpy columns plus the rows that could not be parsed, with file and line. Every
 layout is a ``Layout`` object in ``LAYOUTS`` (``base.py``); adding one is a module with
-its class plus one ``register`` line, here or in a module of your own.
+its class plus one ``register`` line here, or, from outside the package, one entry point
+of the group ``market_data_services.layouts``.
 """
 
 from market_data_services.ingest.layouts import books, sentiment, ticks
 from market_data_services.ingest.layouts.base import (
     KINDS,
     LAYOUTS,
+    PLUGIN_GROUP,
     Layout,
+    LayoutPluginError,
     ReadOptions,
     layout_names,
     layouts,
+    load_plugins,
     register,
 )
 from market_data_services.ingest.layouts.books.binance import BinanceBooks
@@ -39,11 +43,14 @@ register(IgSentiment())
 __all__ = [
     "KINDS",
     "LAYOUTS",
+    "PLUGIN_GROUP",
     "Layout",
+    "LayoutPluginError",
     "ReadOptions",
     "books",
     "layout_names",
     "layouts",
+    "load_plugins",
     "register",
     "sentiment",
     "ticks",

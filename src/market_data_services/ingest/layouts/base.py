@@ -6,7 +6,10 @@ for ``mds ingest --help``, tells from a file's first line whether the file is it
 (``sniff``), checks the file's head and first time (``inspect``) and reads it into chunks
 (``read``). ``register`` adds one; the first registered layout whose ``sniff`` accepts a
 file's first line reads it. ``mds ingest``, ``inspect_*_files`` and ``ingest_*`` all ask
-this registry, so adding a layout is one module plus one ``register`` call.
+this registry, so adding a layout is one module plus one ``register`` call. A layout from
+outside the package is an entry point of the group ``market_data_services.layouts``
+whose object is the ``Layout``; installed plugins are registered before the first file
+is inspected (``load_plugins``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, tzinfo
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import ClassVar, Generic, Protocol, TypeVar
 
@@ -28,6 +32,12 @@ from market_data_services.ingest.files import (
 
 #: The kinds of raw data, as ``mds ingest`` names them.
 KINDS = ("ticks", "dom", "sentiment")
+#: The entry-point group through which an installed package adds file layouts.
+PLUGIN_GROUP = "market_data_services.layouts"
+
+
+class LayoutPluginError(ValueError):
+    """A layout plugin could not be loaded or registered; the message names it."""
 
 
 class DataFile(Protocol):
@@ -109,6 +119,44 @@ def register(layout: Layout[F, R]) -> Layout[F, R]:
     return layout
 
 
+_plugin_lock = threading.Lock()
+#: What went wrong loading the plugins; None until they are loaded. Guarded by _plugin_lock.
+_plugin_problems: list[str] | None = None
+
+
+def load_plugins() -> None:
+    """Register the layouts of installed plugins, once; raise ``LayoutPluginError`` (each
+    time) when one could not be loaded or registered."""
+    global _plugin_problems  # noqa: PLW0603 - the registry is process-wide, like LAYOUTS
+    with _plugin_lock:
+        if _plugin_problems is None:
+            _plugin_problems = _load_plugins()
+        problems = list(_plugin_problems)
+    if problems:
+        raise LayoutPluginError("; ".join(problems))
+
+
+def _load_plugins() -> list[str]:
+    problems = []
+    for point in sorted(entry_points(group=PLUGIN_GROUP), key=lambda p: p.name):
+        where = f"layout plugin {point.name!r} ({point.value})"
+        try:
+            layout = point.load()
+        except Exception as exc:  # a broken plugin is reported, not raised from here
+            problems.append(f"{where}: cannot load: {type(exc).__name__}: {exc}")
+            continue
+        if not isinstance(layout, Layout):
+            problems.append(
+                f"{where}: is a {type(layout).__name__}, not a market_data_services Layout"
+            )
+            continue
+        try:
+            register(layout)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
+    return problems
+
+
 def layouts(kind: str) -> tuple[Layout[DataFile, object], ...]:
     """The layouts of ``kind``, in sniffing order."""
     with _lock:
@@ -136,6 +184,7 @@ def inspect_layout(
 ) -> DataFile:
     """Tell the layout of ``path`` from its first line (or check the forced one), then let
     that layout check the file's head and first time."""
+    load_plugins()
     check_layout(kind, layout)
     check_time_unit(time_unit)
     candidates = layouts(kind)
@@ -171,13 +220,16 @@ def read_file(kind: str, data_file: DataFile, options: ReadOptions) -> Iterator[
 __all__ = [
     "KINDS",
     "LAYOUTS",
+    "PLUGIN_GROUP",
     "DataFile",
     "Layout",
+    "LayoutPluginError",
     "ReadOptions",
     "check_layout",
     "inspect_layout",
     "layout_names",
     "layouts",
+    "load_plugins",
     "read_file",
     "register",
 ]
