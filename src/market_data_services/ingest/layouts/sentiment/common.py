@@ -219,6 +219,9 @@ class SentimentLayout(Layout[SentimentFile, RawReadings]):
     #: The source of readings when the file has no source column and none is given.
     default_source: ClassVar[str] = ""
 
+    def empty(self, path: Path) -> SentimentFile:
+        return SentimentFile(path, self.name, REQUIRED)
+
     def read(self, data_file: SentimentFile, options: ReadOptions) -> Iterator[RawReadings]:
         source = self.default_source if options.source is None else options.source
         reader = ReadingsReader(data_file, source)

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 from market_data_services.ingest.layouts.sentiment.common import (
-    REQUIRED,
     NotASentimentFileError,
     ReadingsReader,
     SentimentFile,
@@ -47,9 +46,6 @@ class IgSentiment(SentimentLayout):
             raise NotASentimentFileError(path, f"column {empty[0]} of the header has no name")
         found = SentimentFile(path, self.name, columns)
         return self.judged(found, time_unit=time_unit, latest_ms=latest_ms)
-
-    def empty(self, path: Path) -> SentimentFile:
-        return SentimentFile(path, self.name, REQUIRED)
 
     @staticmethod
     def add_row(reader: ReadingsReader, row: list[str], line: int, ts: int) -> None:

@@ -42,9 +42,6 @@ class PlainSentiment(SentimentLayout):
         found = SentimentFile(path, self.name, lowered)
         return self.judged(found, time_unit=time_unit, latest_ms=latest_ms)
 
-    def empty(self, path: Path) -> SentimentFile:
-        return SentimentFile(path, self.name, REQUIRED)
-
     @staticmethod
     def add_row(reader: ReadingsReader, row: list[str], line: int, ts: int) -> None:
         position = reader.position
