@@ -4,6 +4,7 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from sqlalchemy import func, select
 
 from market_data_services.app.cli import main
 from market_data_services.app.commands._progress import ProgressBar
+from market_data_services.ingest.layouts import LAYOUTS, PLUGIN_GROUP
+from market_data_services.ingest.layouts import base as layouts_base
 from market_data_services.storage import create_engine, ticks
 from tests.conftest import SAMPLE_DATA
 from tests.databases import DatabaseFactory
@@ -339,3 +342,96 @@ def test_ingest_of_epoch_seconds_read_as_ms_exits_2_and_as_s_loads(
     assert main([*args, "--time-unit", "s"]) == 0
     assert "from 2014-05-01T00:00:00.000Z to 2014-05-01T00:00:01.000Z" in capsys.readouterr().out
     assert count(url) == 2
+
+
+def _readme_example() -> dict[str, str]:
+    """The code blocks of the README's "Adding a file layout" section by language."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Adding a file layout\n", 1)[1].split("\n## ", 1)[0]
+    blocks = section.split("```")[1::2]
+    return {block.split("\n", 1)[0]: block.split("\n", 1)[1] for block in blocks}
+
+
+def _install_layout_plugin(folder: Path, module: str, source: str, entry: str) -> None:
+    """Install ``module`` as pip does: the module, and a ``.dist-info`` whose
+    ``entry_points.txt`` holds ``entry`` (a line of the group)."""
+    (folder / f"{module}.py").write_text(source, encoding="utf-8")
+    info = folder / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[{PLUGIN_GROUP}]\n{entry}\n")
+
+
+@pytest.fixture
+def plugins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Path]:
+    """A folder on sys.path for plugins; the registry as it was comes back after the test."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    monkeypatch.setattr(layouts_base, "_plugin_problems", None)
+    for kind in LAYOUTS:
+        monkeypatch.setitem(LAYOUTS, kind, dict(LAYOUTS[kind]))
+    yield folder
+    for name in [n for n in sys.modules if n.startswith("plugin_")]:
+        del sys.modules[name]
+
+
+def test_a_layout_installed_as_a_plugin_loads_its_files(
+    database_url: str,
+    tmp_path: Path,
+    plugins: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    example = _readme_example()
+    entry = next(line for line in example["toml"].splitlines() if line.startswith("dukascopy ="))
+    # The README's module under a name no other test uses; entry_points.txt has no quotes.
+    module = "plugin_dukascopy"
+    _install_layout_plugin(
+        plugins,
+        module,
+        example["python"],
+        entry.replace("dukascopy_ticks", module).replace('"', ""),
+    )
+    (tmp_path / "EURUSD_Ticks.csv").write_text(example["text"], encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    capsys.readouterr()
+    console = example["console"].splitlines()
+    command = console[0].removeprefix("$ ").split()
+    assert command[:3] == ["mds", "ingest", "ticks"]
+    assert main([*command[1:-2], "--db", database_url]) == 0
+    captured = capsys.readouterr()
+    rejected = [line for line in console[1:] if line.startswith("rejected:")]
+    assert captured.err.splitlines() == rejected
+    assert captured.out.splitlines() == [line for line in console[1:] if line not in rejected]
+    assert count(database_url) == 3
+    with pytest.raises(SystemExit):
+        main(["ingest", "ticks", "--help"])
+    assert "--layout {plain,lean,dukascopy}" in capsys.readouterr().out
+
+
+def test_a_layout_plugin_that_cannot_load_exits_2_naming_it(
+    tmp_path: Path, plugins: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _install_layout_plugin(
+        plugins, "plugin_broken", "import no_such_module\n", "broken = plugin_broken:LAYOUT"
+    )
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert main(["ingest", "ticks", str(SUNDAY), "--symbol", "EUR/USD", "--db", url]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "mds ingest ticks: layout plugin 'broken' (plugin_broken:LAYOUT): cannot load: "
+        "ModuleNotFoundError: No module named 'no_such_module'"
+    ]
+
+
+def test_a_layout_plugin_that_is_no_layout_exits_2_naming_it(
+    tmp_path: Path, plugins: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _install_layout_plugin(plugins, "plugin_wrong", "LAYOUT = 42\n", "wrong = plugin_wrong:LAYOUT")
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert main(["ingest", "ticks", str(SUNDAY), "--symbol", "EUR/USD", "--db", url]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "mds ingest ticks: layout plugin 'wrong' (plugin_wrong:LAYOUT): is a int, not a "
+        "market_data_services Layout"
+    ]

@@ -158,6 +158,27 @@ def test_bad_rows_are_reported_with_file_and_line_and_good_rows_kept(
     assert sample(registry, "mds_ticks_written_total") == 2
 
 
+def test_rejections_are_listed_in_file_order_whether_parsing_or_checking_found_them(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "order.csv",
+        "timestamp,bid,ask\n"
+        "2023-11-14T10:00:00,0,1.11\n"  # 2 non-positive (found by the checks)
+        "2023-11-14T10:00:01,abc,1.11\n"  # 3 malformed (found by the parser)
+        "2023-11-14T10:00:02,1.10,1.11\n"  # 4 good
+        "2031-01-01T00:00:00,1.10,1.11\n"  # 5 future (checks)
+        "2023-11-14T10:00:03,1.10\n",  # 6 malformed (parser)
+    )
+    report = ingest_ticks(engine, path, symbol="EUR/USD", wall_clock=lambda: NOW)
+    assert [(r.line, r.reason) for r in report.rejections] == [
+        (2, "non_positive_price"),
+        (3, "malformed"),
+        (5, "future_timestamp"),
+        (6, "malformed"),
+    ]
+
+
 def test_a_bad_row_in_a_lean_file_is_named_and_the_rest_kept(
     engine: Engine, tmp_path: Path
 ) -> None:

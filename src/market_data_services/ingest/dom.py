@@ -1,7 +1,7 @@
 """Order books (depth of market) in: validation and storage of snapshots.
 
 ``ingest_dom(engine, paths, ...)`` loads order-book files (``jsonl``, ``tardis``,
-``bybit``, ``binance`` layouts; see ``layouts/books.py``) into ``dom_snapshots``, as
+``bybit``, ``binance`` layouts; see ``layouts/books/``) into ``dom_snapshots``, as
 ``mds ingest dom`` does; ``write_dom(engine, snapshots)`` stores snapshots from a live
 feed. Both validate every book and return an ``IngestReport``: empty and one-sided books,
 NaN, zero or negative prices and sizes, unsorted and duplicated levels are rejected with
@@ -24,10 +24,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from market_data_services.ingest.files import ImplausibleTimeError
+from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.books import (
     LAYOUTS,
     BookFile,
@@ -39,12 +41,18 @@ from market_data_services.ingest.layouts.books import (
 )
 from market_data_services.ingest.pipeline import (
     DEFAULT_FUTURE_TOLERANCE_SECONDS,
+    BoolArray,
+    Checks,
+    IngestFamilies,
+    IngestKind,
     IngestProgress,
     IngestReport,
+    MetricNames,
     QuotePolicy,
     Rejection,
+    ingest_chunks,
     inspect_files,
-    load_files,
+    write_chunk,
 )
 from market_data_services.market.book import (
     BOOK_REASONS,
@@ -55,11 +63,8 @@ from market_data_services.market.book import (
     top_of_book,
     unpack_levels,
 )
-from market_data_services.market.symbols import is_valid_symbol, symbol_rule
 from market_data_services.runtime.telemetry import families_for
-from market_data_services.storage.bulk import refresh_statistics
-from market_data_services.storage.engine import begin_write
-from market_data_services.storage.locks import DOM_WRITE_LOCK_KEY, hold_advisory_lock
+from market_data_services.storage.locks import DOM_WRITE_LOCK_KEY
 from market_data_services.storage.schema import dom_snapshots
 from market_data_services.storage.upsert import upsert
 from market_data_services.timeutil import format_ms, parse_zone
@@ -74,13 +79,28 @@ REJECT_REASONS = (
     "unknown_symbol",  # not among the symbols being loaded
     "crossed",  # best ask below best bid, only with reject_crossed=True
 )
-_CODE = {reason: number for number, reason in enumerate(REJECT_REASONS, start=1)}
 
 #: After a load of this many new snapshots, PostgreSQL's statistics are refreshed.
 ANALYZE_AFTER_ROWS = 10_000
 
 _SNAPSHOT_COLUMNS = ("symbol", "ts", "bids", "asks")
 _SNAPSHOT_KEY = ("symbol", "ts")
+_METRICS = MetricNames(
+    written=("mds_dom_snapshots_written", "Order-book snapshots stored as new rows."),
+    duplicates=(
+        "mds_dom_snapshots_duplicate",
+        "Valid snapshots skipped because one of that symbol and millisecond was stored.",
+    ),
+    rejected=(
+        "mds_dom_snapshots_rejected",
+        "Order-book snapshots rejected (at ingestion or by the service), by reason.",
+    ),
+    crossed=(
+        "mds_dom_books_crossed",
+        "Crossed books seen (best ask below best bid); kept unless reject_crossed.",
+    ),
+    locked=("mds_dom_books_locked", "Locked books seen (best ask equal to best bid); kept."),
+)
 
 
 class BookSnapshot(NamedTuple):
@@ -92,173 +112,68 @@ class BookSnapshot(NamedTuple):
     asks: Any
 
 
-# -- metrics families ----------------------------------------------------------------------------
+def _families(registry: CollectorRegistry) -> IngestFamilies:
+    return IngestFamilies(registry, _METRICS, REJECT_REASONS)
 
 
-class _IngestFamilies:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.written = Counter(
-            "mds_dom_snapshots_written",
-            "Order-book snapshots stored as new rows.",
-            registry=registry,
-        )
-        self.duplicates = Counter(
-            "mds_dom_snapshots_duplicate",
-            "Valid snapshots skipped because one of that symbol and millisecond was stored.",
-            registry=registry,
-        )
-        self.rejected = Counter(
-            "mds_dom_snapshots_rejected",
-            "Order-book snapshots rejected (at ingestion or by the service), by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        self.crossed = Counter(
-            "mds_dom_books_crossed",
-            "Crossed books seen (best ask below best bid); kept unless reject_crossed.",
-            registry=registry,
-        )
-        self.locked = Counter(
-            "mds_dom_books_locked",
-            "Locked books seen (best ask equal to best bid); kept.",
-            registry=registry,
-        )
-        self.by_reason = {reason: self.rejected.labels(reason) for reason in REJECT_REASONS}
-
-
-def dom_ingest_metrics(registry: CollectorRegistry | None = None) -> _IngestFamilies:
+def dom_ingest_metrics(registry: CollectorRegistry | None = None) -> IngestFamilies:
     """The order-book ingestion counters of ``registry`` (created, at zero, on first use)."""
-    return families_for(registry, _IngestFamilies)
+    return families_for(registry, _families)
 
 
-# -- ingestion -----------------------------------------------------------------------------------
+class _Books(IngestKind[RawBooks]):
+    """Order-book snapshots: ``market.book``'s checks; crossed and locked books; one
+    snapshot per symbol and millisecond (the first stored is kept)."""
 
+    unit = "snapshots"
+    crossed_noun = "books"
+    reasons = REJECT_REASONS
+    lock_key = DOM_WRITE_LOCK_KEY
+    analyze = (dom_snapshots, ANALYZE_AFTER_ROWS)
 
-def _check(
-    raw: RawBooks, policy: QuotePolicy, now_ms: int
-) -> tuple[npt.NDArray[np.bool_], int, int, list[Rejection]]:
-    """Which books of ``raw`` to keep, crossed and locked counts, and the rejections."""
-    n = len(raw)
-    reason = np.zeros(n, dtype=np.int8)
-    messages: dict[int, str] = {}
-    _, problems = check_books(raw.batch)
-    for problem in problems:
-        reason[problem.position] = _CODE[problem.reason]
-        messages[problem.position] = problem.message
+    def families(self, registry: CollectorRegistry | None) -> IngestFamilies:
+        return dom_ingest_metrics(registry)
 
-    def mark(mask: npt.NDArray[np.bool_], name: str) -> None:
-        reason[(reason == 0) & mask] = _CODE[name]
+    def check(self, raw: RawBooks, checks: Checks, policy: QuotePolicy) -> None:
+        _, problems = check_books(raw.batch)
+        for problem in problems:
+            checks.set(problem.position, problem.reason, problem.message)
 
-    mark(raw.ts < 0, "timestamp_out_of_range")
-    mark(raw.ts > now_ms + policy.future_tolerance_ms, "future_timestamp")
-    per_symbol = np.zeros(max(len(raw.symbols), 1), dtype=np.int8)
-    for code, name in enumerate(raw.symbols):
-        if not is_valid_symbol(name):
-            per_symbol[code] = _CODE["malformed"]
-        elif policy.symbols is not None and name not in policy.symbols:
-            per_symbol[code] = _CODE["unknown_symbol"]
-    if per_symbol.any() and n:
-        pending = reason == 0
-        reason[pending] = per_symbol[raw.symbol_codes][pending]
-    crossed, locked = crossed_and_locked(raw.batch, reason == 0)
-    if policy.reject_crossed:
-        mark(crossed, "crossed")
-    keep = reason == 0
-    best_bid, _, best_ask, _ = top_of_book(raw.batch)
+    def crossed_and_locked(self, raw: RawBooks, valid: BoolArray) -> tuple[BoolArray, BoolArray]:
+        return crossed_and_locked(raw.batch, valid)
 
-    def message(name: str, index: int) -> str:
+    def describe(
+        self, raw: RawBooks, name: str, index: int, checks: Checks, policy: QuotePolicy
+    ) -> str:
         symbol = raw.symbols[int(raw.symbol_codes[index])]
         ts = int(raw.ts[index])
         when = f"{symbol} at {format_ms(ts)}" if ts >= 0 else f"{symbol} at {ts} ms"
         if name in BOOK_REASONS:
-            return f"{when}: {messages[index]}"
-        if name == "timestamp_out_of_range":
-            return f"{symbol}: timestamp {ts} ms is before 1970"
-        if name == "future_timestamp":
-            return (
-                f"{when}: more than {policy.future_tolerance_ms // 1000} s after now "
-                f"({format_ms(now_ms)}); wrong --tz?"
-            )
-        if name == "unknown_symbol":
-            allowed = ", ".join(sorted(policy.symbols or ()))
-            return f"symbol {symbol!r} is not among the symbols being loaded ({allowed})"
-        if name == "malformed":
-            return f"symbol {symbol!r} is not a valid symbol ({symbol_rule()})"
+            return f"{when}: {checks.messages[index]}"
+        best_bid, _, best_ask, _ = top_of_book(raw.batch)
         return (
             f"{when}: crossed book: best ask {float(best_ask[index])} below best bid "
             f"{float(best_bid[index])} (rejected by reject_crossed)"
         )
 
-    rejections = []
-    for index in np.flatnonzero(~keep).tolist():
-        name = REJECT_REASONS[int(reason[index]) - 1]
-        rejections.append(Rejection(raw.source, int(raw.lines[index]), name, message(name, index)))
-    return keep, int(crossed.sum()), int(locked.sum()), rejections
-
-
-def _store(
-    engine: Engine,
-    raw: RawBooks,
-    *,
-    policy: QuotePolicy,
-    now_ms: int,
-    report: IngestReport,
-    metrics: _IngestFamilies,
-) -> None:
-    report.rows += len(raw) + len(raw.rejections)
-    keep, crossed, locked, rejections = _check(raw, policy, now_ms)
-    index = np.flatnonzero(keep)
-    accepted = int(index.shape[0])
-    written = 0
-    if accepted:
+    def write(self, connection: Connection, raw: RawBooks, keep: BoolArray) -> int:
+        index = np.flatnonzero(keep)
         bid_blobs, ask_blobs = raw.batch.side_blobs(index)
-        codes = raw.symbol_codes[index]
-        ts = raw.ts[index]
         names = raw.symbols
         symbol_column: Iterable[str] = (
-            itertools.repeat(names[0], accepted)
+            itertools.repeat(names[0], len(index))
             if len(names) == 1
-            else [names[c] for c in codes.tolist()]
+            else [names[c] for c in raw.symbol_codes[index].tolist()]
         )
-        rows = zip(symbol_column, ts.tolist(), bid_blobs, ask_blobs, strict=False)
-        with begin_write(engine) as connection:
-            hold_advisory_lock(connection, DOM_WRITE_LOCK_KEY)
-            written = upsert(
-                connection,
-                dom_snapshots,
-                rows,
-                columns=_SNAPSHOT_COLUMNS,
-                key=_SNAPSHOT_KEY,
-                update=(),
-            )
-            if written < 0:  # pragma: no cover - both our drivers report it
-                written = accepted
-        counts = np.bincount(codes, minlength=len(names))
-        for code, name in enumerate(names):
-            if counts[code]:
-                mine = ts[codes == code]
-                report._accept(name, int(counts[code]), int(mine.min()), int(mine.max()))
-    report.accepted += accepted
-    report.written += written
-    report.duplicates += accepted - written
-    report.crossed += crossed
-    report.locked += locked
-    # In file order: parsing and validation find theirs separately.
-    for rejection in sorted(itertools.chain(raw.rejections, rejections), key=_line):
-        report._reject(rejection)
-        metrics.by_reason[rejection.reason].inc()
-    metrics.written.inc(written)
-    metrics.duplicates.inc(accepted - written)
-    metrics.crossed.inc(crossed)
-    metrics.locked.inc(locked)
-
-
-def _line(rejection: Rejection) -> int:
-    return rejection.line or 0
-
-
-def _report(max_examples: int) -> IngestReport:
-    return IngestReport(max_examples=max_examples, unit="snapshots", crossed_noun="books")
+        rows = zip(symbol_column, raw.ts[index].tolist(), bid_blobs, ask_blobs, strict=False)
+        return upsert(
+            connection,
+            dom_snapshots,
+            rows,
+            columns=_SNAPSHOT_COLUMNS,
+            key=_SNAPSHOT_KEY,
+            update=(),
+        )
 
 
 def inspect_dom_files(
@@ -276,7 +191,7 @@ def inspect_dom_files(
     anything is written.
     """
     inspect_one = functools.partial(inspect_book_file, time_unit=time_unit, latest_ms=latest_ms)
-    return inspect_files(paths, layout, LAYOUTS, find_book_files, inspect_one)
+    return inspect_files(paths, layout, layout_names("dom"), find_book_files, inspect_one)
 
 
 def ingest_dom(
@@ -310,27 +225,17 @@ def ingest_dom(
     policy = QuotePolicy.of(symbols, reject_crossed, future_tolerance_seconds)
     latest_ms = int(wall_clock() * 1000) + policy.future_tolerance_ms
     files = inspect_dom_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
-    metrics = dom_ingest_metrics(registry)
-    report = _report(max_examples)
-    load_files(
+    return ingest_chunks(
+        engine,
+        _Books(),
         files,
         lambda book_file: read_books(book_file, zone=zone),
-        lambda chunk: _store(
-            engine,
-            chunk,
-            policy=policy,
-            now_ms=int(wall_clock() * 1000),
-            report=report,
-            metrics=metrics,
-        ),
-        report,
-        progress,
+        policy=policy,
+        registry=registry,
+        progress=progress,
+        wall_clock=wall_clock,
+        max_examples=max_examples,
     )
-    if report.written >= ANALYZE_AFTER_ROWS:
-        # Fresh statistics, so the service's time-ordered batch reads use the (symbol, ts)
-        # index at once instead of sorting the whole table until autovacuum analyzes it.
-        refresh_statistics(engine, dom_snapshots)
-    return report
 
 
 def write_dom(
@@ -351,17 +256,15 @@ def write_dom(
     milliseconds. A snapshot's "line" in the report is its position, from 1.
     """
     policy = QuotePolicy.of(symbols, reject_crossed, future_tolerance_seconds)
-    raw = _snapshots_to_raw(snapshots, source)
-    report = _report(max_examples)
-    _store(
+    return write_chunk(
         engine,
-        raw,
+        _Books(),
+        _snapshots_to_raw(snapshots, source),
         policy=policy,
-        now_ms=int(wall_clock() * 1000),
-        report=report,
-        metrics=dom_ingest_metrics(registry),
+        registry=registry,
+        wall_clock=wall_clock,
+        max_examples=max_examples,
     )
-    return report
 
 
 def _snapshots_to_raw(snapshots: Iterable[BookSnapshot | tuple[Any, ...]], source: str) -> RawBooks:

@@ -150,6 +150,23 @@ def first_line(text: str) -> str:
     return ""
 
 
+def csv_data_rows(
+    path: Path, error: type[WrongFileKindError]
+) -> Generator[tuple[int, list[str]], None, None]:
+    """(line, cells) of the data rows of a CSV file with a header, read lazily: blank rows
+    and the header are skipped."""
+    with open_text(path, error) as stream:
+        reader = csv.reader(stream)
+        header_seen = False
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if not header_seen:
+                header_seen = True
+                continue
+            yield reader.line_num, row
+
+
 def first_csv_cells(
     path: Path, error: type[WrongFileKindError], index: int
 ) -> Generator[tuple[int, str], None, None]:
@@ -355,6 +372,7 @@ __all__ = [
     "TimeOutOfRangeError",
     "WrongFileKindError",
     "check_time_unit",
+    "csv_data_rows",
     "find_files",
     "first_csv_cells",
     "first_json_values",

@@ -1,9 +1,12 @@
-"""What every ingester shares: rejections with their place, the report, the policy, and
-the loop over files.
+"""The one ingestion pipeline: read -> check -> policy -> store -> report and metrics.
 
-Ticks, order-book snapshots and sentiment readings are loaded the same way: each row is
-validated, bad rows are rejected with a reason code and their file and line, good rows
-beside them are kept, and an ``IngestReport`` says what happened.
+Ticks, order-book snapshots and sentiment readings are loaded the same way: each chunk a
+layout reads is checked row by row, the policy (symbols, crossed and locked, how far
+ahead) is applied, bad rows are rejected with a reason code and their file and line (in
+file order), good rows beside them are stored under the kind's write lock, and an
+``IngestReport`` and the kind's counters say what happened. A kind (``ticks.py``,
+``dom.py``, ``sentiment.py``) is an ``IngestKind``: its own checks, messages and row
+writer, nothing more.
 """
 
 from __future__ import annotations
@@ -12,13 +15,25 @@ import math
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple, Protocol, TypeVar
+from typing import ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
-from market_data_services.market.symbols import check_symbol
+import numpy as np
+import numpy.typing as npt
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import Connection, Table
+from sqlalchemy.engine import Engine
+
+from market_data_services.market.symbols import check_symbol, is_valid_symbol, symbol_rule
+from market_data_services.runtime.validate import fraction
+from market_data_services.storage.bulk import refresh_statistics
+from market_data_services.storage.engine import begin_write
+from market_data_services.storage.locks import hold_advisory_lock
 from market_data_services.timeutil import format_ms
 
 #: Default allowance for feed clocks running ahead of ours.
 DEFAULT_FUTURE_TOLERANCE_SECONDS = 3600.0
+#: Default tolerance of sentiment's |long + short - 1| (one percentage point).
+DEFAULT_SUM_TOLERANCE = 0.01
 
 
 class Rejection(NamedTuple):
@@ -112,13 +127,24 @@ def future_tolerance_ms(seconds: float) -> int:
 
 __all__ = [
     "DEFAULT_FUTURE_TOLERANCE_SECONDS",
+    "DEFAULT_SUM_TOLERANCE",
+    "Checked",
+    "Checks",
+    "IngestFamilies",
+    "IngestKind",
     "IngestProgress",
     "IngestReport",
+    "MetricNames",
     "QuotePolicy",
+    "RawChunk",
     "Rejection",
+    "check_chunk",
     "future_tolerance_ms",
+    "ingest_chunks",
     "inspect_files",
     "load_files",
+    "store_chunk",
+    "write_chunk",
 ]
 
 
@@ -164,11 +190,13 @@ def load_files(
 
 @dataclass(frozen=True, kw_only=True)
 class QuotePolicy:
-    """What a tick or book ingester accepts: which symbols, crossed quotes, how far ahead."""
+    """What an ingester accepts: which symbols, crossed quotes, how far ahead, and (for
+    sentiment) how far long + short may be from 100 %."""
 
     symbols: frozenset[str] | None
-    reject_crossed: bool
+    reject_crossed: bool = False
     future_tolerance_ms: int
+    sum_tolerance: float = DEFAULT_SUM_TOLERANCE
 
     @classmethod
     def of(
@@ -176,13 +204,333 @@ class QuotePolicy:
         symbols: Collection[str] | None,
         reject_crossed: bool,
         future_tolerance_seconds: float,
+        sum_tolerance: float = DEFAULT_SUM_TOLERANCE,
     ) -> QuotePolicy:
         """Checked arguments: bad symbols and tolerances raise ValueError naming them."""
+        tolerance = future_tolerance_ms(future_tolerance_seconds)
+        fraction(sum_tolerance, "sum_tolerance")
         allowed = None
         if symbols is not None:
             allowed = frozenset(check_symbol(name) for name in symbols)
         return cls(
             symbols=allowed,
             reject_crossed=bool(reject_crossed),
-            future_tolerance_ms=future_tolerance_ms(future_tolerance_seconds),
+            future_tolerance_ms=tolerance,
+            sum_tolerance=float(sum_tolerance),
         )
+
+
+# -- the engine --------------------------------------------------------------------------------
+
+
+class RawChunk(Protocol):
+    """What a layout reads: rows of one source (or one chunk of it), not yet checked.
+
+    Columns share one length; ``symbol_codes`` index ``symbols``; ``rejections`` are the
+    rows that could not be parsed.
+    """
+
+    source: str
+    symbols: list[str]
+    symbol_codes: npt.NDArray[np.int32]
+    ts: npt.NDArray[np.int64]
+    lines: npt.NDArray[np.int64]
+    rejections: list[Rejection]
+
+    def __len__(self) -> int: ...
+
+
+R = TypeVar("R", bound=RawChunk)
+BoolArray = npt.NDArray[np.bool_]
+
+
+class MetricNames(NamedTuple):
+    """A kind's counter names (without ``_total``) and help texts."""
+
+    written: tuple[str, str]
+    duplicates: tuple[str, str]
+    rejected: tuple[str, str]
+    crossed: tuple[str, str] | None = None
+    locked: tuple[str, str] | None = None
+
+
+class IngestFamilies:
+    """One kind's ingestion counters on one registry: written, duplicates, rejected by
+    reason (children resolved once) and, for quotes and books, crossed and locked."""
+
+    def __init__(
+        self, registry: CollectorRegistry, names: MetricNames, reasons: Sequence[str]
+    ) -> None:
+        self.written = Counter(*names.written, registry=registry)
+        self.duplicates = Counter(*names.duplicates, registry=registry)
+        self.rejected = Counter(*names.rejected, ["reason"], registry=registry)
+        self.crossed = None if names.crossed is None else Counter(*names.crossed, registry=registry)
+        self.locked = None if names.locked is None else Counter(*names.locked, registry=registry)
+        self.by_reason = {reason: self.rejected.labels(reason) for reason in reasons}
+
+
+class Checks:
+    """The reason code of each row of one chunk: the first reason marked wins."""
+
+    def __init__(self, reasons: Sequence[str], rows: int) -> None:
+        self.reasons = tuple(reasons)
+        self._code = {reason: number for number, reason in enumerate(self.reasons, start=1)}
+        self.reason = np.zeros(rows, dtype=np.int8)
+        #: Messages the kind's checks wrote for single rows, by position.
+        self.messages: dict[int, str] = {}
+
+    def mark(self, mask: BoolArray, name: str) -> None:
+        """Reject the rows of ``mask`` not rejected yet for ``name``."""
+        self.reason[(self.reason == 0) & mask] = self._code[name]
+
+    def set(self, position: int, name: str, message: str) -> None:
+        """Reject one row for ``name`` with its own ``message``."""
+        self.reason[position] = self._code[name]
+        self.messages[position] = message
+
+    def code(self, name: str) -> int:
+        return self._code[name]
+
+    @property
+    def passed(self) -> BoolArray:
+        passed: BoolArray = self.reason == 0
+        return passed
+
+    def name(self, position: int) -> str:
+        return self.reasons[int(self.reason[position]) - 1]
+
+
+class Checked(NamedTuple):
+    """The rows of a chunk that passed, crossed and locked counts, the rejections."""
+
+    keep: BoolArray
+    crossed: int
+    locked: int
+    rejections: list[Rejection]
+
+
+class IngestKind(Generic[R]):
+    """One kind of raw data (ticks, books, readings): a thin adapter of the pipeline.
+
+    The pipeline owns the checks every kind shares (times before 1970 or too far ahead,
+    symbol text and the allowed set, crossed quotes under the policy), the write lock,
+    the report, the counters and the order of rejections. A kind says only what is its
+    own: its checks (``check``), the crossed and locked states (``crossed_and_locked``,
+    None where there are none), its messages (``describe``) and how rows are written
+    (``write``).
+    """
+
+    #: What one row is in ``IngestReport.summary()``: ticks, snapshots, readings.
+    unit: ClassVar[str]
+    #: The noun of the crossed and locked count in the summary; None: no such state.
+    crossed_noun: ClassVar[str | None] = None
+    #: The ``reason`` label values of the rejected counter, in the order they are checked.
+    reasons: ClassVar[tuple[str, ...]]
+    #: The advisory lock writers of this kind take (``storage.locks``).
+    lock_key: ClassVar[int]
+    #: Whether shared messages start with ``SYMBOL:``.
+    symbol_in_messages: ClassVar[bool] = True
+    #: After a load of this many new rows, refresh this table's planner statistics.
+    analyze: ClassVar[tuple[Table, int] | None] = None
+
+    def families(self, registry: CollectorRegistry | None) -> IngestFamilies:
+        """The kind's counters on ``registry``, made once per registry."""
+        raise NotImplementedError
+
+    def start_source(self) -> None:
+        """A new file (or ``write_*`` call) begins; state kept per source starts over."""
+
+    def check(self, raw: R, checks: Checks, policy: QuotePolicy) -> None:
+        """Mark the kind's own bad rows (run before the shared checks)."""
+
+    def check_after_symbols(self, raw: R, checks: Checks) -> None:
+        """Mark bad rows the kind checks after the symbols (sentiment: its sources)."""
+
+    def crossed_and_locked(self, raw: R, valid: BoolArray) -> tuple[BoolArray, BoolArray] | None:
+        """The crossed and the locked rows among ``valid``; None when the kind has none."""
+        return None
+
+    def describe(self, raw: R, name: str, index: int, checks: Checks, policy: QuotePolicy) -> str:
+        """The message of the kind's own rejection reasons."""
+        raise NotImplementedError
+
+    def write(self, connection: Connection, raw: R, keep: BoolArray) -> int:
+        """Store the kept rows inside the write transaction; how many were new."""
+        raise NotImplementedError
+
+
+def check_chunk(kind: IngestKind[R], raw: R, policy: QuotePolicy, now_ms: int) -> Checked:
+    """The kind's checks, then the shared ones and the policy; rejections in row order."""
+    checks = Checks(kind.reasons, len(raw))
+    kind.check(raw, checks, policy)
+    checks.mark(raw.ts < 0, "timestamp_out_of_range")
+    checks.mark(raw.ts > now_ms + policy.future_tolerance_ms, "future_timestamp")
+    per_symbol = np.zeros(max(len(raw.symbols), 1), dtype=np.int8)
+    for code, name in enumerate(raw.symbols):
+        if not is_valid_symbol(name):
+            per_symbol[code] = checks.code("malformed")
+        elif policy.symbols is not None and name not in policy.symbols:
+            per_symbol[code] = checks.code("unknown_symbol")
+    if per_symbol.any() and len(raw):
+        pending = checks.reason == 0
+        checks.reason[pending] = per_symbol[raw.symbol_codes][pending]
+    kind.check_after_symbols(raw, checks)
+    crossed_count = locked_count = 0
+    states = kind.crossed_and_locked(raw, checks.passed)
+    if states is not None:
+        crossed, locked = states
+        crossed_count, locked_count = int(crossed.sum()), int(locked.sum())
+        if policy.reject_crossed:
+            checks.mark(crossed, "crossed")
+    keep = checks.passed
+    rejections = []
+    for index in np.flatnonzero(~keep).tolist():
+        name = checks.name(index)
+        message = _shared_message(kind, raw, name, index, policy=policy, now_ms=now_ms)
+        if message is None:
+            message = kind.describe(raw, name, index, checks, policy)
+        rejections.append(Rejection(raw.source, int(raw.lines[index]), name, message))
+    return Checked(keep, crossed_count, locked_count, rejections)
+
+
+def _shared_message(
+    kind: IngestKind[R], raw: R, name: str, index: int, *, policy: QuotePolicy, now_ms: int
+) -> str | None:
+    symbol = raw.symbols[int(raw.symbol_codes[index])] if raw.symbols else ""
+    subject = f"{symbol}: " if kind.symbol_in_messages else ""
+    ts = int(raw.ts[index])
+    if name == "timestamp_out_of_range":
+        return f"{subject}timestamp {ts} ms is before 1970"
+    if name == "future_timestamp":
+        return (
+            f"{subject}timestamp {format_ms(ts)} is more than "
+            f"{policy.future_tolerance_ms // 1000} s after now ({format_ms(now_ms)}); "
+            f"wrong --tz?"
+        )
+    if name == "unknown_symbol":
+        allowed = ", ".join(sorted(policy.symbols or ()))
+        return f"symbol {symbol!r} is not among the symbols being loaded ({allowed})"
+    if name == "malformed" and not is_valid_symbol(symbol):
+        return f"symbol {symbol!r} is not a valid symbol ({symbol_rule()})"
+    return None
+
+
+def store_chunk(
+    engine: Engine,
+    kind: IngestKind[R],
+    raw: R,
+    *,
+    policy: QuotePolicy,
+    now_ms: int,
+    report: IngestReport,
+    metrics: IngestFamilies,
+) -> None:
+    """Check ``raw``, store what passed under the kind's write lock, report and count."""
+    report.rows += len(raw) + len(raw.rejections)
+    checked = check_chunk(kind, raw, policy, now_ms)
+    keep = checked.keep
+    index = np.flatnonzero(keep)
+    accepted = int(index.shape[0])
+    written = 0
+    if accepted:
+        with begin_write(engine) as connection:
+            hold_advisory_lock(connection, kind.lock_key)
+            written = kind.write(connection, raw, keep)
+            if written < 0:  # pragma: no cover - both our drivers report it
+                written = accepted
+        codes, ts = raw.symbol_codes[index], raw.ts[index]
+        counts = np.bincount(codes, minlength=len(raw.symbols))
+        for code, name in enumerate(raw.symbols):
+            if counts[code]:
+                mine = ts[codes == code]
+                report._accept(name, int(counts[code]), int(mine.min()), int(mine.max()))
+    report.accepted += accepted
+    report.written += written
+    report.duplicates += accepted - written
+    report.crossed += checked.crossed
+    report.locked += checked.locked
+    # In file order: parsing and checking find theirs separately.
+    for rejection in sorted([*raw.rejections, *checked.rejections], key=_line):
+        report._reject(rejection)
+        metrics.by_reason[rejection.reason].inc()
+    metrics.written.inc(written)
+    metrics.duplicates.inc(accepted - written)
+    if metrics.crossed is not None:
+        metrics.crossed.inc(checked.crossed)
+    if metrics.locked is not None:
+        metrics.locked.inc(checked.locked)
+
+
+def _line(rejection: Rejection) -> int:
+    return rejection.line or 0
+
+
+def new_report(kind: IngestKind[R], max_examples: int) -> IngestReport:
+    return IngestReport(max_examples=max_examples, unit=kind.unit, crossed_noun=kind.crossed_noun)
+
+
+def ingest_chunks(
+    engine: Engine,
+    kind: IngestKind[R],
+    files: Sequence[F],
+    read: Callable[[F], Iterable[R]],
+    *,
+    policy: QuotePolicy,
+    registry: CollectorRegistry | None,
+    progress: Callable[[IngestProgress], None] | None,
+    wall_clock: Callable[[], float],
+    max_examples: int,
+) -> IngestReport:
+    """Read, check and store every chunk of every (inspected) file, in order."""
+    metrics = kind.families(registry)
+    report = new_report(kind, max_examples)
+
+    def chunks(data_file: F) -> Iterable[R]:
+        kind.start_source()
+        return read(data_file)
+
+    load_files(
+        files,
+        chunks,
+        lambda chunk: store_chunk(
+            engine,
+            kind,
+            chunk,
+            policy=policy,
+            now_ms=int(wall_clock() * 1000),
+            report=report,
+            metrics=metrics,
+        ),
+        report,
+        progress,
+    )
+    if kind.analyze is not None and report.written >= kind.analyze[1]:
+        # Fresh statistics, so the services' time-ordered batch reads use the (symbol, ts)
+        # index at once instead of sorting the whole table until autovacuum analyzes it.
+        refresh_statistics(engine, kind.analyze[0])
+    return report
+
+
+def write_chunk(
+    engine: Engine,
+    kind: IngestKind[R],
+    raw: R,
+    *,
+    policy: QuotePolicy,
+    registry: CollectorRegistry | None,
+    wall_clock: Callable[[], float],
+    max_examples: int,
+) -> IngestReport:
+    """Check and store one chunk built from a live feed's records (``write_*``)."""
+    report = new_report(kind, max_examples)
+    kind.start_source()
+    store_chunk(
+        engine,
+        kind,
+        raw,
+        policy=policy,
+        now_ms=int(wall_clock() * 1000),
+        report=report,
+        metrics=kind.families(registry),
+    )
+    return report

@@ -1,7 +1,7 @@
 """Retail sentiment in: validation and storage of readings.
 
 ``ingest_sentiment(engine, paths, ...)`` loads sentiment files (``plain`` CSV with
-percentages, or IG client sentiment exports; see ``layouts/sentiment.py``) into
+percentages, or IG client sentiment exports; see ``layouts/sentiment/``) into
 ``sentiment_readings``, as ``mds ingest sentiment`` does; ``write_sentiment(engine,
 readings)`` stores readings from a live feed (shares 0..1). Values outside 0..100 %, or
 long and short not adding up to 100 % (within ``sum_tolerance``), are rejected with the
@@ -11,21 +11,21 @@ reason, file and line.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import time
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
 from market_data_services.ingest.files import ImplausibleTimeError
+from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.sentiment import (
     LAYOUTS,
     NotASentimentFileError,
@@ -37,21 +37,25 @@ from market_data_services.ingest.layouts.sentiment import (
 )
 from market_data_services.ingest.pipeline import (
     DEFAULT_FUTURE_TOLERANCE_SECONDS,
+    DEFAULT_SUM_TOLERANCE,
+    BoolArray,
+    Checks,
+    IngestFamilies,
+    IngestKind,
     IngestProgress,
     IngestReport,
+    MetricNames,
+    QuotePolicy,
     Rejection,
-    future_tolerance_ms,
+    ingest_chunks,
     inspect_files,
-    load_files,
+    write_chunk,
 )
-from market_data_services.market.symbols import check_symbol, is_valid_symbol, symbol_rule
 from market_data_services.runtime.telemetry import families_for
-from market_data_services.runtime.validate import fraction
-from market_data_services.storage.engine import begin_write
-from market_data_services.storage.locks import SENTIMENT_WRITE_LOCK_KEY, hold_advisory_lock
+from market_data_services.storage.locks import SENTIMENT_WRITE_LOCK_KEY
 from market_data_services.storage.schema import SOURCE_LENGTH, sentiment_readings
 from market_data_services.storage.upsert import upsert
-from market_data_services.timeutil import format_ms, parse_zone
+from market_data_services.timeutil import parse_zone
 
 #: Why a reading can be rejected: the ``reason`` label of
 #: ``mds_sentiment_readings_rejected_total``.
@@ -64,12 +68,16 @@ REJECT_REASONS = (
     "future_timestamp",  # later than now + future_tolerance_seconds
     "unknown_symbol",  # not among the symbols being loaded
 )
-_CODE = {reason: number for number, reason in enumerate(REJECT_REASONS, start=1)}
-
-#: Default tolerance of |long + short - 1| (one percentage point).
-DEFAULT_SUM_TOLERANCE = 0.01
 _READING_COLUMNS = ("symbol", "ts", "source", "long_share", "short_share")
 _READING_KEY = ("symbol", "ts", "source")
+_METRICS = MetricNames(
+    written=("mds_sentiment_readings_written", "Sentiment readings stored as new rows."),
+    duplicates=(
+        "mds_sentiment_readings_duplicate",
+        "Valid readings skipped because the same (symbol, time, source) was stored.",
+    ),
+    rejected=("mds_sentiment_readings_rejected", "Sentiment readings rejected, by reason."),
+)
 
 
 class SentimentReading(NamedTuple):
@@ -85,93 +93,52 @@ class SentimentReading(NamedTuple):
     source: str = ""
 
 
-# -- metrics families ----------------------------------------------------------------------------
+def _families(registry: CollectorRegistry) -> IngestFamilies:
+    return IngestFamilies(registry, _METRICS, REJECT_REASONS)
 
 
-class _IngestFamilies:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.written = Counter(
-            "mds_sentiment_readings_written",
-            "Sentiment readings stored as new rows.",
-            registry=registry,
-        )
-        self.duplicates = Counter(
-            "mds_sentiment_readings_duplicate",
-            "Valid readings skipped because the same (symbol, time, source) was stored.",
-            registry=registry,
-        )
-        self.rejected = Counter(
-            "mds_sentiment_readings_rejected",
-            "Sentiment readings rejected, by reason.",
-            ["reason"],
-            registry=registry,
-        )
-        self.by_reason = {reason: self.rejected.labels(reason) for reason in REJECT_REASONS}
-
-
-def sentiment_ingest_metrics(registry: CollectorRegistry | None = None) -> _IngestFamilies:
+def sentiment_ingest_metrics(registry: CollectorRegistry | None = None) -> IngestFamilies:
     """The sentiment ingestion counters of ``registry`` (created, at zero, on first use)."""
-    return families_for(registry, _IngestFamilies)
+    return families_for(registry, _families)
 
 
-# -- ingestion -----------------------------------------------------------------------------------
+def _short(raw: RawReadings) -> npt.NDArray[np.float64]:
+    """Short shares: as given, or 1 - long where the file gives none."""
+    return np.where(np.isnan(raw.short_share), 1.0 - raw.long_share, raw.short_share)
 
 
-@dataclass(frozen=True, kw_only=True)
-class _Policy:
-    symbols: frozenset[str] | None
-    future_tolerance_ms: int
-    sum_tolerance: float
+class _Readings(IngestKind[RawReadings]):
+    """Sentiment readings: shares within 0..1 that add up to 1, and a printable source."""
 
+    unit = "readings"
+    reasons = REJECT_REASONS
+    lock_key = SENTIMENT_WRITE_LOCK_KEY
 
-def _policy(
-    symbols: Collection[str] | None, future_tolerance_seconds: float, sum_tolerance: float
-) -> _Policy:
-    tolerance = future_tolerance_ms(future_tolerance_seconds)
-    fraction(sum_tolerance, "sum_tolerance")
-    allowed = None if symbols is None else frozenset(check_symbol(s) for s in symbols)
-    return _Policy(
-        symbols=allowed, future_tolerance_ms=tolerance, sum_tolerance=float(sum_tolerance)
-    )
+    def families(self, registry: CollectorRegistry | None) -> IngestFamilies:
+        return sentiment_ingest_metrics(registry)
 
+    def check(self, raw: RawReadings, checks: Checks, policy: QuotePolicy) -> None:
+        long, given_short = raw.long_share, raw.short_share
+        has_short = ~np.isnan(given_short)
+        short = _short(raw)
+        checks.mark(~np.isfinite(long) | (has_short & ~np.isfinite(given_short)), "not_finite")
+        with np.errstate(invalid="ignore"):
+            checks.mark((long < 0) | (long > 1) | (short < 0) | (short > 1), "out_of_range")
+            checks.mark(np.abs(long + short - 1.0) > policy.sum_tolerance, "sum_mismatch")
 
-def _check(
-    raw: RawReadings, policy: _Policy, now_ms: int
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.float64], list[Rejection]]:
-    """Which readings to keep, their short shares (1 - long where none), the rejections."""
-    long, given_short, ts = raw.long_share, raw.short_share, raw.ts
-    has_short = ~np.isnan(given_short) if len(raw) else np.zeros(0, dtype=np.bool_)
-    short = np.where(has_short, given_short, 1.0 - long)
-    reason = np.zeros(len(raw), dtype=np.int8)
+    def check_after_symbols(self, raw: RawReadings, checks: Checks) -> None:
+        bad_source = np.array(
+            [len(s) > SOURCE_LENGTH or not s.isprintable() for s in raw.sources] or [False]
+        )
+        if len(raw):
+            checks.mark(bad_source[raw.source_codes], "malformed")
 
-    def mark(mask: npt.NDArray[np.bool_], name: str) -> None:
-        reason[(reason == 0) & mask] = _CODE[name]
-
-    mark(~np.isfinite(long) | (has_short & ~np.isfinite(given_short)), "not_finite")
-    with np.errstate(invalid="ignore"):
-        mark((long < 0) | (long > 1) | (short < 0) | (short > 1), "out_of_range")
-        mark(np.abs(long + short - 1.0) > policy.sum_tolerance, "sum_mismatch")
-    mark(ts < 0, "timestamp_out_of_range")
-    mark(ts > now_ms + policy.future_tolerance_ms, "future_timestamp")
-    per_symbol = np.zeros(max(len(raw.symbols), 1), dtype=np.int8)
-    for code, name in enumerate(raw.symbols):
-        if not is_valid_symbol(name):
-            per_symbol[code] = _CODE["malformed"]
-        elif policy.symbols is not None and name not in policy.symbols:
-            per_symbol[code] = _CODE["unknown_symbol"]
-    bad_source = np.array(
-        [len(s) > SOURCE_LENGTH or not s.isprintable() for s in raw.sources] or [False]
-    )
-    if len(raw):
-        pending = reason == 0
-        reason[pending] = per_symbol[raw.symbol_codes][pending]
-        mark(bad_source[raw.source_codes], "malformed")
-    keep = reason == 0
-
-    def message(name: str, index: int) -> str:
+    def describe(
+        self, raw: RawReadings, name: str, index: int, checks: Checks, policy: QuotePolicy
+    ) -> str:
         symbol = raw.symbols[int(raw.symbol_codes[index])]
-        stamp = int(ts[index])
-        long_pct, short_pct = 100 * float(long[index]), 100 * float(short[index])
+        long_pct = 100 * float(raw.long_share[index])
+        short_pct = 100 * float(_short(raw)[index])
         if name == "not_finite":
             return f"{symbol}: long {long_pct} % and short {short_pct} % must be numbers"
         if name == "out_of_range":
@@ -181,88 +148,26 @@ def _check(
                 f"{symbol}: long {long_pct:g} % + short {short_pct:g} % = "
                 f"{long_pct + short_pct:g} %, not 100 (tolerance {100 * policy.sum_tolerance:g})"
             )
-        if name == "timestamp_out_of_range":
-            return f"{symbol}: timestamp {stamp} ms is before 1970"
-        if name == "future_timestamp":
-            return (
-                f"{symbol}: timestamp {format_ms(stamp)} is more than "
-                f"{policy.future_tolerance_ms // 1000} s after now ({format_ms(now_ms)}); "
-                f"wrong --tz?"
-            )
-        if name == "unknown_symbol":
-            allowed = ", ".join(sorted(policy.symbols or ()))
-            return f"symbol {symbol!r} is not among the symbols being loaded ({allowed})"
-        if not is_valid_symbol(symbol):
-            return f"symbol {symbol!r} is not a valid symbol ({symbol_rule()})"
         source = raw.sources[int(raw.source_codes[index])]
         return f"source {source[:40]!r} must be at most {SOURCE_LENGTH} printable characters"
 
-    rejections = [
-        Rejection(raw.source, int(raw.lines[i]), name, message(name, i))
-        for i in np.flatnonzero(~keep).tolist()
-        for name in [REJECT_REASONS[int(reason[i]) - 1]]
-    ]
-    return keep, short, rejections
-
-
-def _store(
-    engine: Engine,
-    raw: RawReadings,
-    *,
-    policy: _Policy,
-    now_ms: int,
-    report: IngestReport,
-    metrics: _IngestFamilies,
-) -> None:
-    report.rows += len(raw) + len(raw.rejections)
-    keep, short, rejections = _check(raw, policy, now_ms)
-    index = np.flatnonzero(keep)
-    accepted = int(index.shape[0])
-    written = 0
-    if accepted:
-        codes = raw.symbol_codes[index]
-        ts = raw.ts[index]
+    def write(self, connection: Connection, raw: RawReadings, keep: BoolArray) -> int:
         rows = zip(
-            [raw.symbols[c] for c in codes.tolist()],
-            ts.tolist(),
-            [raw.sources[c] for c in raw.source_codes[index].tolist()],
-            raw.long_share[index].tolist(),
-            short[index].tolist(),
+            [raw.symbols[c] for c in raw.symbol_codes[keep].tolist()],
+            raw.ts[keep].tolist(),
+            [raw.sources[c] for c in raw.source_codes[keep].tolist()],
+            raw.long_share[keep].tolist(),
+            _short(raw)[keep].tolist(),
             strict=True,
         )
-        with begin_write(engine) as connection:
-            hold_advisory_lock(connection, SENTIMENT_WRITE_LOCK_KEY)
-            written = upsert(
-                connection,
-                sentiment_readings,
-                rows,
-                columns=_READING_COLUMNS,
-                key=_READING_KEY,
-                update=(),
-            )
-            if written < 0:  # pragma: no cover - both our drivers report it
-                written = accepted
-        counts = np.bincount(codes, minlength=len(raw.symbols))
-        for code, name in enumerate(raw.symbols):
-            if counts[code]:
-                mine = ts[codes == code]
-                report._accept(name, int(counts[code]), int(mine.min()), int(mine.max()))
-    report.accepted += accepted
-    report.written += written
-    report.duplicates += accepted - written
-    for rejection in sorted(itertools.chain(raw.rejections, rejections), key=_line):
-        report._reject(rejection)
-        metrics.by_reason[rejection.reason].inc()
-    metrics.written.inc(written)
-    metrics.duplicates.inc(accepted - written)
-
-
-def _line(rejection: Rejection) -> int:
-    return rejection.line or 0
-
-
-def _report(max_examples: int) -> IngestReport:
-    return IngestReport(max_examples=max_examples, unit="readings", crossed_noun=None)
+        return upsert(
+            connection,
+            sentiment_readings,
+            rows,
+            columns=_READING_COLUMNS,
+            key=_READING_KEY,
+            update=(),
+        )
 
 
 def inspect_sentiment_files(
@@ -281,7 +186,9 @@ def inspect_sentiment_files(
     inspect_one = functools.partial(
         inspect_sentiment_file, time_unit=time_unit, latest_ms=latest_ms
     )
-    return inspect_files(paths, layout, LAYOUTS, find_sentiment_files, inspect_one)
+    return inspect_files(
+        paths, layout, layout_names("sentiment"), find_sentiment_files, inspect_one
+    )
 
 
 def ingest_sentiment(
@@ -310,24 +217,19 @@ def ingest_sentiment(
     future in its unit raises ImplausibleTimeError.
     """
     zone = parse_zone(tz) if isinstance(tz, str) else tz
-    policy = _policy(symbols, future_tolerance_seconds, sum_tolerance)
+    policy = QuotePolicy.of(symbols, False, future_tolerance_seconds, sum_tolerance)
     latest_ms = int(wall_clock() * 1000) + policy.future_tolerance_ms
     files = inspect_sentiment_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
-    metrics = sentiment_ingest_metrics(registry)
-    report = _report(max_examples)
-    return load_files(
+    return ingest_chunks(
+        engine,
+        _Readings(),
         files,
         lambda sentiment_file: read_readings(sentiment_file, zone=zone, source=source),
-        lambda chunk: _store(
-            engine,
-            chunk,
-            policy=policy,
-            now_ms=int(wall_clock() * 1000),
-            report=report,
-            metrics=metrics,
-        ),
-        report,
-        progress,
+        policy=policy,
+        registry=registry,
+        progress=progress,
+        wall_clock=wall_clock,
+        max_examples=max_examples,
     )
 
 
@@ -345,18 +247,16 @@ def write_sentiment(
 ) -> IngestReport:
     """Validate and store ``(symbol, ts_ms, long_share[, short_share[, source]])``
     readings (shares 0..1) in one transaction."""
-    policy = _policy(symbols, future_tolerance_seconds, sum_tolerance)
-    raw = _readings_to_raw(readings, source)
-    report = _report(max_examples)
-    _store(
+    policy = QuotePolicy.of(symbols, False, future_tolerance_seconds, sum_tolerance)
+    return write_chunk(
         engine,
-        raw,
+        _Readings(),
+        _readings_to_raw(readings, source),
         policy=policy,
-        now_ms=int(wall_clock() * 1000),
-        report=report,
-        metrics=sentiment_ingest_metrics(registry),
+        registry=registry,
+        wall_clock=wall_clock,
+        max_examples=max_examples,
     )
-    return report
 
 
 def _readings_to_raw(

@@ -26,18 +26,18 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
 from market_data_services.ingest.files import ImplausibleTimeError
+from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.ticks import (
     LAYOUTS,
     NotATickFileError,
@@ -49,20 +49,25 @@ from market_data_services.ingest.layouts.ticks import (
 )
 from market_data_services.ingest.pipeline import (
     DEFAULT_FUTURE_TOLERANCE_SECONDS,
+    BoolArray,
+    Checks,
+    IngestFamilies,
+    IngestKind,
     IngestProgress,
     IngestReport,
+    MetricNames,
     QuotePolicy,
     Rejection,
+    ingest_chunks,
     inspect_files,
-    load_files,
+    write_chunk,
 )
-from market_data_services.market.symbols import check_symbol, is_valid_symbol, symbol_rule
+from market_data_services.market.symbols import check_symbol
 from market_data_services.runtime.telemetry import families_for
-from market_data_services.storage.engine import begin_write
-from market_data_services.storage.locks import TICK_WRITE_LOCK_KEY, hold_advisory_lock
+from market_data_services.storage.locks import TICK_WRITE_LOCK_KEY
 from market_data_services.storage.schema import ticks
 from market_data_services.storage.upsert import insert, upsert
-from market_data_services.timeutil import format_ms, parse_zone
+from market_data_services.timeutil import parse_zone
 
 #: Why a row can be rejected: the ``reason`` label of ``mds_ticks_rejected_total``.
 REJECT_REASONS = (
@@ -75,7 +80,6 @@ REJECT_REASONS = (
     "unknown_symbol",  # not among the symbols being ingested
     "crossed",  # ask < bid, only with reject_crossed=True
 )
-_CODE = {reason: number for number, reason in enumerate(REJECT_REASONS, start=1)}
 
 _TICK_COLUMNS = ("symbol", "ts", "seq", "bid", "ask")
 _TICK_KEY = ("symbol", "ts", "seq")
@@ -95,120 +99,28 @@ class Tick(NamedTuple):
     volume: float | None = None
 
 
-class _Families:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.written = Counter("mds_ticks_written", "Ticks stored as new rows.", registry=registry)
-        self.duplicates = Counter(
-            "mds_ticks_duplicate",
-            "Valid ticks skipped because the same tick (symbol, time, order) was stored.",
-            registry=registry,
-        )
-        self.rejected = Counter(
-            "mds_ticks_rejected", "Ticks rejected, by reason.", ["reason"], registry=registry
-        )
-        self.crossed = Counter(
-            "mds_ticks_crossed",
-            "Crossed quotes seen (ask below bid); kept unless reject_crossed.",
-            registry=registry,
-        )
-        self.locked = Counter(
-            "mds_ticks_locked", "Locked quotes seen (ask equal to bid); kept.", registry=registry
-        )
-        self.by_reason = {reason: self.rejected.labels(reason) for reason in REJECT_REASONS}
+_METRICS = MetricNames(
+    written=("mds_ticks_written", "Ticks stored as new rows."),
+    duplicates=(
+        "mds_ticks_duplicate",
+        "Valid ticks skipped because the same tick (symbol, time, order) was stored.",
+    ),
+    rejected=("mds_ticks_rejected", "Ticks rejected, by reason."),
+    crossed=(
+        "mds_ticks_crossed",
+        "Crossed quotes seen (ask below bid); kept unless reject_crossed.",
+    ),
+    locked=("mds_ticks_locked", "Locked quotes seen (ask equal to bid); kept."),
+)
 
 
-def tick_metrics(registry: CollectorRegistry | None = None) -> _Families:
+def _families(registry: CollectorRegistry) -> IngestFamilies:
+    return IngestFamilies(registry, _METRICS, REJECT_REASONS)
+
+
+def tick_metrics(registry: CollectorRegistry | None = None) -> IngestFamilies:
     """The ingestion counters of ``registry`` (created, at zero, on first use)."""
-    return families_for(registry, _Families)
-
-
-# -- validation -------------------------------------------------------------------------------
-
-
-@dataclass
-class _Checked:
-    """The rows of a ``RawTicks`` that passed, and the rejections of the others."""
-
-    keep: npt.NDArray[np.bool_]
-    crossed: int
-    locked: int
-    rejections: list[Rejection]
-
-
-def _check(raw: RawTicks, policy: QuotePolicy, now_ms: int) -> _Checked:
-    bid, ask, ts = raw.bid, raw.ask, raw.ts
-    reason = np.zeros(len(raw), dtype=np.int8)
-
-    def mark(mask: npt.NDArray[np.bool_], name: str) -> None:
-        reason[(reason == 0) & mask] = _CODE[name]
-
-    finite = np.isfinite(bid) & np.isfinite(ask)
-    has_volume = raw.has_volume
-    if has_volume is not None:
-        finite &= ~has_volume | np.isfinite(raw.volume)
-    mark(~finite, "not_finite")
-    with np.errstate(invalid="ignore"):
-        mark((bid <= 0) | (ask <= 0), "non_positive_price")
-        if has_volume is not None:
-            mark(has_volume & (raw.volume < 0), "negative_volume")
-    mark(ts < 0, "timestamp_out_of_range")
-    mark(ts > now_ms + policy.future_tolerance_ms, "future_timestamp")
-    symbol_reason = np.zeros(max(len(raw.symbols), 1), dtype=np.int8)
-    for code, name in enumerate(raw.symbols):
-        if not is_valid_symbol(name):
-            symbol_reason[code] = _CODE["malformed"]
-        elif policy.symbols is not None and name not in policy.symbols:
-            symbol_reason[code] = _CODE["unknown_symbol"]
-    if symbol_reason.any():
-        row_reason = symbol_reason[raw.symbol_codes]
-        pending = reason == 0
-        reason[pending] = row_reason[pending]
-    valid = reason == 0
-    with np.errstate(invalid="ignore"):
-        crossed_mask = valid & (ask < bid)
-        locked_mask = valid & (ask == bid)
-    if policy.reject_crossed:
-        mark(crossed_mask, "crossed")
-    keep = reason == 0
-    rejections = [
-        _rejection(raw, index, REJECT_REASONS[int(reason[index]) - 1], policy, now_ms)
-        for index in np.flatnonzero(~keep).tolist()
-    ]
-    return _Checked(keep, int(crossed_mask.sum()), int(locked_mask.sum()), rejections)
-
-
-def _rejection(
-    raw: RawTicks, index: int, reason: str, policy: QuotePolicy, now_ms: int
-) -> Rejection:
-    bid, ask, ts = float(raw.bid[index]), float(raw.ask[index]), int(raw.ts[index])
-    symbol = raw.symbols[int(raw.symbol_codes[index])] if raw.symbols else ""
-    if reason == "not_finite":
-        bad = [
-            f"{name} {value}"
-            for name, value in (("bid", bid), ("ask", ask), ("volume", float(raw.volume[index])))
-            if not math.isfinite(value)
-            and (name != "volume" or (raw.has_volume is not None and raw.has_volume[index]))
-        ]
-        message = f"{' and '.join(bad)} is not a finite number"
-    elif reason == "non_positive_price":
-        message = f"price must be > 0, got bid {bid} ask {ask}"
-    elif reason == "negative_volume":
-        message = f"volume must be >= 0, got {float(raw.volume[index])}"
-    elif reason == "timestamp_out_of_range":
-        message = f"timestamp {ts} ms is before 1970"
-    elif reason == "future_timestamp":
-        message = (
-            f"timestamp {format_ms(ts)} is more than {policy.future_tolerance_ms // 1000} s "
-            f"after now ({format_ms(now_ms)}); wrong --tz?"
-        )
-    elif reason == "unknown_symbol":
-        allowed = ", ".join(sorted(policy.symbols or ()))
-        message = f"symbol {symbol!r} is not among the symbols being loaded ({allowed})"
-    elif reason == "malformed":
-        message = f"symbol {symbol!r} is not a valid symbol ({symbol_rule()})"
-    else:
-        message = f"crossed quote: ask {ask} below bid {bid} (rejected by reject_crossed)"
-    return Rejection(raw.source, int(raw.lines[index]), reason, message)
+    return families_for(registry, _families)
 
 
 # -- numbering equal times ----------------------------------------------------------------------
@@ -281,66 +193,84 @@ def _rows(
     return columns, zip(*parts, strict=False)
 
 
-def _store(
-    engine: Engine,
-    raw: RawTicks,
-    *,
-    numbering: _SeqNumbering,
-    policy: QuotePolicy,
-    now_ms: int,
-    report: IngestReport,
-    metrics: _Families,
-    after_stored: bool = False,
-) -> None:
-    report.rows += len(raw) + len(raw.rejections)
-    checked = _check(raw, policy, now_ms)
-    keep = checked.keep
-    accepted = int(keep.sum())
-    written = 0
-    if accepted:
+class _Ticks(IngestKind[RawTicks]):
+    """Tick quotes: finite positive prices, volumes >= 0; crossed and locked quotes.
+
+    Ticks with equal (symbol, ts) are numbered (``seq``) in arrival order within one
+    source; with ``after_stored`` (``write_ticks``' append numbering) after the ticks
+    already stored at that time.
+    """
+
+    unit = "ticks"
+    crossed_noun = "quotes"
+    reasons = REJECT_REASONS
+    lock_key = TICK_WRITE_LOCK_KEY
+    symbol_in_messages = False
+
+    def __init__(self, *, after_stored: bool = False) -> None:
+        self._after_stored = after_stored
+        self._numbering = _SeqNumbering()  # owned by the loading thread
+
+    def families(self, registry: CollectorRegistry | None) -> IngestFamilies:
+        return tick_metrics(registry)
+
+    def start_source(self) -> None:
+        self._numbering = _SeqNumbering()  # equal times are numbered within one source
+
+    def check(self, raw: RawTicks, checks: Checks, policy: QuotePolicy) -> None:
+        bid, ask = raw.bid, raw.ask
+        finite = np.isfinite(bid) & np.isfinite(ask)
+        has_volume = raw.has_volume
+        if has_volume is not None:
+            finite &= ~has_volume | np.isfinite(raw.volume)
+        checks.mark(~finite, "not_finite")
+        with np.errstate(invalid="ignore"):
+            checks.mark((bid <= 0) | (ask <= 0), "non_positive_price")
+            if has_volume is not None:
+                checks.mark(has_volume & (raw.volume < 0), "negative_volume")
+
+    def crossed_and_locked(self, raw: RawTicks, valid: BoolArray) -> tuple[BoolArray, BoolArray]:
+        with np.errstate(invalid="ignore"):
+            return valid & (raw.ask < raw.bid), valid & (raw.ask == raw.bid)
+
+    def describe(
+        self, raw: RawTicks, name: str, index: int, checks: Checks, policy: QuotePolicy
+    ) -> str:
+        bid, ask = float(raw.bid[index]), float(raw.ask[index])
+        if name == "not_finite":
+            volume = float(raw.volume[index])
+            has_volume = raw.has_volume is not None and bool(raw.has_volume[index])
+            bad = [
+                f"{field} {value}"
+                for field, value in (("bid", bid), ("ask", ask), ("volume", volume))
+                if not math.isfinite(value) and (field != "volume" or has_volume)
+            ]
+            return f"{' and '.join(bad)} is not a finite number"
+        if name == "non_positive_price":
+            return f"price must be > 0, got bid {bid} ask {ask}"
+        if name == "negative_volume":
+            return f"volume must be >= 0, got {float(raw.volume[index])}"
+        return f"crossed quote: ask {ask} below bid {bid} (rejected by reject_crossed)"
+
+    def write(self, connection: Connection, raw: RawTicks, keep: BoolArray) -> int:
         codes, stamps = raw.symbol_codes[keep], raw.ts[keep]
-        seq = numbering.number(codes, stamps)
-        with begin_write(engine) as connection:
-            hold_advisory_lock(connection, TICK_WRITE_LOCK_KEY)
-            if after_stored:
-                # Inside the write lock, so no other writer can take the same numbers.
-                seq = seq + _next_seq(connection, raw.symbols, codes, stamps)
-            columns, rows = _rows(raw, keep, seq)
-            if _nothing_stored_in_range(connection, raw.symbols, codes, stamps):
-                # The common first load: no stored tick can conflict, skip the checks.
-                written = insert(connection, ticks, rows, columns=columns, batch_size=CHUNK_ROWS)
-            else:
-                written = upsert(
-                    connection,
-                    ticks,
-                    rows,
-                    columns=columns,
-                    key=_TICK_KEY,
-                    update=(),
-                    batch_size=CHUNK_ROWS,
-                )
-            if written < 0:  # pragma: no cover - both our drivers report it
-                written = accepted
-        kept_ts = raw.ts[keep]
-        low, high = int(kept_ts.min()), int(kept_ts.max())
-        report.first_ts = low if report.first_ts is None else min(report.first_ts, low)
-        report.last_ts = high if report.last_ts is None else max(report.last_ts, high)
-        counts = np.bincount(raw.symbol_codes[keep], minlength=len(raw.symbols))
-        for code, name in enumerate(raw.symbols):
-            if counts[code]:
-                report.symbols[name] = report.symbols.get(name, 0) + int(counts[code])
-    report.accepted += accepted
-    report.written += written
-    report.duplicates += accepted - written
-    report.crossed += checked.crossed
-    report.locked += checked.locked
-    for rejection in itertools.chain(raw.rejections, checked.rejections):
-        report._reject(rejection)
-        metrics.by_reason[rejection.reason].inc()
-    metrics.written.inc(written)
-    metrics.duplicates.inc(accepted - written)
-    metrics.crossed.inc(checked.crossed)
-    metrics.locked.inc(checked.locked)
+        seq = self._numbering.number(codes, stamps)
+        if self._after_stored:
+            # Inside the write lock, so no other writer can take the same numbers.
+            seq = seq + _next_seq(connection, raw.symbols, codes, stamps)
+        columns, rows = _rows(raw, keep, seq)
+        if _nothing_stored_in_range(connection, raw.symbols, codes, stamps):
+            # The common first load: no stored tick can conflict, skip the checks.
+            return insert(connection, ticks, rows, columns=columns, batch_size=CHUNK_ROWS)
+        return upsert(
+            connection,
+            ticks,
+            rows,
+            columns=columns,
+            key=_TICK_KEY,
+            update=(),
+            batch_size=CHUNK_ROWS,
+        )
 
 
 def _nothing_stored_in_range(
@@ -414,7 +344,7 @@ def inspect_tick_files(
     anything is written.
     """
     inspect_one = functools.partial(inspect_file, time_unit=time_unit, latest_ms=latest_ms)
-    return inspect_files(paths, layout, LAYOUTS, find_tick_files, inspect_one)
+    return inspect_files(paths, layout, layout_names("ticks"), find_tick_files, inspect_one)
 
 
 def ingest_ticks(
@@ -463,27 +393,17 @@ def ingest_ticks(
             raise ValueError(
                 f"{missing[0].path}: the file has no symbol column; give the symbol (--symbol SYM)"
             )
-    metrics = tick_metrics(registry)
-    report = IngestReport(max_examples=max_examples)
-
-    def chunks(tick_file: TickFile) -> Iterator[tuple[Any, _SeqNumbering]]:
-        numbering = _SeqNumbering()  # equal times are numbered within one file
-        for chunk in read_chunks(tick_file, symbol=symbol, zone=zone, chunk_rows=CHUNK_ROWS):
-            yield chunk, numbering
-
-    def store(item: tuple[Any, _SeqNumbering]) -> None:
-        chunk, numbering = item
-        _store(
-            engine,
-            chunk,
-            numbering=numbering,
-            policy=policy,
-            now_ms=int(wall_clock() * 1000),
-            report=report,
-            metrics=metrics,
-        )
-
-    return load_files(files, chunks, store, report, progress)
+    return ingest_chunks(
+        engine,
+        _Ticks(),
+        files,
+        lambda tick_file: read_chunks(tick_file, symbol=symbol, zone=zone, chunk_rows=CHUNK_ROWS),
+        policy=policy,
+        registry=registry,
+        progress=progress,
+        wall_clock=wall_clock,
+        max_examples=max_examples,
+    )
 
 
 def write_ticks(
@@ -515,19 +435,15 @@ def write_ticks(
     if numbering not in NUMBERINGS:
         raise ValueError(f"unknown numbering {numbering!r}; valid: {', '.join(NUMBERINGS)}")
     policy = QuotePolicy.of(symbols, reject_crossed, future_tolerance_seconds)
-    raw = _records_to_raw(records, source)
-    report = IngestReport(max_examples=max_examples)
-    _store(
+    return write_chunk(
         engine,
-        raw,
-        numbering=_SeqNumbering(),
+        _Ticks(after_stored=numbering == "append"),
+        _records_to_raw(records, source),
         policy=policy,
-        now_ms=int(wall_clock() * 1000),
-        report=report,
-        metrics=tick_metrics(registry),
-        after_stored=numbering == "append",
+        registry=registry,
+        wall_clock=wall_clock,
+        max_examples=max_examples,
     )
-    return report
 
 
 def _records_to_raw(records: Iterable[Tick | tuple[Any, ...]], source: str) -> RawTicks:

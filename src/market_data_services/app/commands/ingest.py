@@ -14,8 +14,10 @@ override them.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -39,6 +41,7 @@ from market_data_services.ingest import (
     sentiment,
     ticks,
 )
+from market_data_services.ingest.layouts import LayoutPluginError, layouts, load_plugins
 from market_data_services.storage.migrate import SchemaNotCurrentError, ensure_current
 from market_data_services.timeutil import TIME_UNITS
 
@@ -46,21 +49,151 @@ from market_data_services.timeutil import TIME_UNITS
 SHOWN_REJECTIONS = 10
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Kind:
+    """What ``mds ingest KIND`` says and does beyond its layouts, which the registry lists."""
+
+    name: str  # the subcommand and the layouts' kind
+    noun: str  # "no {noun} files found"
+    help: str
+    summary: str  # the description before the layouts
+    after: str  # the description after them
+    paths_help: str
+    metavar: str = "PATH"
+    told_from: str = "first line"
+    zone_help: str = "zone of times without an offset"
+    symbol_help: str
+    symbols: bool = True  # --symbol repeats (ingest's ``symbols=``) or names one (``symbol=``)
+    crossed_help: str | None = None  # --reject-crossed, where the kind has crossed states
+    source_help: str | None = None  # --source, where the kind has sources
+    inspect: Callable[..., Sequence[Any]]
+    ingest: Callable[..., IngestReport]
+
+    def load(
+        self,
+        args: argparse.Namespace,
+        engine: Any,
+        paths: list[Any],
+        progress: Callable[[IngestProgress], None],
+        config: Config,
+    ) -> IngestReport:
+        options: dict[str, Any] = {"symbols" if self.symbols else "symbol": args.symbol}
+        if self.crossed_help is not None:
+            options["reject_crossed"] = config.ingest.reject_crossed
+        if self.source_help is not None:
+            options["source"] = args.source
+        return self.ingest(
+            engine,
+            paths,
+            tz=args.tz,
+            layout=args.layout,
+            time_unit=args.time_unit,
+            progress=progress,
+            **options,
+        )
+
+
+_KINDS = (
+    _Kind(
+        name="ticks",
+        noun="tick",
+        help="load tick quote files (.csv, .csv.gz, single-file .zip; files or directories)",
+        summary="Load tick quotes.",
+        after="Rows that fail validation are reported with file and line and skipped; the "
+        "rest are kept.",
+        paths_help="tick files or directories",
+        symbol_help="the symbol of the ticks (required unless the files have a symbol column)",
+        symbols=False,
+        crossed_help="reject crossed quotes (ask below bid) instead of keeping and counting "
+        "them (sets ingest.reject_crossed; default: false)",
+        inspect=ticks.inspect_tick_files,
+        ingest=ticks.ingest_ticks,
+    ),
+    _Kind(
+        name="dom",
+        noun="order-book",
+        help="load order-book snapshot files (JSON lines, Tardis, Bybit, Binance depth)",
+        summary="Load order-book (depth of market) snapshots.",
+        after="Books that fail validation (empty, one-sided, NaN or non-positive values, "
+        "unsorted or repeated levels) are reported with file and line and skipped; crossed "
+        "books are kept and counted.",
+        paths_help="order-book files or directories",
+        zone_help="zone of JSON-lines ISO times without an offset",
+        symbol_help="load only this symbol (repeat for more); books of others are rejected",
+        crossed_help="reject crossed books (best ask below best bid) instead of keeping them "
+        "(sets ingest.reject_crossed; default: false)",
+        inspect=dom.inspect_dom_files,
+        ingest=dom.ingest_dom,
+    ),
+    _Kind(
+        name="sentiment",
+        noun="sentiment",
+        help="load retail sentiment readings (CSV, or IG client sentiment exports)",
+        summary="Load sentiment readings: the share of clients long and short.",
+        after="Readings outside 0..100, or whose long and short do not add up to 100, are "
+        "reported with file and line and skipped.",
+        paths_help="sentiment files or directories",
+        metavar="FILE",
+        told_from="header",
+        symbol_help="load only this symbol (repeat for more); readings of others are rejected",
+        source_help="the source of readings without a source column (default: 'ig' for IG "
+        "exports, else empty)",
+        inspect=sentiment.inspect_sentiment_files,
+        ingest=sentiment.ingest_sentiment,
+    ),
+)
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("ingest", help="load raw market data into the database")
+    problems = _load_layout_plugins()
     kinds = parser.add_subparsers(dest="ingest_kind", metavar="KIND")
-    _register_ticks(kinds)
-    _register_dom(kinds)
-    _register_sentiment(kinds)
+    for kind in _KINDS:
+        _register_kind(kinds, kind, problems)
     parser.set_defaults(handler=lambda _args: _usage(parser))
 
 
-def _common_options(parser: argparse.ArgumentParser, *, zone_help: str) -> None:
+def _load_layout_plugins() -> list[str]:
+    """Register the installed layout plugins, so --layout and --help list them; the
+    problems, for the command to report."""
+    try:
+        load_plugins()
+    except LayoutPluginError as exc:
+        return [str(exc)]
+    return []
+
+
+def _register_kind(
+    kinds: argparse._SubParsersAction[argparse.ArgumentParser], kind: _Kind, problems: list[str]
+) -> None:
+    registered = layouts(kind.name)
+    described = "; ".join(f"'{layout.name}': {layout.description}" for layout in registered)
+    parser = kinds.add_parser(
+        kind.name, help=kind.help, description=f"{kind.summary} Layouts: {described}. {kind.after}"
+    )
+    parser.add_argument("paths", nargs="+", metavar=kind.metavar, help=kind.paths_help)
+    parser.add_argument(
+        "--symbol",
+        metavar="SYM",
+        action="append" if kind.symbols else "store",
+        help=kind.symbol_help,
+    )
+    parser.add_argument(
+        "--layout",
+        choices=[layout.name for layout in registered],
+        help=f"force the layout instead of telling it from each file's {kind.told_from}",
+    )
+    if kind.crossed_help is not None:
+        parser.add_argument(
+            "--reject-crossed", action="store_true", default=None, help=kind.crossed_help
+        )
+    if kind.source_help is not None:
+        parser.add_argument("--source", metavar="NAME", help=kind.source_help)
     parser.add_argument(
         "--tz",
         default="UTC",
         metavar="ZONE",
-        help=f"{zone_help}: IANA name or fixed offset like UTC-05:00 (default: UTC)",
+        help=f"{kind.zone_help}: IANA name or fixed offset like UTC-05:00 (default: UTC)",
     )
     parser.add_argument(
         "--time-unit",
@@ -75,112 +208,7 @@ def _common_options(parser: argparse.ArgumentParser, *, zone_help: str) -> None:
     )
     add_config_file_option(parser)
     add_db_option(parser)
-
-
-def _register_ticks(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = kinds.add_parser(
-        "ticks",
-        help="load tick quote files (.csv, .csv.gz, single-file .zip; files or directories)",
-        description=(
-            "Load tick quotes. Layouts: 'plain' has a header timestamp,bid,ask[,volume]"
-            "[,symbol] with ISO-8601 or epoch times (see --time-unit); 'lean' is LEAN's tick "
-            "quote files "
-            "(ms_since_midnight,bid,ask, date from the YYYYMMDD_ file name). Rows that fail "
-            "validation are reported with file and line and skipped; the rest are kept."
-        ),
-    )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="tick files or directories")
-    parser.add_argument(
-        "--symbol",
-        metavar="SYM",
-        help="the symbol of the ticks (required unless the files have a symbol column)",
-    )
-    parser.add_argument(
-        "--layout",
-        choices=ticks.LAYOUTS,
-        help="force the layout instead of telling it from each file's first line",
-    )
-    parser.add_argument(
-        "--reject-crossed",
-        action="store_true",
-        default=None,
-        help="reject crossed quotes (ask below bid) instead of keeping and counting them "
-        "(sets ingest.reject_crossed; default: false)",
-    )
-    _common_options(parser, zone_help="zone of times without an offset")
-    parser.set_defaults(handler=_ingest_ticks)
-
-
-def _register_dom(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = kinds.add_parser(
-        "dom",
-        help="load order-book snapshot files (JSON lines, Tardis, Bybit, Binance depth)",
-        description=(
-            "Load order-book (depth of market) snapshots. Layouts: 'jsonl' is one snapshot "
-            'a line, {"symbol", "ts", "bids": [[price, size], ...], "asks": [...]}; '
-            "'tardis' is Tardis book_snapshot_N CSV; 'bybit' is Bybit orderbook websocket "
-            "lines (a snapshot, then deltas; the book is rebuilt and each message stored); "
-            "'binance' is Binance depth CSV (one level a row). Books that fail validation "
-            "(empty, one-sided, NaN or non-positive values, unsorted or repeated levels) are "
-            "reported with file and line and skipped; crossed books are kept and counted."
-        ),
-    )
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="order-book files or directories")
-    parser.add_argument(
-        "--symbol",
-        metavar="SYM",
-        action="append",
-        help="load only this symbol (repeat for more); books of others are rejected",
-    )
-    parser.add_argument(
-        "--layout",
-        choices=dom.LAYOUTS,
-        help="force the layout instead of telling it from each file's first line",
-    )
-    parser.add_argument(
-        "--reject-crossed",
-        action="store_true",
-        default=None,
-        help="reject crossed books (best ask below best bid) instead of keeping them "
-        "(sets ingest.reject_crossed; default: false)",
-    )
-    _common_options(parser, zone_help="zone of JSON-lines ISO times without an offset")
-    parser.set_defaults(handler=_ingest_dom)
-
-
-def _register_sentiment(kinds: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = kinds.add_parser(
-        "sentiment",
-        help="load retail sentiment readings (CSV, or IG client sentiment exports)",
-        description=(
-            "Load sentiment readings: the share of clients long and short. Layouts: "
-            "'plain' has a header timestamp,symbol,long_pct,short_pct[,source] (percent "
-            "0..100); 'ig' is an IG client sentiment export: a Date column (in --tz), then "
-            "one column per market holding the percent long (EURUSD is read as EUR/USD). "
-            "Readings outside 0..100, or whose long and short do not add up to 100, are "
-            "reported with file and line and skipped."
-        ),
-    )
-    parser.add_argument("paths", nargs="+", metavar="FILE", help="sentiment files or directories")
-    parser.add_argument(
-        "--symbol",
-        metavar="SYM",
-        action="append",
-        help="load only this symbol (repeat for more); readings of others are rejected",
-    )
-    parser.add_argument(
-        "--layout",
-        choices=sentiment.LAYOUTS,
-        help="force the layout instead of telling it from each file's header",
-    )
-    parser.add_argument(
-        "--source",
-        metavar="NAME",
-        help="the source of readings without a source column (default: 'ig' for IG "
-        "exports, else empty)",
-    )
-    _common_options(parser, zone_help="zone of times without an offset")
-    parser.set_defaults(handler=_ingest_sentiment)
+    parser.set_defaults(handler=functools.partial(_run, kind, problems))
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -188,78 +216,13 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return EXIT_USAGE
 
 
-def _ingest_ticks(args: argparse.Namespace) -> int:
-    return _run(
-        "mds ingest ticks",
-        args,
-        kind="tick",
-        inspect=lambda: ticks.inspect_tick_files(
-            args.paths, layout=args.layout, time_unit=args.time_unit
-        ),
-        load=lambda engine, paths, progress, config: ticks.ingest_ticks(
-            engine,
-            paths,
-            symbol=args.symbol,
-            tz=args.tz,
-            layout=args.layout,
-            time_unit=args.time_unit,
-            reject_crossed=config.ingest.reject_crossed,
-            progress=progress,
-        ),
-    )
-
-
-def _ingest_dom(args: argparse.Namespace) -> int:
-    return _run(
-        "mds ingest dom",
-        args,
-        kind="order-book",
-        inspect=lambda: dom.inspect_dom_files(
-            args.paths, layout=args.layout, time_unit=args.time_unit
-        ),
-        load=lambda engine, paths, progress, config: dom.ingest_dom(
-            engine,
-            paths,
-            symbols=args.symbol,
-            tz=args.tz,
-            layout=args.layout,
-            time_unit=args.time_unit,
-            reject_crossed=config.ingest.reject_crossed,
-            progress=progress,
-        ),
-    )
-
-
-def _ingest_sentiment(args: argparse.Namespace) -> int:
-    return _run(
-        "mds ingest sentiment",
-        args,
-        kind="sentiment",
-        inspect=lambda: sentiment.inspect_sentiment_files(
-            args.paths, layout=args.layout, time_unit=args.time_unit
-        ),
-        load=lambda engine, paths, progress, config: sentiment.ingest_sentiment(
-            engine,
-            paths,
-            symbols=args.symbol,
-            tz=args.tz,
-            layout=args.layout,
-            time_unit=args.time_unit,
-            source=args.source,
-            progress=progress,
-        ),
-    )
-
-
-def _run(
-    name: str,
-    args: argparse.Namespace,
-    *,
-    kind: str,
-    inspect: Callable[[], Sequence[Any]],
-    load: Callable[[Any, list[Any], Callable[[IngestProgress], None], Config], IngestReport],
-) -> int:
+def _run(kind: _Kind, problems: list[str], args: argparse.Namespace) -> int:
     """Inspect, load, report; the exit codes of every ``mds ingest`` kind."""
+    name = f"mds ingest {kind.name}"
+    for problem in problems:
+        print(f"{name}: {problem}", file=sys.stderr)
+    if problems:
+        return EXIT_USAGE
     flags: list[Override] = []
     if getattr(args, "reject_crossed", None):
         flags.append(Override("ingest.reject_crossed", True, "--reject-crossed"))
@@ -267,13 +230,13 @@ def _run(
     if config is None:
         return EXIT_USAGE
     try:
-        files = inspect()
+        files = kind.inspect(args.paths, layout=args.layout, time_unit=args.time_unit)
         engine = open_engine(config)
     except (WrongFileKindError, FileNotFoundError, ValueError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not files:
-        print(f"{name}: no {kind} files found under {' '.join(args.paths)}", file=sys.stderr)
+        print(f"{name}: no {kind.noun} files found under {' '.join(args.paths)}", file=sys.stderr)
         engine.dispose()
         return EXIT_USAGE
     bar = ProgressBar(len(files), unit="files", enabled=False if args.no_progress else None)
@@ -283,7 +246,7 @@ def _run(
 
     try:
         ensure_current(engine)
-        report = load(engine, [f.path for f in files], progress, config)
+        report = kind.load(args, engine, [f.path for f in files], progress, config)
     except (WrongFileKindError, ValueError, SchemaNotCurrentError) as exc:
         bar.close()
         print(f"{name}: {exc}", file=sys.stderr)

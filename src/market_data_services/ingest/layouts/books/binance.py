@@ -5,19 +5,22 @@ replace the book, ``set`` messages change levels (qty 0 removes).
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
-from market_data_services.ingest.files import TimeOutOfRangeError, open_text
+from market_data_services.ingest.files import TimeOutOfRangeError, csv_data_rows
+from market_data_services.ingest.layouts.base import ReadOptions
 from market_data_services.ingest.layouts.books.common import (
     Book,
     BookFile,
+    BookLayout,
     Collector,
     NotABookFileError,
     RawBooks,
     check_update,
+    csv_header,
 )
 
 #: The header's first columns.
@@ -87,55 +90,64 @@ def read_binance(book_file: BookFile) -> Iterator[RawBooks]:
         book_bids, book_asks = book.arrays()
         chunk.add(symbol, stamp_ms, first_line_no, book_bids, book_asks)
 
-    with open_text(book_file.path, NotABookFileError) as stream:
-        reader = csv.reader(stream)
-        header_seen = False
-        for row in reader:
-            number = reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if not header_seen:
-                header_seen = True
-                continue
-            if len(row) != width:
-                finish()
-                key, broken = None, None
-                chunk.reject(number, "malformed", f"expected {width} fields, got {len(row)}")
-                continue
-            kind = row[position["update_type"]].strip().lower()
-            row_key = (
-                row[position["symbol"]].strip(),
-                row[position["timestamp"]].strip(),
-                row[position["last_update_id"]].strip(),
-                kind,
-            )
-            if row_key != key:
-                finish()
-                if chunk.full():
-                    yield chunk.arrays()
-                    chunk = Collector(source, symbols, codes)
-                key, first_line_no, broken, broken_reason = row_key, number, None, "malformed"
-                levels = {"b": [], "a": []}
-                if kind not in ("snap", "set"):
-                    broken = f"update_type must be 'snap' or 'set', got {kind!r}"
-                else:
-                    try:
-                        stamp_ms = times.parse(row_key[1])
-                    except TimeOutOfRangeError as exc:
-                        broken, broken_reason = str(exc), "timestamp_out_of_range"
-                    except ValueError as exc:
-                        broken = str(exc)
-            if broken is not None:
-                continue
-            side = row[position["side"]].strip().lower()[:1]
-            try:
-                if side not in ("b", "a"):
-                    raise ValueError(f"side must be 'b' or 'a', got {row[position['side']]!r}")
-                levels[side].append((float(row[position["price"]]), float(row[position["qty"]])))
-            except ValueError as exc:
-                broken = f"line {number}: {exc}"
-        finish()
+    for number, row in csv_data_rows(book_file.path, NotABookFileError):
+        if len(row) != width:
+            finish()
+            key, broken = None, None
+            chunk.reject(number, "malformed", f"expected {width} fields, got {len(row)}")
+            continue
+        kind = row[position["update_type"]].strip().lower()
+        row_key = (
+            row[position["symbol"]].strip(),
+            row[position["timestamp"]].strip(),
+            row[position["last_update_id"]].strip(),
+            kind,
+        )
+        if row_key != key:
+            finish()
+            if chunk.full():
+                yield chunk.arrays()
+                chunk = Collector(source, symbols, codes)
+            key, first_line_no, broken, broken_reason = row_key, number, None, "malformed"
+            levels = {"b": [], "a": []}
+            if kind not in ("snap", "set"):
+                broken = f"update_type must be 'snap' or 'set', got {kind!r}"
+            else:
+                try:
+                    stamp_ms = times.parse(row_key[1])
+                except TimeOutOfRangeError as exc:
+                    broken, broken_reason = str(exc), "timestamp_out_of_range"
+                except ValueError as exc:
+                    broken = str(exc)
+        if broken is not None:
+            continue
+        side = row[position["side"]].strip().lower()[:1]
+        try:
+            if side not in ("b", "a"):
+                raise ValueError(f"side must be 'b' or 'a', got {row[position['side']]!r}")
+            levels[side].append((float(row[position["price"]]), float(row[position["qty"]])))
+        except ValueError as exc:
+            broken = f"line {number}: {exc}"
+    finish()
     yield chunk.arrays()
 
 
-__all__ = ["BINANCE_COLUMNS", "read_binance"]
+class BinanceBooks(BookLayout):
+    name = "binance"
+    description = "Binance depth CSV (one level a row)"
+    signature = "a Binance depth header symbol,timestamp,...,side,update_type,price,qty,pu"
+
+    def sniff(self, first: str) -> bool:
+        columns = tuple(c.lower() for c in csv_header(first))
+        return not first.startswith("{") and columns[: len(BINANCE_COLUMNS)] == BINANCE_COLUMNS
+
+    def inspect(self, path: Path, first: str, *, time_unit: str, latest_ms: int | None) -> BookFile:
+        columns = tuple(c.lower() for c in csv_header(first))
+        found = self.file(path, columns)
+        return self.judged(found, time_unit=time_unit, latest_ms=latest_ms)
+
+    def read(self, data_file: BookFile, options: ReadOptions) -> Iterator[RawBooks]:
+        return read_binance(data_file)
+
+
+__all__ = ["BINANCE_COLUMNS", "BinanceBooks", "read_binance"]

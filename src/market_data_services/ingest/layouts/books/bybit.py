@@ -6,12 +6,16 @@ snapshot.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 from market_data_services.ingest.files import TimeOutOfRangeError, open_text
+from market_data_services.ingest.layouts.base import ReadOptions
 from market_data_services.ingest.layouts.books.common import (
     Book,
     BookFile,
+    BookLayout,
     Collector,
     NotABookFileError,
     RawBooks,
@@ -79,4 +83,28 @@ def read_bybit(book_file: BookFile) -> Iterator[RawBooks]:
     yield chunk.arrays()
 
 
-__all__ = ["read_bybit"]
+class BybitBooks(BookLayout):
+    name = "bybit"
+    description = (
+        "Bybit orderbook websocket lines (a snapshot, then deltas; the book is rebuilt and "
+        "each message stored)"
+    )
+    json_lines = True
+    time_column = "ts"
+    signature = "Bybit orderbook messages"
+
+    def sniff(self, first: str) -> bool:
+        # A Bybit snapshot line is longer than the head; the keys near its start tell it.
+        return first.startswith("{") and (
+            re.search(r'"topic"\s*:\s*"orderbook', first) is not None
+            or re.search(r'"type"\s*:\s*"(snapshot|delta)"', first) is not None
+        )
+
+    def inspect(self, path: Path, first: str, *, time_unit: str, latest_ms: int | None) -> BookFile:
+        return self.judged(self.file(path), time_unit=time_unit, latest_ms=latest_ms)
+
+    def read(self, data_file: BookFile, options: ReadOptions) -> Iterator[RawBooks]:
+        return read_bybit(data_file)
+
+
+__all__ = ["BybitBooks", "read_bybit"]

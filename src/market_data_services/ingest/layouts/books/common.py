@@ -3,16 +3,25 @@ into chunks, levels from JSON, and books rebuilt from snapshot and delta message
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from market_data_services.ingest.files import FileTimes, WrongFileKindError, find_files
+from market_data_services.ingest.files import (
+    FileTimes,
+    WrongFileKindError,
+    find_files,
+    first_csv_cells,
+    first_json_values,
+)
+from market_data_services.ingest.layouts.base import Layout
 from market_data_services.ingest.pipeline import Rejection
 from market_data_services.market.book import BookBatch, FloatArray, IntArray
 
@@ -52,13 +61,14 @@ class BookFile:
     time_unit: str = "auto"
     #: ... and, with auto, the unit the first one told (None: no epoch number seen).
     told_unit: str | None = None
+    #: Where the time is: the JSON key (``ts``) or the CSV column (``timestamp``).
+    time_column: str = "timestamp"
 
     def times(self, zone: tzinfo = UTC, latest_ms: int | None = None) -> FileTimes:
-        """A reader of this file's times (its time column: ``ts`` or ``timestamp``)."""
-        column = "ts" if self.layout in ("jsonl", "bybit") else "timestamp"
+        """A reader of this file's times (its ``time_column``)."""
         return FileTimes(
             self.path,
-            column,
+            self.time_column,
             unit=self.time_unit,
             told=self.told_unit,
             zone=zone,
@@ -80,6 +90,40 @@ class RawBooks:
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
+
+
+class BookLayout(Layout[BookFile, RawBooks]):
+    """What the order-book layouts share: the kind, its error, and judging a file's first
+    time (``ts`` of JSON lines, the ``timestamp`` column of CSV)."""
+
+    kind = "dom"
+    error = NotABookFileError
+    #: JSON lines (time in the key ``time_column``) or CSV (time in that column).
+    json_lines: ClassVar[bool] = False
+    time_column: ClassVar[str] = "timestamp"
+
+    def file(self, path: Path, columns: tuple[str, ...] = ()) -> BookFile:
+        return BookFile(path, self.name, columns, time_column=self.time_column)
+
+    def empty(self, path: Path) -> BookFile:
+        return self.file(path)
+
+    def judged(self, found: BookFile, *, time_unit: str, latest_ms: int | None) -> BookFile:
+        """``found`` with its time unit, refused when its first time is implausible."""
+        found = dataclasses.replace(found, time_unit=time_unit)
+        times = found.times(latest_ms=latest_ms)
+        column = self.time_column
+        if self.json_lines:
+            times.judge_first(first_json_values(found.path, NotABookFileError, column))
+        elif column in found.columns:
+            index = found.columns.index(column)
+            times.judge_first(first_csv_cells(found.path, NotABookFileError, index))
+        return dataclasses.replace(found, told_unit=times.told)
+
+
+def csv_header(first: str) -> tuple[str, ...]:
+    """The column names of a CSV header line, unquoted."""
+    return tuple(c.strip().strip('"') for c in next(csv.reader([first])))
 
 
 def find_book_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -209,10 +253,12 @@ __all__ = [
     "CHUNK_LEVELS",
     "Book",
     "BookFile",
+    "BookLayout",
     "Collector",
     "NotABookFileError",
     "RawBooks",
     "check_update",
+    "csv_header",
     "find_book_files",
     "levels",
 ]

@@ -10,12 +10,16 @@ numbers or numeric strings.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import tzinfo
+from pathlib import Path
 
 from market_data_services.ingest.files import TimeOutOfRangeError, open_text
+from market_data_services.ingest.layouts.base import ReadOptions
 from market_data_services.ingest.layouts.books.common import (
     BookFile,
+    BookLayout,
     Collector,
     NotABookFileError,
     RawBooks,
@@ -60,4 +64,23 @@ def read_jsonl(book_file: BookFile, zone: tzinfo) -> Iterator[RawBooks]:
     yield chunk.arrays()
 
 
-__all__ = ["read_jsonl"]
+class JsonlBooks(BookLayout):
+    name = "jsonl"
+    description = (
+        'one snapshot a line, {"symbol", "ts", "bids": [[price, size], ...], "asks": [...]}'
+    )
+    json_lines = True
+    time_column = "ts"
+    signature = "JSON lines of snapshots {symbol, ts, bids, asks}"
+
+    def sniff(self, first: str) -> bool:
+        return first.startswith("{") and re.search(r'"(bids|asks)"\s*:', first) is not None
+
+    def inspect(self, path: Path, first: str, *, time_unit: str, latest_ms: int | None) -> BookFile:
+        return self.judged(self.file(path), time_unit=time_unit, latest_ms=latest_ms)
+
+    def read(self, data_file: BookFile, options: ReadOptions) -> Iterator[RawBooks]:
+        return read_jsonl(data_file, options.zone)
+
+
+__all__ = ["JsonlBooks", "read_jsonl"]

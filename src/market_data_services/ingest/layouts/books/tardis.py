@@ -5,19 +5,22 @@ epoch; empty cells are absent levels (only at the end).
 
 from __future__ import annotations
 
-import csv
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from market_data_services.ingest.files import TimeOutOfRangeError, open_text
+from market_data_services.ingest.files import TimeOutOfRangeError, csv_data_rows
+from market_data_services.ingest.layouts.base import ReadOptions
 from market_data_services.ingest.layouts.books.common import (
     BookFile,
+    BookLayout,
     Collector,
     NotABookFileError,
     RawBooks,
+    csv_header,
 )
 from market_data_services.market.book import FloatArray
 
@@ -90,37 +93,45 @@ def read_tardis(book_file: BookFile) -> Iterator[RawBooks]:
     symbols: list[str] = []
     codes: dict[str, int] = {}
     chunk = Collector(source, symbols, codes)
-    with open_text(book_file.path, NotABookFileError) as stream:
-        reader = csv.reader(stream)
-        header_seen = False
-        for row in reader:
-            number = reader.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if not header_seen:
-                header_seen = True
-                continue
-            try:
-                if len(row) != width:
-                    raise ValueError(f"expected {width} fields, got {len(row)}")
-                symbol = row[layout.symbol].strip()
-                if not symbol:
-                    raise ValueError("the symbol field is empty")
-                ts = times.parse(row[layout.timestamp])
-                bids = _tardis_side(row, layout.bid_price, layout.bid_amount, "bids")
-                asks = _tardis_side(row, layout.ask_price, layout.ask_amount, "asks")
-            except TimeOutOfRangeError as exc:
-                chunk.reject(number, "timestamp_out_of_range", str(exc))
-                continue
-            except ValueError as exc:
-                text = ",".join(row)
-                chunk.reject(number, "malformed", f"{exc}; row {text[:80]!r}")
-                continue
-            chunk.add(symbol, ts, number, bids, asks)
-            if chunk.full():
-                yield chunk.arrays()
-                chunk = Collector(source, symbols, codes)
+    for number, row in csv_data_rows(book_file.path, NotABookFileError):
+        try:
+            if len(row) != width:
+                raise ValueError(f"expected {width} fields, got {len(row)}")
+            symbol = row[layout.symbol].strip()
+            if not symbol:
+                raise ValueError("the symbol field is empty")
+            ts = times.parse(row[layout.timestamp])
+            bids = _tardis_side(row, layout.bid_price, layout.bid_amount, "bids")
+            asks = _tardis_side(row, layout.ask_price, layout.ask_amount, "asks")
+        except TimeOutOfRangeError as exc:
+            chunk.reject(number, "timestamp_out_of_range", str(exc))
+            continue
+        except ValueError as exc:
+            text = ",".join(row)
+            chunk.reject(number, "malformed", f"{exc}; row {text[:80]!r}")
+            continue
+        chunk.add(symbol, ts, number, bids, asks)
+        if chunk.full():
+            yield chunk.arrays()
+            chunk = Collector(source, symbols, codes)
     yield chunk.arrays()
 
 
-__all__ = ["TARDIS_LEVEL", "TardisColumns", "read_tardis", "tardis_columns"]
+class TardisBooks(BookLayout):
+    name = "tardis"
+    description = "Tardis book_snapshot_N CSV"
+    signature = "a Tardis book_snapshot_N header"
+
+    def sniff(self, first: str) -> bool:
+        return not first.startswith("{") and any(TARDIS_LEVEL.match(c) for c in csv_header(first))
+
+    def inspect(self, path: Path, first: str, *, time_unit: str, latest_ms: int | None) -> BookFile:
+        found = self.file(path, csv_header(first))
+        tardis_columns(found)  # raises for a header it cannot read
+        return self.judged(found, time_unit=time_unit, latest_ms=latest_ms)
+
+    def read(self, data_file: BookFile, options: ReadOptions) -> Iterator[RawBooks]:
+        return read_tardis(data_file)
+
+
+__all__ = ["TARDIS_LEVEL", "TardisBooks", "TardisColumns", "read_tardis", "tardis_columns"]

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 
 import numpy as np
 
-from market_data_services.ingest.files import ImplausibleTimeError
+from market_data_services.ingest.files import ImplausibleTimeError, latest_plausible_ms
+from market_data_services.ingest.layouts.base import Layout, ReadOptions
 from market_data_services.ingest.layouts.ticks.common import (
     FloatArray,
     IntArray,
+    NotATickFileError,
     RawTicks,
     TickFile,
     open_tick_text,
@@ -190,4 +193,52 @@ def _read_lean_slowly(
     )
 
 
-__all__ = ["MAX_LEAN_MS", "judge_lean_day", "lean_day", "looks_like_lean_row", "read_lean"]
+class LeanTicks(Layout[TickFile, RawTicks]):
+    name = "lean"
+    kind = "ticks"
+    description = (
+        "LEAN's tick quote files (ms_since_midnight,bid,ask, date from the YYYYMMDD_ file name)"
+    )
+    signature = "LEAN rows 'ms_since_midnight,bid,ask'"
+    error = NotATickFileError
+
+    def sniff(self, first: str) -> bool:
+        return looks_like_lean_row(first)
+
+    def inspect(self, path: Path, first: str, *, time_unit: str, latest_ms: int | None) -> TickFile:
+        day = lean_day(path)
+        if day is None:
+            raise NotATickFileError(
+                path,
+                "LEAN rows need the date in the file name (YYYYMMDD_...), e.g. "
+                "20140501_eurusd_tick_quote.csv",
+            )
+        if time_unit not in ("auto", "ms"):
+            raise ValueError(
+                f"{path}: lean files hold milliseconds since midnight; "
+                f"--time-unit {time_unit} does not apply to them (use auto or ms)"
+            )
+        found = TickFile(path, "lean", day)
+        judge_lean_day(found, latest_plausible_ms() if latest_ms is None else latest_ms)
+        return found
+
+    def empty(self, path: Path) -> TickFile:
+        return TickFile(path, self.name, lean_day(path), ("timestamp", "bid", "ask"))
+
+    def refuse(self, path: Path, first: str, found: Layout[TickFile, RawTicks]) -> str:
+        return f"it has a header ({first[:60]!r}); lean files have none (try --layout {found.name})"
+
+    def read(self, data_file: TickFile, options: ReadOptions) -> Iterator[RawTicks]:
+        if options.symbol is None:
+            raise ValueError(f"{data_file.path}: lean files have no symbol column; give a symbol")
+        yield read_lean(data_file, options.symbol, options.zone)
+
+
+__all__ = [
+    "MAX_LEAN_MS",
+    "LeanTicks",
+    "judge_lean_day",
+    "lean_day",
+    "looks_like_lean_row",
+    "read_lean",
+]
