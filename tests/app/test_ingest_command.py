@@ -17,6 +17,7 @@ from market_data_services.ingest.layouts import base as layouts_base
 from market_data_services.storage import create_engine, ticks
 from tests.conftest import SAMPLE_DATA
 from tests.databases import DatabaseFactory
+from tests.plugins import install_distribution
 
 SUNDAY = SAMPLE_DATA / "forex_ticks" / "lean_fxcm" / "eurusd" / "20140504_eurusd_tick_quote.csv.gz"
 
@@ -353,13 +354,7 @@ def _readme_example() -> dict[str, str]:
 
 
 def _install_layout_plugin(folder: Path, module: str, source: str, entry: str) -> None:
-    """Install ``module`` as pip does: the module, and a ``.dist-info`` whose
-    ``entry_points.txt`` holds ``entry`` (a line of the group)."""
-    (folder / f"{module}.py").write_text(source, encoding="utf-8")
-    info = folder / f"{module}-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(f"[{PLUGIN_GROUP}]\n{entry}\n")
+    install_distribution(folder, module=module, source=source, group=PLUGIN_GROUP, entry=entry)
 
 
 @pytest.fixture
