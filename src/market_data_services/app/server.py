@@ -43,6 +43,7 @@ _REASONS = {
     401: "401 Unauthorized",
     404: "404 Not Found",
     405: "405 Method Not Allowed",
+    429: "429 Too Many Requests",
     500: "500 Internal Server Error",
     503: "503 Service Unavailable",
 }
@@ -118,15 +119,29 @@ def make_app(
             )
         if path == "/healthz":
             return _respond(start_response, 200, b"ok\n", _TEXT, head=head)
-        if auth is not None and not auth.check(environ.get("HTTP_AUTHORIZATION")):
-            return _respond(
-                start_response,
-                401,
-                b"unauthorized\n",
-                _TEXT,
-                [("WWW-Authenticate", 'Basic realm="mds", charset="UTF-8"')],
-                head=head,
+        if auth is not None:
+            verdict = auth.authenticate(
+                environ.get("HTTP_AUTHORIZATION"), client=environ.get("REMOTE_ADDR", "")
             )
+            if verdict.retry_after_seconds is not None:
+                # Too many failures from this address: refused before any hash work.
+                return _respond(
+                    start_response,
+                    429,
+                    b"too many failed attempts\n",
+                    _TEXT,
+                    [("Retry-After", str(verdict.retry_after_seconds))],
+                    head=head,
+                )
+            if not verdict.ok:
+                return _respond(
+                    start_response,
+                    401,
+                    b"unauthorized\n",
+                    _TEXT,
+                    [("WWW-Authenticate", 'Basic realm="mds", charset="UTF-8"')],
+                    head=head,
+                )
         if path == "/metrics":
             return metrics(environ, start_response, head=head)
         if path == HEALTH_PATH:
