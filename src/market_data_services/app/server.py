@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from market_data_services._version import __version__
 from market_data_services.app.auth import BasicAuth
+from market_data_services.app.webconfig import ServerTls
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -201,7 +202,7 @@ class HttpServer:
         host: str = "127.0.0.1",
         port: int = 0,
         threads: int = 8,
-        tls: TlsFiles | None = None,
+        tls: TlsFiles | ServerTls | None = None,
         socket_timeout_seconds: int = 10,
     ) -> None:
         self._server = _Server(
@@ -217,7 +218,11 @@ class HttpServer:
 
     def start(self) -> None:
         if self._tls is not None:
-            self._server.ssl_adapter = BuiltinSSLAdapter(self._tls.cert_file, self._tls.key_file)
+            adapter = BuiltinSSLAdapter(self._tls.cert_file, self._tls.key_file)
+            if isinstance(self._tls, ServerTls):
+                # A web config file's TLS: minimum version and client certificates.
+                adapter.context = self._tls.context()
+            self._server.ssl_adapter = adapter
         self._server.prepare()
         self._thread = threading.Thread(target=self._serve, name="mds-http", daemon=True)
         self._thread.start()
