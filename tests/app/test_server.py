@@ -327,6 +327,28 @@ def test_a_password_guessing_client_gets_429_then_may_try_again_after_the_window
         http.stop()
 
 
+def test_a_guessing_loop_costs_at_most_the_limiters_failures_in_hash_work(
+    registry: CollectorRegistry, toy: ToyService
+) -> None:
+    # Default limiter: 5 failures per 60 s per address. 200 guesses, 5 hashes.
+    auth = BasicAuth("prom", password_hash=hash_password("s3cret", iterations=1000))
+    http = serve(registry, [toy], auth=auth)
+    try:
+        statuses = [
+            get(
+                f"{http.url}/metrics",
+                headers={
+                    "Authorization": "Basic " + base64.b64encode(f"prom:{i}".encode()).decode()
+                },
+            )[0]
+            for i in range(200)
+        ]
+        assert statuses == [401] * 5 + [429] * 195
+        assert auth.hash_count == 5
+    finally:
+        http.stop()
+
+
 def test_basic_auth_rejects_malformed_headers() -> None:
     auth = BasicAuth("prom", password="pw")
     assert auth.check("Basic " + base64.b64encode(b"prom:pw").decode())
