@@ -322,7 +322,16 @@ def test_a_password_guessing_client_gets_429_then_may_try_again_after_the_window
         assert get(f"{http.url}/healthz")[0] == 200  # liveness never needs credentials
         assert auth.hash_count == hashes  # the 429 cost no hash
         now[0] += 60.0
-        assert get(f"{http.url}/metrics", headers=good)[0] == 200
+        status, _, body = get(f"{http.url}/metrics", headers=good)
+        assert status == 200
+        refusals = {
+            s.labels["reason"]: s.value
+            for f in text_string_to_metric_families(body.decode())
+            if f.name == "mds_http_auth_refusals"
+            for s in f.samples
+            if s.name.endswith("_total")
+        }
+        assert refusals == {"unauthorized": 3.0, "throttled": 1.0}
     finally:
         http.stop()
 

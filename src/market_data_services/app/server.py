@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, make_wsgi_app
 
 from market_data_services._version import __version__
 from market_data_services.app.auth import BasicAuth
@@ -82,6 +82,16 @@ def make_app(
 ) -> WSGIApplication:
     """The WSGI app. ``/healthz`` answers without credentials (it tells nothing but "up")."""
     metrics_app = make_wsgi_app(registry)
+    refusals = None
+    if auth is not None:
+        refusals = Counter(
+            "mds_http_auth_refusals",
+            "Requests refused by basic auth: unauthorized (401) or throttled (429, too many "
+            "failures from the address, no hash computed).",
+            ["reason"],
+            registry=registry,
+        )
+        unauthorized, throttled = refusals.labels("unauthorized"), refusals.labels("throttled")
 
     def metrics(
         environ: WSGIEnvironment, start_response: StartResponse, *, head: bool
@@ -126,6 +136,7 @@ def make_app(
             )
             if verdict.retry_after_seconds is not None:
                 # Too many failures from this address: refused before any hash work.
+                throttled.inc()
                 return _respond(
                     start_response,
                     429,
@@ -135,6 +146,7 @@ def make_app(
                     head=head,
                 )
             if not verdict.ok:
+                unauthorized.inc()
                 return _respond(
                     start_response,
                     401,
