@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families
 
-from market_data_services.app.auth import BasicAuth, hash_password
+from market_data_services.app.auth import BasicAuth, FailureLimiter, hash_password
 from market_data_services.app.health import HealthRule, health_report
 from market_data_services.app.server import HEALTH_PATH, HttpServer, TlsFiles, make_app
 from market_data_services.runtime import CircuitBreaker, ThreadedBackgroundService
@@ -296,6 +296,64 @@ def test_basic_auth_guards_everything_but_healthz(
         assert get(f"{http.url}/metrics", headers={"Authorization": good})[0] == 200
         assert get(f"{http.url}/metrics", headers={"Authorization": bad})[0] == 401
         assert get(f"{http.url}/healthz")[0] == 200
+    finally:
+        http.stop()
+
+
+def test_a_password_guessing_client_gets_429_then_may_try_again_after_the_window(
+    registry: CollectorRegistry, toy: ToyService
+) -> None:
+    now = [0.0]
+    limiter = FailureLimiter(max_failures=3, window_seconds=60.0, clock=lambda: now[0])
+    auth = BasicAuth(
+        "prom",
+        password_hash=hash_password("s3cret", iterations=1000),
+        limiter=limiter,
+        clock=lambda: now[0],
+    )
+    http = serve(registry, [toy], auth=auth)
+    try:
+        good = {"Authorization": "Basic " + base64.b64encode(b"prom:s3cret").decode()}
+        bad = {"Authorization": "Basic " + base64.b64encode(b"prom:guess").decode()}
+        assert [get(f"{http.url}/metrics", headers=bad)[0] for _ in range(3)] == [401] * 3
+        hashes = auth.hash_count
+        status, headers, _ = get(f"{http.url}/metrics", headers=good)
+        assert (status, headers["Retry-After"]) == (429, "60")
+        assert get(f"{http.url}/healthz")[0] == 200  # liveness never needs credentials
+        assert auth.hash_count == hashes  # the 429 cost no hash
+        now[0] += 60.0
+        status, _, body = get(f"{http.url}/metrics", headers=good)
+        assert status == 200
+        refusals = {
+            s.labels["reason"]: s.value
+            for f in text_string_to_metric_families(body.decode())
+            if f.name == "mds_http_auth_refusals"
+            for s in f.samples
+            if s.name.endswith("_total")
+        }
+        assert refusals == {"unauthorized": 3.0, "throttled": 1.0}
+    finally:
+        http.stop()
+
+
+def test_a_guessing_loop_costs_at_most_the_limiters_failures_in_hash_work(
+    registry: CollectorRegistry, toy: ToyService
+) -> None:
+    # Default limiter: 5 failures per 60 s per address. 200 guesses, 5 hashes.
+    auth = BasicAuth("prom", password_hash=hash_password("s3cret", iterations=1000))
+    http = serve(registry, [toy], auth=auth)
+    try:
+        statuses = [
+            get(
+                f"{http.url}/metrics",
+                headers={
+                    "Authorization": "Basic " + base64.b64encode(f"prom:{i}".encode()).decode()
+                },
+            )[0]
+            for i in range(200)
+        ]
+        assert statuses == [401] * 5 + [429] * 195
+        assert auth.hash_count == 5
     finally:
         http.stop()
 

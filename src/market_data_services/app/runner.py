@@ -19,6 +19,7 @@ from market_data_services.app.health import HealthRule, health_report
 from market_data_services.app.probe import SingleFlightProbe
 from market_data_services.app.schema_watch import SchemaWatch, schema_condition
 from market_data_services.app.server import HttpServer, TlsFiles, make_app
+from market_data_services.app.webconfig import ServerTls, load_web_config
 from market_data_services.runtime import ThreadedBackgroundService
 from market_data_services.storage.engine import Timeouts, create_engine, is_sqlite
 from market_data_services.storage.migrate import schema_status, upgrade
@@ -193,9 +194,13 @@ class Application:
                 password=http.basic_auth_password,
                 password_hash=http.basic_auth_password_hash,
             )
-        tls = None
+        tls: TlsFiles | ServerTls | None = None
         if http.tls_cert_file is not None and http.tls_key_file is not None:
             tls = TlsFiles(cert_file=http.tls_cert_file, key_file=http.tls_key_file)
+        if http.web_config_file is not None:
+            web = load_web_config(http.web_config_file)
+            tls = web.tls
+            auth = BasicAuth.from_hashes(web.users) if web.users else None
         app = make_app(registry=self.registry, health=self.health, ready=self.ready, auth=auth)
         return HttpServer(app, host=http.host, port=http.port, threads=http.threads, tls=tls)
 

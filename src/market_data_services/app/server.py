@@ -22,10 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
-from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client import CollectorRegistry, Counter, make_wsgi_app
 
 from market_data_services._version import __version__
 from market_data_services.app.auth import BasicAuth
+from market_data_services.app.webconfig import ServerTls
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -43,6 +44,7 @@ _REASONS = {
     401: "401 Unauthorized",
     404: "404 Not Found",
     405: "405 Method Not Allowed",
+    429: "429 Too Many Requests",
     500: "500 Internal Server Error",
     503: "503 Service Unavailable",
 }
@@ -80,6 +82,16 @@ def make_app(
 ) -> WSGIApplication:
     """The WSGI app. ``/healthz`` answers without credentials (it tells nothing but "up")."""
     metrics_app = make_wsgi_app(registry)
+    refusals = None
+    if auth is not None:
+        refusals = Counter(
+            "mds_http_auth_refusals",
+            "Requests refused by basic auth: unauthorized (401) or throttled (429, too many "
+            "failures from the address, no hash computed).",
+            ["reason"],
+            registry=registry,
+        )
+        unauthorized, throttled = refusals.labels("unauthorized"), refusals.labels("throttled")
 
     def metrics(
         environ: WSGIEnvironment, start_response: StartResponse, *, head: bool
@@ -118,15 +130,31 @@ def make_app(
             )
         if path == "/healthz":
             return _respond(start_response, 200, b"ok\n", _TEXT, head=head)
-        if auth is not None and not auth.check(environ.get("HTTP_AUTHORIZATION")):
-            return _respond(
-                start_response,
-                401,
-                b"unauthorized\n",
-                _TEXT,
-                [("WWW-Authenticate", 'Basic realm="mds", charset="UTF-8"')],
-                head=head,
+        if auth is not None:
+            verdict = auth.authenticate(
+                environ.get("HTTP_AUTHORIZATION"), client=environ.get("REMOTE_ADDR", "")
             )
+            if verdict.retry_after_seconds is not None:
+                # Too many failures from this address: refused before any hash work.
+                throttled.inc()
+                return _respond(
+                    start_response,
+                    429,
+                    b"too many failed attempts\n",
+                    _TEXT,
+                    [("Retry-After", str(verdict.retry_after_seconds))],
+                    head=head,
+                )
+            if not verdict.ok:
+                unauthorized.inc()
+                return _respond(
+                    start_response,
+                    401,
+                    b"unauthorized\n",
+                    _TEXT,
+                    [("WWW-Authenticate", 'Basic realm="mds", charset="UTF-8"')],
+                    head=head,
+                )
         if path == "/metrics":
             return metrics(environ, start_response, head=head)
         if path == HEALTH_PATH:
@@ -186,7 +214,7 @@ class HttpServer:
         host: str = "127.0.0.1",
         port: int = 0,
         threads: int = 8,
-        tls: TlsFiles | None = None,
+        tls: TlsFiles | ServerTls | None = None,
         socket_timeout_seconds: int = 10,
     ) -> None:
         self._server = _Server(
@@ -202,7 +230,11 @@ class HttpServer:
 
     def start(self) -> None:
         if self._tls is not None:
-            self._server.ssl_adapter = BuiltinSSLAdapter(self._tls.cert_file, self._tls.key_file)
+            adapter = BuiltinSSLAdapter(self._tls.cert_file, self._tls.key_file)
+            if isinstance(self._tls, ServerTls):
+                # A web config file's TLS: minimum version and client certificates.
+                adapter.context = self._tls.context()
+            self._server.ssl_adapter = adapter
         self._server.prepare()
         self._thread = threading.Thread(target=self._serve, name="mds-http", daemon=True)
         self._thread.start()

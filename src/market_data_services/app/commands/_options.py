@@ -32,6 +32,7 @@ _FLAG_KEYS = {
     "speed": ("services.demo_feed.speed", "--speed"),
     "log_format": ("logging.format", "--log-format"),
     "log_level": ("logging.level", "--log-level"),
+    "web_config_file": ("http.web_config_file", "--web.config.file"),
 }
 
 
@@ -64,6 +65,13 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--speed", metavar="X", help="demo replay speed: sample seconds per second (default 1)"
+    )
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="Prometheus exporter-toolkit web config (TLS, basic_auth_users), "
+        "instead of the http.tls_*/basic_auth_* keys",
     )
     parser.add_argument("--log-format", choices=LOG_FORMATS, help="text (default) or json")
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="default INFO")

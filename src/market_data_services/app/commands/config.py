@@ -7,6 +7,7 @@ import getpass
 import json
 import sys
 
+from market_data_services.app.auth import DEFAULT_BCRYPT_COST, hash_password_bcrypt
 from market_data_services.app.auth import hash_password as make_hash
 from market_data_services.app.commands._common import EXIT_OK, EXIT_USAGE
 from market_data_services.app.commands._options import add_config_options, config_source
@@ -46,6 +47,13 @@ def hash_password(args: argparse.Namespace) -> int:
     if not password:
         print("mds: empty password", file=sys.stderr)
         return EXIT_USAGE
+    if args.bcrypt:
+        try:
+            print(hash_password_bcrypt(password, cost=args.cost))
+        except ValueError as exc:
+            print(f"mds: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return EXIT_OK
     print(make_hash(password))
     return EXIT_OK
 
@@ -65,6 +73,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     hash_parser = sub.add_parser(
         "hash-password",
         help="hash a password for http.basic_auth_password_hash (reads standard input)",
+    )
+    hash_parser.add_argument(
+        "--bcrypt",
+        action="store_true",
+        help="a bcrypt hash (as basic_auth_users of a --web.config.file take) "
+        "instead of PBKDF2-SHA256",
+    )
+    hash_parser.add_argument(
+        "--cost",
+        type=int,
+        choices=range(4, 32),
+        default=DEFAULT_BCRYPT_COST,
+        metavar="4..31",
+        help=f"bcrypt cost (default {DEFAULT_BCRYPT_COST})",
     )
     hash_parser.set_defaults(handler=hash_password)
 

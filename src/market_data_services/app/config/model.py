@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from market_data_services.app.auth import parse_password_hash
+from market_data_services.app.webconfig import WebConfigError, load_web_config
 from market_data_services.market.symbols import check_symbol
 
 #: The embedded default: a SQLite file in the working directory.
@@ -103,6 +104,15 @@ class DatabaseConfig:
             _check(value >= 1, key, f"must be >= 1, got {value}")
 
 
+_HTTP_AUTH_TLS_KEYS = (
+    "basic_auth_username",
+    "basic_auth_password",
+    "basic_auth_password_hash",
+    "tls_cert_file",
+    "tls_key_file",
+)
+
+
 @dataclass(frozen=True, kw_only=True)
 class HttpConfig:
     """The HTTP server: /metrics, /healthz, /readyz, /api/health/aggregators."""
@@ -115,10 +125,25 @@ class HttpConfig:
     basic_auth_password_hash: str | None = None
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    #: A Prometheus exporter-toolkit web configuration file (YAML: tls_server_config,
+    #: basic_auth_users), instead of the basic_auth_* and tls_* keys above.
+    web_config_file: str | None = None
 
     def __post_init__(self) -> None:
         parse_listen(self.listen)
         _check(1 <= self.threads <= 256, "threads", f"must be 1..256, got {self.threads}")
+        if self.web_config_file is not None:
+            both = [key for key in _HTTP_AUTH_TLS_KEYS if getattr(self, key) is not None]
+            _check(
+                not both,
+                "web_config_file",
+                f"set either web_config_file or {', '.join(both)}, not both "
+                "(the file holds TLS and basic auth)",
+            )
+            try:
+                load_web_config(self.web_config_file)
+            except WebConfigError as exc:
+                raise ConfigError("web_config_file", str(exc)) from None
         user, password, hashed = (
             self.basic_auth_username,
             self.basic_auth_password,
@@ -164,6 +189,8 @@ class HttpConfig:
 
     @property
     def tls(self) -> bool:
+        if self.web_config_file is not None:
+            return load_web_config(self.web_config_file).tls is not None
         return self.tls_cert_file is not None
 
 
