@@ -55,7 +55,7 @@ def test_ingest_prints_a_summary_and_stores_the_ticks(
     assert count(database_url) == 8_025
 
 
-def test_ingest_of_a_file_that_is_not_ticks_exits_2_with_one_line(
+def test_a_file_that_is_not_ticks_is_reported_and_the_other_files_load_with_exit_1(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     notes = tmp_path / "notes.txt"
@@ -63,22 +63,24 @@ def test_ingest_of_a_file_that_is_not_ticks_exits_2_with_one_line(
     code = main(
         ["ingest", "ticks", str(SUNDAY), str(notes), "--symbol", "EUR/USD", "--db", database_url]
     )
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.strip().splitlines() == [
-        f"mds ingest ticks: {notes}: not a tick file: the first line 'hello' is neither a "
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.strip().splitlines() == [
+        f"failed: {notes}: not a tick file: the first line 'hello' is neither a "
         "header 'timestamp,bid,ask[,volume][,symbol]' (plain) nor LEAN rows "
         "'ms_since_midnight,bid,ask' (lean)"
     ]
+    assert "8,025 ticks accepted" in captured.out
+    assert count(database_url) == 8_025
 
 
-def test_ingest_rejections_are_listed_with_file_and_line(
+def test_ingest_rejections_are_listed_with_file_and_line_and_exit_1(
     database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "t.csv"
     path.write_text("timestamp,bid,ask\n1699999000000,1.1,1.2\n1699999001000,-1,1.2\n")
     assert main(["db", "upgrade", "--db", database_url]) == 0
-    assert main(["ingest", "ticks", str(path), "--symbol", "X", "--db", database_url]) == 0
+    assert main(["ingest", "ticks", str(path), "--symbol", "X", "--db", database_url]) == 1
     captured = capsys.readouterr()
     assert f"rejected: {path}:3: price must be > 0, got bid -1.0 ask 1.2" in captured.err
     assert "rejected by reason: non_positive_price 1" in captured.out
@@ -182,12 +184,12 @@ def test_ingest_dom_prints_a_summary_of_the_books(
     ]
 
 
-def test_ingest_dom_reports_a_one_sided_file_with_its_line(
+def test_ingest_dom_reports_a_one_sided_file_with_its_line_and_nothing_usable_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     path = ORDERBOOK / "binance_btcusdt-depth-snap.csv.gz"
-    assert main(["ingest", "dom", str(path), "--db", url]) == 0
+    assert main(["ingest", "dom", str(path), "--db", url]) == 2
     captured = capsys.readouterr()
     assert captured.err.splitlines() == [
         f"rejected: {path}:2: BTCUSDT at 2022-11-01T23:49:39.146Z: bids only (100 levels), "
@@ -204,7 +206,8 @@ def test_ingest_dom_of_a_file_that_is_not_books_exits_2(
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     assert main(["ingest", "dom", str(notes), "--db", url]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"mds ingest dom: {notes}: not an order-book file: the first line")
+    assert err.startswith(f"failed: {notes}: not an order-book file: the first line")
+    assert err.endswith("mds ingest dom: no usable order-book files")
 
 
 def test_ingest_sentiment_reads_the_ig_export_in_the_given_zone(
@@ -251,7 +254,7 @@ def test_reject_crossed_comes_from_the_config_file_too(
     config = tmp_path / "mds.toml"
     config.write_text("[ingest]\nreject_crossed = true\n")
     assert main(["db", "upgrade", "--db", database_url]) == 0
-    assert _ingest_sunday(database_url, "--config", str(config)) == 0
+    assert _ingest_sunday(database_url, "--config", str(config)) == 1  # some rejected
     out = capsys.readouterr().out
     crossed = int(out.split("rejected by reason: crossed ", 1)[1].split()[0].replace(",", ""))
     assert crossed > 0  # FXCM's Sunday reopen has crossed quotes; the file said reject them
@@ -269,7 +272,7 @@ def test_reject_crossed_from_the_environment_and_database_from_the_config_file(
     monkeypatch.delenv("MDS_DATABASE_URL", raising=False)
     monkeypatch.setenv("MDS_INGEST_REJECT_CROSSED", "true")
     assert main(["db", "upgrade", "--db", database_url]) == 0
-    assert _ingest_sunday("", "--config", str(config)) == 0
+    assert _ingest_sunday("", "--config", str(config)) == 1  # some rejected
     assert "rejected by reason: crossed" in capsys.readouterr().out
     assert 0 < count(database_url) < 8_025
 
@@ -321,9 +324,11 @@ def test_ingest_of_compact_dates_exits_2_naming_file_line_column_and_what_they_l
     capsys.readouterr()
     assert main(["ingest", kind, str(path), *extra, "--db", url]) == 2
     line = 1 if kind == "dom" else 2
+    noun = {"ticks": "tick", "dom": "order-book", "sentiment": "sentiment"}[kind]
     assert capsys.readouterr().err.splitlines() == [
-        f"mds ingest {kind}: {path}:{line}: {column} 20140501 read as epoch s (auto) is "
-        "1970-08-22, before 1990-01-01; looks like a YYYYMMDD date: write it as 2014-05-01"
+        f"failed: {path}:{line}: {column} 20140501 read as epoch s (auto) is "
+        "1970-08-22, before 1990-01-01; looks like a YYYYMMDD date: write it as 2014-05-01",
+        f"mds ingest {kind}: no usable {noun} files",
     ]
     assert count(url) == 0
 
@@ -336,10 +341,11 @@ def test_ingest_of_epoch_seconds_read_as_ms_exits_2_and_as_s_loads(
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     args = ["ingest", "ticks", str(path), "--symbol", "X", "--db", url]
     assert main([*args, "--time-unit", "ms"]) == 2
-    assert capsys.readouterr().err.strip() == (
-        f"mds ingest ticks: {path}:2: timestamp 1398902400 read as epoch ms is 1970-01-17, "
-        "before 1990-01-01; looks like epoch s: use --time-unit s"
-    )
+    assert capsys.readouterr().err.splitlines() == [
+        f"failed: {path}:2: timestamp 1398902400 read as epoch ms is 1970-01-17, "
+        "before 1990-01-01; looks like epoch s: use --time-unit s",
+        "mds ingest ticks: no usable tick files",
+    ]
     assert main([*args, "--time-unit", "s"]) == 0
     assert "from 2014-05-01T00:00:00.000Z to 2014-05-01T00:00:01.000Z" in capsys.readouterr().out
     assert count(url) == 2
@@ -395,7 +401,7 @@ def test_a_layout_installed_as_a_plugin_loads_its_files(
     console = example["console"].splitlines()
     command = console[0].removeprefix("$ ").split()
     assert command[:3] == ["mds", "ingest", "ticks"]
-    assert main([*command[1:-2], "--db", database_url]) == 0
+    assert main([*command[1:-2], "--db", database_url]) == 1  # one row rejected
     captured = capsys.readouterr()
     rejected = [line for line in console[1:] if line.startswith("rejected:")]
     assert captured.err.splitlines() == rejected
