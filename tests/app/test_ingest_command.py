@@ -60,6 +60,8 @@ def test_a_file_that_is_not_ticks_is_reported_and_the_other_files_load_with_exit
 ) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("hello\nworld\n")
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    capsys.readouterr()
     code = main(
         ["ingest", "ticks", str(SUNDAY), str(notes), "--symbol", "EUR/USD", "--db", database_url]
     )
@@ -436,3 +438,198 @@ def test_a_layout_plugin_that_is_no_layout_exits_2_naming_it(
         "mds ingest ticks: layout plugin 'wrong' (plugin_wrong:LAYOUT): is a int, not a "
         "market_data_services Layout"
     ]
+
+
+# -- hostile files: a per-file error with file and line, never a traceback -----------------------
+
+GOOD_TICKS = "timestamp,bid,ask\n1699999000000,1.1,1.2\n1699999001000,1.1,1.2\n"
+
+
+def _good_ticks(tmp_path: Path) -> Path:
+    """Another file of the same command, which must load whatever the damaged one does."""
+    path = tmp_path / "good.csv"
+    path.write_text("timestamp,bid,ask\n1699999100000,1.1,1.2\n1699999101000,1.1,1.2\n")
+    return path
+
+
+def _ingest(url: str, *paths: Path) -> tuple[int, str, str]:
+    """Exit status, stdout, stderr of ``mds ingest ticks PATH...`` in a child process (a
+    traceback or a hang would show there; the timeout bounds a regression)."""
+    command = ["-m", "market_data_services.app.cli", "ingest", "ticks", *map(str, paths)]
+    done = subprocess.run(
+        [sys.executable, *command, "--symbol", "EUR/USD", "--no-progress", "--db", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done.returncode, done.stdout, done.stderr
+
+
+def _failures(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("failed: ")]
+
+
+def test_a_truncated_gzip_keeps_the_rows_before_the_damage_and_the_other_files_load(
+    database_url: str, tmp_path: Path
+) -> None:
+    data = SUNDAY.read_bytes()
+    damaged = tmp_path / SUNDAY.name
+    damaged.write_bytes(data[: len(data) // 2])
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    code, out, err = _ingest(database_url, damaged, _good_ticks(tmp_path))
+    assert code == 1
+    [failure] = _failures(err)
+    prefix = f"failed: {damaged}:"
+    assert failure.startswith(prefix)
+    line, message = failure.removeprefix(prefix).split(": ", 1)
+    assert message == (
+        "corrupt or truncated compression (Compressed file ended before the end-of-stream "
+        "marker was reached)"
+    )
+    # Every whole row before the damage is stored (LEAN files have no header), and the
+    # other file too.
+    assert 1_000 < int(line) < 8_025
+    assert count(database_url) == int(line) - 1 + 2
+    assert "2 files," in out
+
+
+def test_a_flipped_byte_in_a_gzip_is_reported_with_file_and_line(
+    database_url: str, tmp_path: Path
+) -> None:
+    data = bytearray(SUNDAY.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged = tmp_path / SUNDAY.name
+    damaged.write_bytes(bytes(data))
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    code, _out, err = _ingest(database_url, damaged, _good_ticks(tmp_path))
+    assert code == 1
+    [failure] = _failures(err)
+    assert failure.startswith(f"failed: {damaged}:")
+    assert "corrupt or truncated compression (" in failure
+    assert count(database_url) >= 3_897 + 2  # the rows before the flipped byte, the other file
+
+
+DAMAGED_CSV = {
+    "stray_quote": (
+        GOOD_TICKS.encode() + b'1699999002000,"1.1,1.2\n1699999003000,1.1,1.2\n',
+        "CSV error (a quoted field runs from line 4 over 1 line ends (a stray quote?))",
+    ),
+    "field_over_the_limit": (
+        GOOD_TICKS.encode() + b"1699999002000,1.1," + b"9" * 200 * 1024 + b"\n",
+        "CSV error (field larger than field limit (131072))",
+    ),
+    "latin1_byte": (
+        GOOD_TICKS.encode() + b"1699999002000,1.1,1.2\xe9\n1699999003000,1.1,1.2\n",
+        "not UTF-8 text (invalid continuation byte)",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED_CSV))
+def test_csv_damage_stops_the_file_at_its_line_keeping_the_rows_before(
+    database_url: str, tmp_path: Path, damage: str
+) -> None:
+    content, message = DAMAGED_CSV[damage]
+    damaged = tmp_path / "damaged.csv"
+    damaged.write_bytes(content)
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    code, out, err = _ingest(database_url, damaged, _good_ticks(tmp_path))
+    assert code == 1
+    assert _failures(err) == [f"failed: {damaged}:4: {message}"]
+    assert "4 ticks accepted" in out
+    assert count(database_url) == 4  # lines 2-3 of the damaged file, and the other file
+
+
+def test_numbers_python_would_accept_are_rejected_with_a_reason(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "numbers.csv"
+    rows = ["1_000", "0x1p3", "\u0661.\u0661", "1e400", "inf", "NaN"]
+    path.write_text(
+        GOOD_TICKS + "".join(f"16999990{10 + i}000,{bid},1.2\n" for i, bid in enumerate(rows))
+    )
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    capsys.readouterr()
+    assert main(["ingest", "ticks", str(path), "--symbol", "EUR/USD", "--db", database_url]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines()[:3] == [
+        f"rejected: {path}:4: bid '1_000' is not a decimal number; row '1699999010000,1_000,1.2'",
+        f"rejected: {path}:5: bid '0x1p3' is not a decimal number; row '1699999011000,0x1p3,1.2'",
+        f"rejected: {path}:6: bid '\u0661.\u0661' is not a decimal number; "
+        "row '1699999012000,\u0661.\u0661,1.2'",
+    ]
+    assert "rejected by reason: malformed 3, not_finite 3" in captured.out
+    assert count(database_url) == 2
+
+
+def test_times_out_of_any_range_are_rejected_rows_naming_the_line(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "times.csv"
+    path.write_text(GOOD_TICKS + "9" * 30 + ",1.1,1.2\n28521834-01-01T00:00:00,1.1,1.2\n")
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    capsys.readouterr()
+    assert main(["ingest", "ticks", str(path), "--symbol", "EUR/USD", "--db", database_url]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"rejected: {path}:4: timestamp {'9' * 30} read as epoch ms")
+    assert err[1].startswith(f"rejected: {path}:5: timestamp '28521834-01-01T00:00:00' is ")
+    assert count(database_url) == 2
+
+
+def test_json_nested_too_deep_is_a_rejected_line_and_the_lines_around_it_load(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    book = '{"symbol": "EUR/USD", "ts": %d, "bids": [[1.0, 1.0]], "asks": [[1.1, 1.0]]}\n'
+    path = tmp_path / "deep.jsonl"
+    path.write_text(book % 1699999000000 + "[" * 100_000 + "\n" + book % 1699999001000)
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    assert main(["ingest", "dom", str(path), "--db", url]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"rejected: {path}:2: JSON nested too deeply; line '[[[")
+    assert "2 snapshots accepted" in captured.out
+
+
+def test_a_fifo_is_refused_at_once_without_being_opened(database_url: str, tmp_path: Path) -> None:
+    fifo = tmp_path / "ticks.csv"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer comes
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    code, out, err = _ingest(database_url, fifo, _good_ticks(tmp_path))
+    assert code == 1
+    assert _failures(err) == [
+        f"failed: {fifo}: a FIFO (named pipe), not a regular file: not opened"
+    ]
+    assert "2 ticks accepted" in out
+
+
+def test_an_unreadable_subdirectory_is_reported_not_skipped(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("running as root, where chmod 000 does not stop reading a directory")
+    hidden = tmp_path / "data" / "hidden"
+    hidden.mkdir(parents=True)
+    (hidden / "t.csv").write_text(GOOD_TICKS)
+    (tmp_path / "data" / "good.csv").write_text(GOOD_TICKS)
+    hidden.chmod(0)
+    try:
+        code, out, err = _ingest(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "data")
+    finally:
+        hidden.chmod(0o755)
+    assert code == 1
+    assert _failures(err) == [f"failed: {hidden}: directory cannot be listed (Permission denied)"]
+    assert "2 ticks accepted" in out
+
+
+def test_when_every_file_fails_nothing_is_written_and_the_exit_is_2(
+    database_url: str, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    notes = tmp_path / "notes.csv"
+    notes.write_text("hello\n")
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    code, _out, err = _ingest(database_url, fifo, notes)
+    assert code == 2
+    assert len(_failures(err)) == 2
+    assert err.splitlines()[-1] == "mds ingest ticks: no usable tick files"
+    assert count(database_url) == 0

@@ -315,18 +315,31 @@ def open_text(path: Path, error: type[WrongFileKindError], *, quiet: bool = Fals
 
 
 def csv_rows(lines: TextLines) -> Generator[tuple[int, list[str]], None, None]:
-    """(line, cells) of every CSV record of ``lines``; a quoting error or an over-long
-    field ends the file there, as damage does (``TextLines``)."""
+    """(line, cells) of every CSV record of ``lines``, one record per line.
+
+    A quoting error, an over-long field or a quoted field that runs over a line end (a
+    stray ``"``: no data file of ours holds a line break in a field, and the rest of the
+    file would silently become one field) ends the file there, as damage does
+    (``TextLines``), naming the line where the record starts.
+    """
     reader = csv.reader(lines)
     while True:
+        start = reader.line_num + 1
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            _stop_at(describe_failure(lines.path, reader.line_num + 1, exc), quiet=lines.quiet)
+            _stop_at(describe_failure(lines.path, start, exc), quiet=lines.quiet)
             return
-        yield reader.line_num, row
+        if reader.line_num > start:
+            stray = csv.Error(
+                f"a quoted field runs from line {start} over {reader.line_num - start} line "
+                f"ends (a stray quote?)"
+            )
+            _stop_at(describe_failure(lines.path, start, stray), quiet=lines.quiet)
+            return
+        yield start, row
 
 
 def read_head(path: Path, error: type[WrongFileKindError], size: int = SNIFF_BYTES) -> str:
@@ -344,9 +357,11 @@ def read_head(path: Path, error: type[WrongFileKindError], size: int = SNIFF_BYT
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a character cut at the sniff boundary
-            raise error(path, "not UTF-8 text") from None
+        # Up to the bad byte: enough to tell the layout when the first line is whole; the
+        # reader then reports the bad line (keeping the rows before it).
         text = head[: exc.start].decode("utf-8")
+        if exc.start < len(head) - 4 and "\n" not in text.lstrip():
+            raise describe_failure(path, text.count("\n") + 1, exc) from None
     return text.lstrip("\ufeff")
 
 

@@ -141,7 +141,7 @@ def read_lean(tick_file: TickFile, symbol: str, zone: tzinfo) -> RawTicks:
                     source,
                     int(lines[index]),
                     "malformed",
-                    f"ms_since_midnight {ms_float[index]!r} is not a whole number of "
+                    f"ms_since_midnight {float(ms_float[index])!r} is not a whole number of "
                     f"milliseconds within the day",
                 )
             )
