@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -603,21 +605,46 @@ def test_a_fifo_is_refused_at_once_without_being_opened(database_url: str, tmp_p
     assert "2 ticks accepted" in out
 
 
-def test_an_unreadable_subdirectory_is_reported_not_skipped(tmp_path: Path) -> None:
+def test_an_unreadable_subdirectory_and_file_are_reported_not_skipped() -> None:
+    # As root chmod stops nothing, so the command then runs as nobody, in a directory
+    # nobody may use (tmp_path is root's alone).
+    as_user: list[str] = []
     if os.geteuid() == 0:
-        pytest.skip("running as root, where chmod 000 does not stop reading a directory")
-    hidden = tmp_path / "data" / "hidden"
-    hidden.mkdir(parents=True)
-    (hidden / "t.csv").write_text(GOOD_TICKS)
-    (tmp_path / "data" / "good.csv").write_text(GOOD_TICKS)
-    hidden.chmod(0)
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv (util-linux) to run as nobody")
+        as_user = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    top = Path(tempfile.mkdtemp(prefix="mds-unreadable-"))
     try:
-        code, out, err = _ingest(f"sqlite:///{tmp_path / 'db.sqlite'}", tmp_path / "data")
+        top.chmod(0o777)
+        data = top / "data"
+        hidden = data / "hidden"
+        hidden.mkdir(parents=True)
+        (hidden / "t.csv").write_text(GOOD_TICKS)
+        (data / "good.csv").write_text(GOOD_TICKS)
+        locked = data / "locked.csv"
+        locked.write_text(GOOD_TICKS)
+        locked.chmod(0)
+        hidden.chmod(0)
+        url = f"sqlite:///{top / 'db.sqlite'}"
+        command = ["-m", "market_data_services.app.cli", "ingest", "ticks", str(data)]
+        done = subprocess.run(
+            [*as_user, sys.executable, *command, "--symbol", "EUR/USD", "--db", url],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
     finally:
-        hidden.chmod(0o755)
-    assert code == 1
-    assert _failures(err) == [f"failed: {hidden}: directory cannot be listed (Permission denied)"]
-    assert "2 ticks accepted" in out
+        (top / "data" / "hidden").chmod(0o755)
+        shutil.rmtree(top)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1
+    assert _failures(done.stderr) == [
+        f"failed: {hidden}: directory cannot be listed (Permission denied)",
+        f"failed: {locked}: cannot be read (Permission denied)",
+    ]
+    assert "2 ticks accepted" in done.stdout
 
 
 def test_when_every_file_fails_nothing_is_written_and_the_exit_is_2(
