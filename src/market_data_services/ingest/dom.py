@@ -227,7 +227,11 @@ def ingest_dom(
 
     Every file is inspected before anything is written: a file that is not order-book
     data raises NotABookFileError, and one whose first time is before 1990 or in the
-    future in its unit raises ImplausibleTimeError; nothing is loaded then.
+    future in its unit raises ImplausibleTimeError; nothing is loaded then. A file
+    damaged part way (corrupt compression, bytes that are not UTF-8, a CSV error) is read
+    up to the damage, those rows stored, and the damage reported in
+    ``report.failed_files`` (a ``BadFileError`` naming file, line and reason); the next
+    file goes on.
     """
     zone = parse_zone(tz) if isinstance(tz, str) else tz
     policy = QuotePolicy.of(symbols, reject_crossed, future_tolerance_seconds)

@@ -225,7 +225,10 @@ def ingest_sentiment(
     else ''). ``time_unit`` is the unit of epoch-number times (``s``, ``ms``, ``us``,
     ``ns``), or ``auto``: told per file by the size of its first one. Every file is
     inspected before anything is written; one whose first time is before 1990 or in the
-    future in its unit raises ImplausibleTimeError.
+    future in its unit raises ImplausibleTimeError. A file damaged part way (corrupt
+    compression, bytes that are not UTF-8, a CSV error) is read up to the damage, those
+    rows stored, and the damage reported in ``report.failed_files`` (a ``BadFileError``
+    naming file, line and reason); the next file goes on.
     """
     zone = parse_zone(tz) if isinstance(tz, str) else tz
     policy = QuotePolicy.of(symbols, False, future_tolerance_seconds, sum_tolerance)

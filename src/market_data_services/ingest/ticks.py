@@ -384,7 +384,10 @@ def ingest_ticks(
     Every file is inspected before anything is written: a file that is not tick data
     raises NotATickFileError, and one whose first time is before 1990 or in the future
     in its unit raises ImplausibleTimeError; nothing is loaded then. Each file is then
-    written in transactions of up to ``CHUNK_ROWS`` rows.
+    written in transactions of up to ``CHUNK_ROWS`` rows. A file damaged part way (corrupt
+    compression, bytes that are not UTF-8, a CSV error) is read up to the damage, those
+    rows stored, and the damage reported in ``report.failed_files`` (a ``BadFileError``
+    naming file, line and reason); the next file goes on.
     """
     zone = parse_zone(tz) if isinstance(tz, str) else tz
     if symbol is not None:

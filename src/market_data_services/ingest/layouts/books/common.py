@@ -197,7 +197,8 @@ def levels(value: Any, name: str) -> FloatArray:
         array = np.array(value)
         if array.dtype.kind not in "iuf":  # numeric strings: strictly, one by one
             array = np.array(
-                [[parse_number(cell, name) for cell in pair] for pair in value], dtype=np.float64
+                [[parse_number(cell, "price or size") for cell in pair] for pair in value],
+                dtype=np.float64,
             )
         else:
             array = array.astype(np.float64)
