@@ -3,9 +3,11 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -601,6 +603,41 @@ def test_a_fifo_is_refused_at_once_without_being_opened(database_url: str, tmp_p
     assert code == 1
     assert _failures(err) == [
         f"failed: {fifo}: a FIFO (named pipe), not a regular file: not opened"
+    ]
+    assert "2 ticks accepted" in out
+
+
+def test_a_device_and_a_socket_are_refused_without_being_opened(
+    database_url: str, tmp_path: Path
+) -> None:
+    server = socket.socket(socket.AF_UNIX)
+    sock = tmp_path / "ticks.sock"
+    server.bind(str(sock))
+    try:
+        assert main(["db", "upgrade", "--db", database_url]) == 0
+        code, out, err = _ingest(database_url, Path("/dev/zero"), sock, _good_ticks(tmp_path))
+    finally:
+        server.close()
+    assert code == 1
+    assert _failures(err) == [
+        "failed: /dev/zero: a device, not a regular file: not opened",
+        f"failed: {sock}: a socket, not a regular file: not opened",
+    ]
+    assert "2 ticks accepted" in out
+
+
+def test_a_zip_cut_short_is_reported_and_the_other_files_load(
+    database_url: str, tmp_path: Path
+) -> None:
+    archive = tmp_path / "ticks.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("ticks.csv", GOOD_TICKS * 100)
+    archive.write_bytes(archive.read_bytes()[:-30])  # the central directory is cut
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    code, out, err = _ingest(database_url, archive, _good_ticks(tmp_path))
+    assert code == 1
+    assert _failures(err) == [
+        f"failed: {archive}: a broken zip archive (File is not a zip file)",
     ]
     assert "2 ticks accepted" in out
 

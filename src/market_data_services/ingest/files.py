@@ -231,7 +231,8 @@ def open_binary(path: Path, error: type[WrongFileKindError]) -> IO[bytes]:
         try:
             archive = zipfile.ZipFile(path)
         except zipfile.BadZipFile as exc:
-            raise error(path, f"a broken zip archive ({exc})") from None
+            detail = f"a broken zip archive ({exc})"
+            raise BadFileError(path, None, "compression", detail) from None
         members = [m for m in archive.infolist() if not m.is_dir()]
         if len(members) != 1:
             archive.close()
