@@ -30,7 +30,7 @@ _OFFSET = re.compile(
     re.IGNORECASE,
 )
 _DAY_START = re.compile(r"^\s*(?P<hour>\d{1,2}):(?P<minute>\d{2})(?:\s+(?P<zone>\S+))?\s*$")
-_EPOCH_NUMBER = re.compile(r"^[+-]?\d+(?:\.\d*)?$")
+_EPOCH_NUMBER = re.compile(r"^[+-]?\d+(?:\.\d*)?$", re.ASCII)  # ASCII: not other scripts' digits
 
 #: Units of epoch numbers; ``auto`` tells s, ms, us or ns from the number's magnitude.
 TIME_UNITS = ("auto", "s", "ms", "us", "ns")

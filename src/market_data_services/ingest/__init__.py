@@ -19,7 +19,11 @@ from market_data_services.ingest.dom import (
     inspect_dom_files,
     write_dom,
 )
-from market_data_services.ingest.files import ImplausibleTimeError, WrongFileKindError
+from market_data_services.ingest.files import (
+    BadFileError,
+    ImplausibleTimeError,
+    WrongFileKindError,
+)
 from market_data_services.ingest.pipeline import IngestProgress, IngestReport, Rejection
 from market_data_services.ingest.sentiment import (
     NotASentimentFileError,
@@ -37,6 +41,7 @@ from market_data_services.ingest.ticks import (
 )
 
 __all__ = [
+    "BadFileError",
     "BookSnapshot",
     "ImplausibleTimeError",
     "IngestProgress",

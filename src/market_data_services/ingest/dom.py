@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
-from market_data_services.ingest.files import ImplausibleTimeError
+from market_data_services.ingest.files import BadFileError, ImplausibleTimeError
 from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.books import (
     LAYOUTS,
@@ -126,6 +126,7 @@ class _Books(IngestKind[RawBooks]):
     snapshot per symbol and millisecond (the first stored is kept)."""
 
     unit = "snapshots"
+    kind = "dom"
     crossed_noun = "books"
     reasons = REJECT_REASONS
     lock_key = DOM_WRITE_LOCK_KEY
@@ -182,6 +183,7 @@ def inspect_dom_files(
     layout: str | None = None,
     time_unit: str = "auto",
     latest_ms: int | None = None,
+    failures: list[BadFileError] | None = None,
 ) -> list[BookFile]:
     """Find the order-book files under ``paths`` and tell each one's layout and time unit.
 
@@ -189,9 +191,15 @@ def inspect_dom_files(
     ImplausibleTimeError for one whose first time is before 1990 or after ``latest_ms``
     (default: an hour from now) in ``time_unit``, so a mistake is reported before
     anything is written.
+
+    With ``failures`` (a list), a file that cannot be inspected (not of the kind, an
+    implausible first time, a special or unreadable file) is added to it as a
+    ``BadFileError`` instead, and the other files are inspected still.
     """
     inspect_one = functools.partial(inspect_book_file, time_unit=time_unit, latest_ms=latest_ms)
-    return inspect_files(paths, layout, layout_names("dom"), find_book_files, inspect_one)
+    return inspect_files(
+        paths, layout, layout_names("dom"), find_book_files, inspect_one, failures=failures
+    )
 
 
 def ingest_dom(
@@ -219,7 +227,11 @@ def ingest_dom(
 
     Every file is inspected before anything is written: a file that is not order-book
     data raises NotABookFileError, and one whose first time is before 1990 or in the
-    future in its unit raises ImplausibleTimeError; nothing is loaded then.
+    future in its unit raises ImplausibleTimeError; nothing is loaded then. A file
+    damaged part way (corrupt compression, bytes that are not UTF-8, a CSV error) is read
+    up to the damage, those rows stored, and the damage reported in
+    ``report.failed_files`` (a ``BadFileError`` naming file, line and reason); the next
+    file goes on.
     """
     zone = parse_zone(tz) if isinstance(tz, str) else tz
     policy = QuotePolicy.of(symbols, reject_crossed, future_tolerance_seconds)

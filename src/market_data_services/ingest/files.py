@@ -18,12 +18,18 @@ that is out of range is rejected on its own (``TimeOutOfRangeError``).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import csv
 import gzip
 import io
 import json
+import math
+import os
+import re
+import stat
 import time
 import zipfile
+import zlib
 from collections.abc import Generator, Iterable, Iterator
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
@@ -60,19 +66,153 @@ class WrongFileKindError(ValueError):
         self.reason = reason
 
 
+# -- files that cannot be read to the end --------------------------------------------------
+
+#: The ``reason`` label values of ``mds_ingest_files_failed_total``, one per way a whole
+#: file (or the rest of it) fails; rows have their own reasons.
+FILE_REASONS = (
+    "special_file",  # a FIFO, device or socket: refused by stat, never opened
+    "unreadable",  # no permission, a directory that cannot be listed, an I/O error
+    "wrong_kind",  # not a file of the kind being loaded
+    "implausible_time",  # the first time is implausible in the unit read
+    "compression",  # truncated or corrupt gzip or zip
+    "encoding",  # bytes that are not UTF-8 text
+    "csv",  # a CSV quoting error or a field over the CSV field limit
+    "malformed",  # anything else that stopped the reading of the file
+)
+
+
+class BadFileError(ValueError):
+    """Reading a file failed or stopped at ``line`` (None: before its first line), for a
+    ``reason`` of ``FILE_REASONS``. Rows before ``line`` are good."""
+
+    def __init__(self, path: Path | str, line: int | None, reason: str, detail: str) -> None:
+        where = str(path) if line is None else f"{path}:{line}"
+        super().__init__(f"{where}: {detail}")
+        self.path = str(path)
+        self.line = line
+        self.reason = reason
+        self.detail = detail
+
+
+#: Where readers put the error that stopped a file, so the rows read before it are
+#: still handed on and stored; None (outside ``collect_damage``): the error is raised.
+#: A context variable, so each thread (and each pipeline run) has its own.
+_damage: contextvars.ContextVar[list[BadFileError] | None] = contextvars.ContextVar(
+    "mds_ingest_damage", default=None
+)
+
+
+@contextlib.contextmanager
+def collect_damage() -> Iterator[list[BadFileError]]:
+    """While open, a reader that meets damage ends its file there (yielding what it read
+    before) and the error lands in the list, instead of being raised."""
+    damage: list[BadFileError] = []
+    token = _damage.set(damage)
+    try:
+        yield damage
+    finally:
+        _damage.reset(token)
+
+
+def _stop_at(error: BadFileError, *, quiet: bool = False) -> None:
+    """Record ``error`` for ``collect_damage``, or raise it when nothing collects."""
+    if quiet:
+        return
+    sink = _damage.get()
+    if sink is None:
+        raise error
+    sink.append(error)
+
+
+def describe_failure(path: Path | str, line: int | None, exc: BaseException) -> BadFileError:
+    """``exc``, raised while reading ``path`` (after ``line``), as a ``BadFileError``."""
+    if isinstance(exc, BadFileError):
+        return exc
+    if isinstance(exc, WrongFileKindError):  # "not a tick file: ..."
+        return BadFileError(path, None, "wrong_kind", str(exc).removeprefix(f"{path}: "))
+    if isinstance(exc, ImplausibleTimeError):
+        detail = str(exc).removeprefix(f"{path}:{exc.line}: ")
+        return BadFileError(path, exc.line, "implausible_time", detail)
+    name = type(exc).__name__
+    if isinstance(exc, EOFError | zlib.error | zipfile.BadZipFile | gzip.BadGzipFile):
+        return BadFileError(path, line, "compression", f"corrupt or truncated compression ({exc})")
+    if isinstance(exc, UnicodeDecodeError):
+        return BadFileError(path, line, "encoding", f"not UTF-8 text ({exc.reason})")
+    if isinstance(exc, csv.Error):
+        return BadFileError(path, line, "csv", f"CSV error ({exc})")
+    if isinstance(exc, OSError):
+        return BadFileError(path, line, "unreadable", f"cannot be read ({exc.strerror or exc})")
+    if isinstance(exc, RecursionError):
+        return BadFileError(path, line, "malformed", "nested too deeply")
+    return BadFileError(path, line, "malformed", f"reading stopped ({name}: {exc})")
+
+
+#: What may go wrong reading one file; ``describe_failure`` tells them apart.
+FILE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    EOFError,
+    zlib.error,
+    zipfile.BadZipFile,
+    csv.Error,
+    ValueError,  # UnicodeDecodeError, WrongFileKindError, ImplausibleTimeError, BadFileError
+    OverflowError,
+    RecursionError,
+)
+
+
+def check_regular(path: Path) -> None:
+    """Raise ``BadFileError`` unless ``path`` is a regular file: a FIFO, device or socket
+    is refused by ``stat`` alone (opening a FIFO blocks until a writer comes), and a
+    directory is one that could not be listed when the files were found."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise BadFileError(path, None, "unreadable", f"cannot be read ({exc.strerror})") from None
+    if stat.S_ISREG(mode):
+        return
+    if stat.S_ISDIR(mode):
+        try:
+            os.listdir(path)
+        except OSError as exc:
+            detail = f"directory cannot be listed ({exc.strerror})"
+            raise BadFileError(path, None, "unreadable", detail) from None
+        raise BadFileError(path, None, "unreadable", "a directory, not a file")
+    what = (
+        "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "not a regular file"
+    )
+    raise BadFileError(path, None, "special_file", f"{what}, not a regular file: not opened")
+
+
 def find_files(paths: Iterable[str | Path], suffixes: tuple[str, ...]) -> list[Path]:
     """The files named, and the files under the directories named whose names end with
-    one of ``suffixes`` (any case), sorted by path within each directory."""
+    one of ``suffixes`` (any case), sorted by path within each directory.
+
+    A subdirectory that cannot be listed is returned too (the reader reports it rather
+    than it being skipped silently), and so is a special file with a matching name.
+    """
     found: list[Path] = []
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            found.extend(
-                sorted(
-                    p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(suffixes)
+            inside: list[Path] = []
+            unlisted: list[Path] = []
+
+            def failed(exc: OSError, into: list[Path] = unlisted) -> None:
+                into.append(Path(exc.filename))
+
+            for folder, _dirs, names in os.walk(path, onerror=failed):
+                inside.extend(
+                    Path(folder, name) for name in names if name.lower().endswith(suffixes)
                 )
-            )
-        elif path.exists():
+            found.extend(sorted(inside + unlisted))
+        elif path.exists() or path.is_symlink():
             found.append(path)
         else:
             raise FileNotFoundError(f"{path}: no such file or directory")
@@ -80,7 +220,9 @@ def find_files(paths: Iterable[str | Path], suffixes: tuple[str, ...]) -> list[P
 
 
 def open_binary(path: Path, error: type[WrongFileKindError]) -> IO[bytes]:
-    """The file's bytes, decompressed when it is gzip or a single-member zip."""
+    """The file's bytes, decompressed when it is gzip or a single-member zip; a file that
+    is not a regular one raises ``BadFileError`` without being opened."""
+    check_regular(path)
     with path.open("rb") as probe:
         magic = probe.read(4)
     if magic[:2] == b"\x1f\x8b":
@@ -89,7 +231,8 @@ def open_binary(path: Path, error: type[WrongFileKindError]) -> IO[bytes]:
         try:
             archive = zipfile.ZipFile(path)
         except zipfile.BadZipFile as exc:
-            raise error(path, f"a broken zip archive ({exc})") from None
+            detail = f"a broken zip archive ({exc})"
+            raise BadFileError(path, None, "compression", detail) from None
         members = [m for m in archive.infolist() if not m.is_dir()]
         if len(members) != 1:
             archive.close()
@@ -114,11 +257,90 @@ class _ZipMember(io.BufferedReader):
             self._archive.close()
 
 
-def open_text(path: Path, error: type[WrongFileKindError]) -> IO[str]:
-    """The file as UTF-8 text (decompressed), newlines left as they are for ``csv``."""
-    return io.TextIOWrapper(
-        open_binary(path, error), encoding="utf-8", errors="replace", newline=""
-    )
+class TextLines:
+    """The lines of a (decompressed) file as UTF-8 text, newlines kept for ``csv``.
+
+    Decoded line by line, so bytes that are not UTF-8 are reported with their line. Damage
+    (corrupt compression, a read error, bad bytes) ends the lines there: under
+    ``collect_damage`` the error is recorded and iteration stops, so a reader hands on
+    the rows it read before; otherwise it is raised as ``BadFileError``. ``quiet`` stops
+    without recording (a look at a file's head, whose reading reports the damage later).
+    """
+
+    def __init__(self, path: Path, error: type[WrongFileKindError], *, quiet: bool = False):
+        self.path = path
+        self.quiet = quiet
+        #: The number of the last line handed out.
+        self.line = 0
+        self._stream = open_binary(path, error)
+        self._ended = False
+
+    def __enter__(self) -> TextLines:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        if self._ended:
+            raise StopIteration
+        try:
+            raw = self._stream.readline()
+            if not raw:
+                raise StopIteration
+            text = raw.decode("utf-8")
+        except StopIteration:
+            self._ended = True
+            raise
+        except FILE_ERRORS as exc:
+            self._ended = True
+            _stop_at(describe_failure(self.path, self.line + 1, exc), quiet=self.quiet)
+            raise StopIteration from None
+        self.line += 1
+        return text
+
+    def read(self) -> str:
+        """The rest of the text, up to any damage."""
+        return "".join(self)
+
+
+def open_text(path: Path, error: type[WrongFileKindError], *, quiet: bool = False) -> TextLines:
+    """The file as UTF-8 text lines (decompressed), newlines left as they are for ``csv``."""
+    return TextLines(path, error, quiet=quiet)
+
+
+def csv_rows(lines: TextLines) -> Generator[tuple[int, list[str]], None, None]:
+    """(line, cells) of every CSV record of ``lines``, one record per line.
+
+    A quoting error, an over-long field or a quoted field that runs over a line end (a
+    stray ``"``: no data file of ours holds a line break in a field, and the rest of the
+    file would silently become one field) ends the file there, as damage does
+    (``TextLines``), naming the line where the record starts.
+    """
+    reader = csv.reader(lines)
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            _stop_at(describe_failure(lines.path, start, exc), quiet=lines.quiet)
+            return
+        if reader.line_num > start:
+            stray = csv.Error(
+                f"a quoted field runs from line {start} over {reader.line_num - start} line "
+                f"ends (a stray quote?)"
+            )
+            _stop_at(describe_failure(lines.path, start, stray), quiet=lines.quiet)
+            return
+        yield start, row
 
 
 def read_head(path: Path, error: type[WrongFileKindError], size: int = SNIFF_BYTES) -> str:
@@ -129,16 +351,18 @@ def read_head(path: Path, error: type[WrongFileKindError], size: int = SNIFF_BYT
     try:
         with open_binary(path, error) as stream:
             head = stream.read(size)
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise error(path, f"cannot be read ({exc})") from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise describe_failure(path, None, exc) from None
     if b"\x00" in head:
         raise error(path, "binary content, not text")
     try:
         text = head.decode("utf-8")
     except UnicodeDecodeError as exc:
-        if exc.start < len(head) - 4:  # not just a character cut at the sniff boundary
-            raise error(path, "not UTF-8 text") from None
+        # Up to the bad byte: enough to tell the layout when the first line is whole; the
+        # reader then reports the bad line (keeping the rows before it).
         text = head[: exc.start].decode("utf-8")
+        if exc.start < len(head) - 4 and "\n" not in text.lstrip():
+            raise describe_failure(path, text.count("\n") + 1, exc) from None
     return text.lstrip("\ufeff")
 
 
@@ -156,15 +380,14 @@ def csv_data_rows(
     """(line, cells) of the data rows of a CSV file with a header, read lazily: blank rows
     and the header are skipped."""
     with open_text(path, error) as stream:
-        reader = csv.reader(stream)
         header_seen = False
-        for row in reader:
+        for line, row in csv_rows(stream):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if not header_seen:
                 header_seen = True
                 continue
-            yield reader.line_num, row
+            yield line, row
 
 
 def first_csv_cells(
@@ -172,17 +395,16 @@ def first_csv_cells(
 ) -> Generator[tuple[int, str], None, None]:
     """(line, cell ``index``) of the data rows of a CSV file with a header, read lazily
     (use it in ``contextlib.closing`` when not read to the end)."""
-    with open_text(path, error) as stream:
-        reader = csv.reader(stream)
+    with open_text(path, error, quiet=True) as stream:
         rows = 0
-        for row in reader:
+        for line, row in csv_rows(stream):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if rows > FIRST_TIME_ROWS:
                 return  # short rows only: no time to judge the file by
             rows += 1
             if rows > 1 and index < len(row):  # the first row is the header
-                yield reader.line_num, row[index]
+                yield line, row[index]
 
 
 def first_json_values(
@@ -190,16 +412,63 @@ def first_json_values(
 ) -> Generator[tuple[int, object], None, None]:
     """(line, value of ``key``) of the JSON-object lines of a file that have it, read
     lazily (use it in ``contextlib.closing`` when not read to the end)."""
-    with open_text(path, error) as stream:
+    with open_text(path, error, quiet=True) as stream:
         for number, raw in enumerate(stream, start=1):
             try:
-                message = json.loads(raw) if raw.strip() else None
+                message = loads_json(raw) if raw.strip() else None
             except ValueError:
                 message = None
             if isinstance(message, dict) and key in message:
                 yield number, message[key]
             elif number >= FIRST_TIME_ROWS:
                 return  # lines without the key: no time to judge the file by
+
+
+# -- numbers ---------------------------------------------------------------------------------
+
+#: A number as data files write it: digits, maybe a sign, a fraction and an exponent.
+#: ASCII only: Python's float() and int() also take ``1_000``, ``0x1p3`` (via
+#: float.fromhex), ``inf``, ``nan``, other scripts' digits and surrounding spaces.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
+#: Words for numbers that are not finite; read so, the kinds reject them as ``not_finite``.
+_NOT_FINITE = {"nan": math.nan, "+nan": math.nan, "-nan": math.nan, "inf": math.inf}
+_NOT_FINITE |= {"+inf": math.inf, "-inf": -math.inf, "infinity": math.inf}
+_NOT_FINITE |= {"+infinity": math.inf, "-infinity": -math.inf}
+
+
+def parse_number(value: object, name: str) -> float:
+    """A number from a cell (text) or a JSON number, else ValueError naming ``name``.
+
+    One parser for every reader, so ``1_000``, ``0x10``, ``0x1p3`` and digits of other
+    scripts are malformed everywhere. ``nan``, ``inf`` and numbers beyond a float's range
+    (``1e309``) are read as NaN or infinity, which every kind rejects as ``not_finite``.
+    """
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"{name} must be a number, got {value!r:.40}")
+    if not isinstance(value, str):
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond a float's range
+            return math.inf if value > 0 else -math.inf
+    text = value.strip()
+    if _DECIMAL.fullmatch(text):
+        return float(text)  # 1e309 is inf: rejected as not_finite
+    special = _NOT_FINITE.get(text.lower())
+    if special is None:
+        raise ValueError(f"{name} {text[:40]!r} is not a decimal number")
+    return special
+
+
+def loads_json(text: str) -> object:
+    """One JSON document; nesting too deep for the parser is a ValueError naming it (not
+    a RecursionError). (JSON's NaN, Infinity and 1e400 are read as floats, which every
+    kind rejects as ``not_finite``.)"""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 # -- times ---------------------------------------------------------------------------------
@@ -291,12 +560,15 @@ class FileTimes:
                 f"{self.column} must be an epoch number or ISO-8601 text, got {value!r}"
             )
         text = repr(value) if isinstance(value, float) else str(value).strip()
-        if isinstance(value, int) or is_epoch_number(text):
-            if self.unit == "auto":
-                self.unit = unit_by_magnitude(int(text.split(".", 1)[0]))
-            ms = epoch_to_ms(text, self.unit)
-        else:
-            ms = parse_timestamp_ms(text, self.zone)
+        try:
+            if isinstance(value, int) or is_epoch_number(text):
+                if self.unit == "auto":
+                    self.unit = unit_by_magnitude(int(text.split(".", 1)[0]))
+                ms = epoch_to_ms(text, self.unit)
+            else:
+                ms = parse_timestamp_ms(text, self.zone)
+        except OverflowError:
+            raise TimeOutOfRangeError(f"{self.column} {text[:40]} is out of range") from None
         if ms < EARLIEST_MS:
             raise TimeOutOfRangeError(self.describe(text, ms, "before 1990-01-01"))
         if ms > LATEST_MS:
@@ -365,20 +637,30 @@ class FileTimes:
 
 
 __all__ = [
+    "FILE_ERRORS",
+    "FILE_REASONS",
     "FIRST_TIME_ROWS",
     "SNIFF_BYTES",
+    "BadFileError",
     "FileTimes",
     "ImplausibleTimeError",
+    "TextLines",
     "TimeOutOfRangeError",
     "WrongFileKindError",
+    "check_regular",
     "check_time_unit",
+    "collect_damage",
     "csv_data_rows",
+    "csv_rows",
+    "describe_failure",
     "find_files",
     "first_csv_cells",
     "first_json_values",
     "first_line",
     "latest_plausible_ms",
+    "loads_json",
     "open_binary",
     "open_text",
+    "parse_number",
     "read_head",
 ]

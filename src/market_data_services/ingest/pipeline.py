@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Generic, NamedTuple, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -23,7 +23,15 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Connection, Table
 from sqlalchemy.engine import Engine
 
+from market_data_services.ingest.files import (
+    FILE_ERRORS,
+    FILE_REASONS,
+    BadFileError,
+    collect_damage,
+    describe_failure,
+)
 from market_data_services.market.symbols import check_symbol, is_valid_symbol, symbol_rule
+from market_data_services.runtime.telemetry import families_for
 from market_data_services.runtime.validate import fraction
 from market_data_services.storage.bulk import refresh_statistics
 from market_data_services.storage.engine import begin_write
@@ -80,6 +88,8 @@ class IngestReport:
     locked: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     rejections: list[Rejection] = field(default_factory=list)
+    #: Files that failed, or whose reading stopped at damage (rows before it are kept).
+    failed_files: list[BadFileError] = field(default_factory=list)
     symbols: dict[str, int] = field(default_factory=dict)
     first_ts: int | None = None
     last_ts: int | None = None
@@ -95,6 +105,9 @@ class IngestReport:
         if len(self.rejections) < self.max_examples:
             self.rejections.append(rejection)
 
+    def _fail(self, failure: BadFileError) -> None:
+        self.failed_files.append(failure)
+
     def _accept(self, symbol: str, count: int, first_ts: int, last_ts: int) -> None:
         self.symbols[symbol] = self.symbols.get(symbol, 0) + count
         self.first_ts = first_ts if self.first_ts is None else min(self.first_ts, first_ts)
@@ -107,6 +120,8 @@ class IngestReport:
             f"{self.duplicates:,} already stored)",
             f"{self.rejected:,} rejected",
         ]
+        if self.failed_files:
+            parts.append(f"{len(self.failed_files):,} files failed or stopped early")
         if self.crossed_noun is not None:
             parts.append(f"{self.crossed:,} crossed and {self.locked:,} locked {self.crossed_noun}")
         if self.first_ts is not None and self.last_ts is not None:
@@ -139,6 +154,7 @@ __all__ = [
     "RawChunk",
     "Rejection",
     "check_chunk",
+    "count_file_failure",
     "future_tolerance_ms",
     "ingest_chunks",
     "inspect_files",
@@ -163,12 +179,47 @@ def inspect_files(
     layouts: Sequence[str],
     find: Callable[[list[str | Path]], Iterable[Path]],
     inspect_one: Callable[[Path, str | None], F],
+    *,
+    failures: list[BadFileError] | None = None,
 ) -> list[F]:
-    """Find the files under ``paths`` and inspect each (its layout) before any is loaded."""
+    """Find the files under ``paths`` and inspect each (its layout) before any is loaded;
+    with ``failures``, a file that fails is added there and the others go on."""
     if layout is not None and layout not in layouts:
         raise ValueError(f"unknown layout {layout!r}; valid layouts: {', '.join(layouts)}")
     items = [paths] if isinstance(paths, str | Path) else list(paths)
-    return [inspect_one(path, layout) for path in find(items)]
+    if failures is None:
+        return [inspect_one(path, layout) for path in find(items)]
+    inspected = []
+    for path in find(items):
+        try:
+            inspected.append(inspect_one(path, layout))
+        except FILE_ERRORS as exc:
+            failures.append(describe_failure(path, None, exc))
+    return inspected
+
+
+#: The kinds, as ``layouts.base.KINDS`` (which imports this module) names them.
+_KINDS = ("ticks", "dom", "sentiment")
+
+
+def _file_failures(registry: CollectorRegistry) -> dict[tuple[str, str], Any]:
+    counter = Counter(
+        "mds_ingest_files_failed",
+        "Files that could not be read, or whose reading stopped early (rows before the "
+        "damage are kept), by kind and reason.",
+        ["kind", "reason"],
+        registry=registry,
+    )
+    return {
+        (kind, reason): counter.labels(kind, reason) for kind in _KINDS for reason in FILE_REASONS
+    }
+
+
+def count_file_failure(
+    failure: BadFileError, kind: str, registry: CollectorRegistry | None = None
+) -> None:
+    """Count one failed file in ``mds_ingest_files_failed_total{kind,reason}``."""
+    families_for(registry, _file_failures)[(kind, failure.reason)].inc()
 
 
 def load_files(
@@ -177,11 +228,26 @@ def load_files(
     store: Callable[[C], None],
     report: IngestReport,
     progress: Callable[[IngestProgress], None] | None,
+    *,
+    failed: Callable[[BadFileError], None] | None = None,
 ) -> IngestReport:
-    """Store every chunk of every file in order; count files and report progress."""
+    """Store every chunk of every file in order; count files and report progress.
+
+    A file that fails while read (corrupt compression, bad bytes, a CSV error, ...) is
+    ended there: the readers hand on the rows before the damage, which are stored, and
+    the failure is reported (``report.failed_files``); the next file goes on.
+    """
     for done, data_file in enumerate(files, start=1):
-        for chunk in chunks(data_file):
-            store(chunk)
+        with collect_damage() as damage:
+            try:
+                for chunk in chunks(data_file):
+                    store(chunk)
+            except FILE_ERRORS as exc:  # a reader that does not stop at damage by itself
+                damage.append(describe_failure(data_file.path, None, exc))
+        for failure in damage:
+            report._fail(failure)
+            if failed is not None:
+                failed(failure)
         report.files += 1
         if progress is not None:
             progress(IngestProgress(done, len(files), report.rows, str(data_file.path)))
@@ -322,6 +388,8 @@ class IngestKind(Generic[R]):
 
     #: What one row is in ``IngestReport.summary()``: ticks, snapshots, readings.
     unit: ClassVar[str]
+    #: The kind as ``mds ingest`` names it (``KINDS``): the ``kind`` label of file failures.
+    kind: ClassVar[str]
     #: The noun of the crossed and locked count in the summary; None: no such state.
     crossed_noun: ClassVar[str | None] = None
     #: The ``reason`` label values of the rejected counter, in the order they are checked.
@@ -503,6 +571,7 @@ def ingest_chunks(
         ),
         report,
         progress,
+        failed=lambda failure: count_file_failure(failure, kind.kind, registry),
     )
     if kind.analyze is not None and report.written >= kind.analyze[1]:
         # Fresh statistics, so the services' time-ordered batch reads use the (symbol, ts)

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
-from market_data_services.ingest.files import ImplausibleTimeError
+from market_data_services.ingest.files import BadFileError, ImplausibleTimeError
 from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.sentiment import (
     LAYOUTS,
@@ -111,6 +111,7 @@ class _Readings(IngestKind[RawReadings]):
     """Sentiment readings: shares within 0..1 that add up to 1, and a printable source."""
 
     unit = "readings"
+    kind = "sentiment"
     reasons = REJECT_REASONS
     lock_key = SENTIMENT_WRITE_LOCK_KEY
 
@@ -176,18 +177,28 @@ def inspect_sentiment_files(
     layout: str | None = None,
     time_unit: str = "auto",
     latest_ms: int | None = None,
+    failures: list[BadFileError] | None = None,
 ) -> list[SentimentFile]:
     """Find the sentiment files under ``paths`` and tell each one's layout and time unit.
 
     Raises NotASentimentFileError for the first file that is not sentiment data, and
     ImplausibleTimeError for one whose first time is before 1990 or after ``latest_ms``
     (default: an hour from now) in ``time_unit``.
+
+    With ``failures`` (a list), a file that cannot be inspected (not of the kind, an
+    implausible first time, a special or unreadable file) is added to it as a
+    ``BadFileError`` instead, and the other files are inspected still.
     """
     inspect_one = functools.partial(
         inspect_sentiment_file, time_unit=time_unit, latest_ms=latest_ms
     )
     return inspect_files(
-        paths, layout, layout_names("sentiment"), find_sentiment_files, inspect_one
+        paths,
+        layout,
+        layout_names("sentiment"),
+        find_sentiment_files,
+        inspect_one,
+        failures=failures,
     )
 
 
@@ -214,7 +225,10 @@ def ingest_sentiment(
     else ''). ``time_unit`` is the unit of epoch-number times (``s``, ``ms``, ``us``,
     ``ns``), or ``auto``: told per file by the size of its first one. Every file is
     inspected before anything is written; one whose first time is before 1990 or in the
-    future in its unit raises ImplausibleTimeError.
+    future in its unit raises ImplausibleTimeError. A file damaged part way (corrupt
+    compression, bytes that are not UTF-8, a CSV error) is read up to the damage, those
+    rows stored, and the damage reported in ``report.failed_files`` (a ``BadFileError``
+    naming file, line and reason); the next file goes on.
     """
     zone = parse_zone(tz) if isinstance(tz, str) else tz
     policy = QuotePolicy.of(symbols, False, future_tolerance_seconds, sum_tolerance)

@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
-from market_data_services.ingest.files import ImplausibleTimeError
+from market_data_services.ingest.files import BadFileError, ImplausibleTimeError
 from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.ticks import (
     LAYOUTS,
@@ -202,6 +202,7 @@ class _Ticks(IngestKind[RawTicks]):
     """
 
     unit = "ticks"
+    kind = "ticks"
     crossed_noun = "quotes"
     reasons = REJECT_REASONS
     lock_key = TICK_WRITE_LOCK_KEY
@@ -334,6 +335,7 @@ def inspect_tick_files(
     layout: str | None = None,
     time_unit: str = "auto",
     latest_ms: int | None = None,
+    failures: list[BadFileError] | None = None,
 ) -> list[TickFile]:
     """Find the tick files under ``paths`` and tell each one's layout and time unit from
     its first rows, reading nothing more.
@@ -342,9 +344,15 @@ def inspect_tick_files(
     ImplausibleTimeError for one whose first time is before 1990 or after ``latest_ms``
     (default: an hour from now) in ``time_unit``, so a mistake is reported before
     anything is written.
+
+    With ``failures`` (a list), a file that cannot be inspected (not of the kind, an
+    implausible first time, a special or unreadable file) is added to it as a
+    ``BadFileError`` instead, and the other files are inspected still.
     """
     inspect_one = functools.partial(inspect_file, time_unit=time_unit, latest_ms=latest_ms)
-    return inspect_files(paths, layout, layout_names("ticks"), find_tick_files, inspect_one)
+    return inspect_files(
+        paths, layout, layout_names("ticks"), find_tick_files, inspect_one, failures=failures
+    )
 
 
 def ingest_ticks(
@@ -376,7 +384,10 @@ def ingest_ticks(
     Every file is inspected before anything is written: a file that is not tick data
     raises NotATickFileError, and one whose first time is before 1990 or in the future
     in its unit raises ImplausibleTimeError; nothing is loaded then. Each file is then
-    written in transactions of up to ``CHUNK_ROWS`` rows.
+    written in transactions of up to ``CHUNK_ROWS`` rows. A file damaged part way (corrupt
+    compression, bytes that are not UTF-8, a CSV error) is read up to the damage, those
+    rows stored, and the damage reported in ``report.failed_files`` (a ``BadFileError``
+    naming file, line and reason); the next file goes on.
     """
     zone = parse_zone(tz) if isinstance(tz, str) else tz
     if symbol is not None:

@@ -1,10 +1,17 @@
 """``mds ingest ticks|dom|sentiment PATH...``: load raw market data into the database.
 
-The three kinds share one flow: find and inspect every file first (a file that is not of
-the kind, or whose first time is before 1990 or more than an hour ahead in the time unit
-read, is a usage error, exit 2, before anything is written), then load them with a
-progress bar on a terminal, list the first rejected rows with file and line, and print a
-summary (exit 0, also when some rows were rejected).
+The three kinds share one flow: find and inspect every file first, then load the files
+that passed with a progress bar on a terminal, list the failed files and the first
+rejected rows with file and line, and print a summary. A file that fails (not of the
+kind, a first time before 1990 or more than an hour ahead in the time unit read, a FIFO or
+device, unreadable, or damaged part way: corrupt compression, bad bytes, a CSV error) is
+reported with its file and line and counted in ``mds_ingest_files_failed_total``; the
+other files go on, and the rows of a damaged file before the damage are kept.
+
+Exit codes (``EXIT_CODES``): 0 every row of every file accepted; 1 some rows or files
+rejected, the rest loaded; 2 nothing usable (every file failed, or every row was
+rejected) or a usage error (a bad option, a path that does not exist, no files found).
+A database error exits 1.
 
 The database and the ingest policy come from the configuration (``database.url``,
 ``ingest.reject_crossed``), as for every command; ``--db`` and ``--reject-crossed``
@@ -34,6 +41,7 @@ from market_data_services.app.commands._progress import ProgressBar
 from market_data_services.app.commands.db import describe_db_error
 from market_data_services.app.config import Config, Override
 from market_data_services.ingest import (
+    BadFileError,
     IngestProgress,
     IngestReport,
     WrongFileKindError,
@@ -42,11 +50,18 @@ from market_data_services.ingest import (
     ticks,
 )
 from market_data_services.ingest.layouts import LayoutPluginError, layouts, load_plugins
+from market_data_services.ingest.pipeline import count_file_failure
 from market_data_services.storage.migrate import SchemaNotCurrentError, ensure_current
 from market_data_services.timeutil import TIME_UNITS
 
 #: How many rejected rows are printed (all are counted).
 SHOWN_REJECTIONS = 10
+#: The exit codes, for --help.
+EXIT_CODES = (
+    "Exit codes: 0 all rows of all files accepted; 1 some rows or files rejected (the rest "
+    "loaded, rows before a damaged part of a file too); 2 nothing usable (every file "
+    "failed or every row was rejected) or a usage error."
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,7 +184,9 @@ def _register_kind(
     registered = layouts(kind.name)
     described = "; ".join(f"'{layout.name}': {layout.description}" for layout in registered)
     parser = kinds.add_parser(
-        kind.name, help=kind.help, description=f"{kind.summary} Layouts: {described}. {kind.after}"
+        kind.name,
+        help=kind.help,
+        description=f"{kind.summary} Layouts: {described}. {kind.after} {EXIT_CODES}",
     )
     parser.add_argument("paths", nargs="+", metavar=kind.metavar, help=kind.paths_help)
     parser.add_argument(
@@ -201,7 +218,7 @@ def _register_kind(
         default="auto",
         help="unit of times written as epoch numbers; auto (default) tells s, ms, us or ns "
         "from the size of each file's first one. A file whose first time is before 1990 "
-        "or more than an hour ahead in that unit is refused (exit 2)",
+        "or more than an hour ahead in that unit is refused (the others are loaded)",
     )
     parser.add_argument(
         "--no-progress", action="store_true", help="no progress bar, even on a terminal"
@@ -229,15 +246,25 @@ def _run(kind: _Kind, problems: list[str], args: argparse.Namespace) -> int:
     config = load_config(name, args, flags)
     if config is None:
         return EXIT_USAGE
+    failures: list[BadFileError] = []
     try:
-        files = kind.inspect(args.paths, layout=args.layout, time_unit=args.time_unit)
+        files = kind.inspect(
+            args.paths, layout=args.layout, time_unit=args.time_unit, failures=failures
+        )
         engine = open_engine(config)
     except (WrongFileKindError, FileNotFoundError, ValueError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    for failure in failures:
+        count_file_failure(failure, kind.name)
     if not files:
-        print(f"{name}: no {kind.noun} files found under {' '.join(args.paths)}", file=sys.stderr)
         engine.dispose()
+        _print_failures(failures)
+        if failures:
+            print(f"{name}: no usable {kind.noun} files", file=sys.stderr)
+        else:
+            where = " ".join(args.paths)
+            print(f"{name}: no {kind.noun} files found under {where}", file=sys.stderr)
         return EXIT_USAGE
     bar = ProgressBar(len(files), unit="files", enabled=False if args.no_progress else None)
 
@@ -258,11 +285,20 @@ def _run(kind: _Kind, problems: list[str], args: argparse.Namespace) -> int:
     finally:
         engine.dispose()
     bar.close()
+    report.failed_files[:0] = failures  # those found at inspection first
     _print_report(report)
-    return EXIT_OK
+    if not report.failed_files and not report.rejected:
+        return EXIT_OK
+    return EXIT_FAILURE if report.accepted else EXIT_USAGE
+
+
+def _print_failures(failures: Sequence[BadFileError]) -> None:
+    for failure in failures:
+        print(f"failed: {failure}", file=sys.stderr)
 
 
 def _print_report(report: IngestReport) -> None:
+    _print_failures(report.failed_files)
     for rejection in report.rejections[:SHOWN_REJECTIONS]:
         print(f"rejected: {rejection}", file=sys.stderr)
     if report.rejected > SHOWN_REJECTIONS:

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from market_data_services.ingest.files import TimeOutOfRangeError, csv_data_rows
+from market_data_services.ingest.files import (
+    TimeOutOfRangeError,
+    csv_data_rows,
+    parse_number,
+)
 from market_data_services.ingest.layouts.base import ReadOptions
 from market_data_services.ingest.layouts.books.common import (
     Book,
@@ -125,7 +129,12 @@ def read_binance(book_file: BookFile) -> Iterator[RawBooks]:
         try:
             if side not in ("b", "a"):
                 raise ValueError(f"side must be 'b' or 'a', got {row[position['side']]!r}")
-            levels[side].append((float(row[position["price"]]), float(row[position["qty"]])))
+            levels[side].append(
+                (
+                    parse_number(row[position["price"]], "price"),
+                    parse_number(row[position["qty"]], "qty"),
+                )
+            )
         except ValueError as exc:
             broken = f"line {number}: {exc}"
     finish()

@@ -5,12 +5,11 @@ snapshot.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
-from market_data_services.ingest.files import TimeOutOfRangeError, open_text
+from market_data_services.ingest.files import TimeOutOfRangeError, loads_json, open_text
 from market_data_services.ingest.layouts.base import ReadOptions
 from market_data_services.ingest.layouts.books.common import (
     Book,
@@ -37,7 +36,7 @@ def read_bybit(book_file: BookFile) -> Iterator[RawBooks]:
             if not line:
                 continue
             try:
-                message = json.loads(line)
+                message = loads_json(line)
                 if not isinstance(message, dict):
                     raise ValueError("a line must be a JSON object")
                 kind = message.get("type")

@@ -20,6 +20,7 @@ from market_data_services.ingest.files import (
     find_files,
     first_csv_cells,
     first_json_values,
+    parse_number,
 )
 from market_data_services.ingest.layouts.base import Layout
 from market_data_services.ingest.pipeline import Rejection
@@ -193,8 +194,15 @@ def levels(value: Any, name: str) -> FloatArray:
     if not value:
         return np.empty((0, 2))
     try:
-        array = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+        array = np.array(value)
+        if array.dtype.kind not in "iuf":  # numeric strings: strictly, one by one
+            array = np.array(
+                [[parse_number(cell, "price or size") for cell in pair] for pair in value],
+                dtype=np.float64,
+            )
+        else:
+            array = array.astype(np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ValueError(f"{name}: {exc}") from None
     if array.ndim != 2 or array.shape[1] != 2:
         raise ValueError(f"{name} must be a list of [price, size] pairs")

@@ -9,13 +9,12 @@ numbers or numeric strings.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from datetime import tzinfo
 from pathlib import Path
 
-from market_data_services.ingest.files import TimeOutOfRangeError, open_text
+from market_data_services.ingest.files import TimeOutOfRangeError, loads_json, open_text
 from market_data_services.ingest.layouts.base import ReadOptions
 from market_data_services.ingest.layouts.books.common import (
     BookFile,
@@ -39,7 +38,7 @@ def read_jsonl(book_file: BookFile, zone: tzinfo) -> Iterator[RawBooks]:
             if not line:
                 continue
             try:
-                message = json.loads(line)
+                message = loads_json(line)
                 if not isinstance(message, dict):
                     raise ValueError("a line must be a JSON object {symbol, ts, bids, asks}")
                 missing = [k for k in ("symbol", "ts", "bids", "asks") if k not in message]

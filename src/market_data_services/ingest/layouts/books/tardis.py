@@ -12,7 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from market_data_services.ingest.files import TimeOutOfRangeError, csv_data_rows
+from market_data_services.ingest.files import (
+    TimeOutOfRangeError,
+    csv_data_rows,
+    parse_number,
+)
 from market_data_services.ingest.layouts.base import ReadOptions
 from market_data_services.ingest.layouts.books.common import (
     BookFile,
@@ -81,7 +85,12 @@ def _tardis_side(values: list[str], prices: list[int], amounts: list[int], side:
             continue
         if ended >= 0:
             raise ValueError(f"{side}[{level}] is given after the empty {side}[{ended}]")
-        pairs.append((float(price), float(amount)))
+        pairs.append(
+            (
+                parse_number(price, f"{side}[{level}].price"),
+                parse_number(amount, f"{side}[{level}].amount"),
+            )
+        )
     return np.array(pairs, dtype=np.float64).reshape(-1, 2)
 
 

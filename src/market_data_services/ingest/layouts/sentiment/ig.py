@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from market_data_services.ingest.files import parse_number
 from market_data_services.ingest.layouts.sentiment.common import (
     NotASentimentFileError,
     ReadingsReader,
@@ -55,7 +56,7 @@ class IgSentiment(SentimentLayout):
                 continue
             market = market_symbol(name)
             try:
-                long_pct = float(value)
+                long_pct = parse_number(value, "long percent")
             except ValueError:
                 reader.reject(
                     line, "malformed", f"{market}: long percent {value!r} is not a number"

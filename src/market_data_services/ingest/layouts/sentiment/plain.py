@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from market_data_services.ingest.files import parse_number
 from market_data_services.ingest.layouts.sentiment.common import (
     PLAIN_COLUMNS,
     REQUIRED,
@@ -47,8 +48,8 @@ class PlainSentiment(SentimentLayout):
         position = reader.position
         symbol = row[position["symbol"]].strip()
         try:
-            long_pct = float(row[position["long_pct"]])
-            short_pct = float(row[position["short_pct"]])
+            long_pct = parse_number(row[position["long_pct"]], "long_pct")
+            short_pct = parse_number(row[position["short_pct"]], "short_pct")
         except ValueError as exc:
             reader.reject(line, "malformed", f"{exc}; row {','.join(row)[:80]!r}")
             return

@@ -8,12 +8,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import numpy.typing as npt
 
-from market_data_services.ingest.files import WrongFileKindError, find_files, open_text
+from market_data_services.ingest.files import TextLines, WrongFileKindError, find_files, open_text
 from market_data_services.ingest.pipeline import Rejection
 
 #: Name endings ``find_tick_files`` picks from a directory.
@@ -78,7 +77,7 @@ def find_tick_files(paths: Iterable[str | Path]) -> list[Path]:
     return find_files(paths, TICK_FILE_SUFFIXES)
 
 
-def open_tick_text(path: Path) -> IO[str]:
+def open_tick_text(path: Path) -> TextLines:
     return open_text(path, NotATickFileError)
 
 

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from market_data_services.ingest.files import ImplausibleTimeError, latest_plausible_ms
+from market_data_services.ingest.files import (
+    ImplausibleTimeError,
+    latest_plausible_ms,
+    parse_number,
+)
 from market_data_services.ingest.layouts.base import Layout, ReadOptions
 from market_data_services.ingest.layouts.ticks.common import (
     FloatArray,
@@ -28,6 +32,10 @@ LEAN_DATE = re.compile(r"^(\d{8})(?:_|\.|$)")
 
 #: A LEAN day file can hold 25 hours on a DST day in a zone with DST.
 MAX_LEAN_MS = 25 * 3_600_000
+#: Text the fast reader (numpy) may read: plain decimals only, since numpy's parser, like
+#: float(), also takes ``inf``, ``nan``, ``1_000`` and exponents; anything else is read
+#: row by row with the strict ``parse_number``.
+_PLAIN_LEAN = re.compile(r"[0-9.,\r\n-]*")
 
 
 def lean_day(path: Path) -> date | None:
@@ -45,9 +53,10 @@ def looks_like_lean_row(line: str) -> bool:
     if len(parts) != 3:
         return False
     try:
-        int(parts[0])
-        float(parts[1])
-        float(parts[2])
+        if not parts[0].strip().isdecimal() or not parts[0].isascii():
+            return False
+        parse_number(parts[1], "bid")
+        parse_number(parts[2], "ask")
     except ValueError:
         return False
     return True
@@ -107,7 +116,7 @@ def read_lean(tick_file: TickFile, symbol: str, zone: tzinfo) -> RawTicks:
     rejections: list[Rejection] = []
     line_count = text.count("\n") + (0 if not text or text.endswith("\n") else 1)
     values: FloatArray | None = None
-    if line_count:
+    if line_count and _PLAIN_LEAN.fullmatch(text):
         try:
             parsed = np.loadtxt(
                 io.StringIO(text), delimiter=",", dtype=np.float64, comments=None, ndmin=2
@@ -132,7 +141,7 @@ def read_lean(tick_file: TickFile, symbol: str, zone: tzinfo) -> RawTicks:
                     source,
                     int(lines[index]),
                     "malformed",
-                    f"ms_since_midnight {ms_float[index]!r} is not a whole number of "
+                    f"ms_since_midnight {float(ms_float[index])!r} is not a whole number of "
                     f"milliseconds within the day",
                 )
             )
@@ -170,7 +179,10 @@ def _read_lean_slowly(
         try:
             if len(parts) != 3:
                 raise ValueError
-            row = (float(int(parts[0])), float(parts[1]), float(parts[2]))
+            ms_text = parts[0].strip()
+            if not (ms_text.isascii() and ms_text.isdecimal()):
+                raise ValueError
+            row = (float(ms_text), parse_number(parts[1], "bid"), parse_number(parts[2], "ask"))
         except ValueError:
             rejections.append(
                 Rejection(

@@ -17,6 +17,7 @@ from market_data_services.ingest.files import (
     TimeOutOfRangeError,
     csv_data_rows,
     first_csv_cells,
+    parse_number,
 )
 from market_data_services.ingest.layouts.base import Layout, ReadOptions
 from market_data_services.ingest.layouts.ticks.common import (
@@ -81,10 +82,10 @@ def read_plain(
             if len(row) != width:
                 raise ValueError(f"expected {width} fields ({','.join(columns)}), got {len(row)}")
             ts = times.parse(row[i_ts])
-            bid = float(row[i_bid])
-            ask = float(row[i_ask])
+            bid = parse_number(row[i_bid], "bid")
+            ask = parse_number(row[i_ask], "ask")
             volume_text = row[i_volume].strip() if i_volume is not None else ""
-            volume = float(volume_text) if volume_text else float("nan")
+            volume = parse_number(volume_text, "volume") if volume_text else float("nan")
         except TimeOutOfRangeError as exc:
             chunk.rejections.append(Rejection(source, number, "timestamp_out_of_range", str(exc)))
             continue
