@@ -145,7 +145,11 @@ def test_a_database_that_stops_answering_opens_the_breaker_keeps_http_free_and_r
             assert status == 503, body
             report = json.loads(body)
             assert report["database"] is False
-            assert report["database_error"] == "no answer within 1.5 s"
+            # Probes answer at the deadline while the check hangs; a check that outlives
+            # the connect timeout (5 s) ends with the driver's error instead.
+            errors = {json.loads(b).get("database_error") for s, b in answers if s == 503}  # type: ignore[misc]
+            assert "no answer within 1.5 s" in errors, errors
+            assert errors <= {"no answer within 1.5 s", "OperationalError"}, errors
 
             # Iterations fail (they do not block for ever) and the breaker opens.
             wait_until(lambda: breaker_state(process, FEED) == 2.0, 30, "the feed's breaker opens")
