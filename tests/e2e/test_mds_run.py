@@ -377,12 +377,20 @@ def test_demo_with_default_settings_has_candles_and_market_metrics_within_a_minu
                 s.labels["timeframe"]: s.value for s in family.samples if s.name.endswith("_total")
             }
 
+        def symbols_with_three_minutes() -> set[str]:
+            with sqlite3.connect(workdir / "mds.sqlite") as db:
+                rows = db.execute(
+                    "SELECT symbol, COUNT(*) FROM candles WHERE timeframe = '1m' GROUP BY symbol"
+                ).fetchall()
+            return {symbol for symbol, count in rows if count >= 3}
+
         wait_until(lambda: one_minute_candles().get("1m", 0) > 0, 60, "1m candles written")
-        with sqlite3.connect(workdir / "mds.sqlite") as db:
-            rows = db.execute(
-                "SELECT symbol, COUNT(*) FROM candles WHERE timeframe = '1m' GROUP BY symbol"
-            ).fetchall()
-        assert {symbol for symbol, count in rows if count >= 3} == {"EUR/USD", "NZD/USD"}
+        # The first pass works the symbols one after the other: wait for the last one too.
+        wait_until(
+            lambda: symbols_with_three_minutes() == {"EUR/USD", "NZD/USD"},
+            30,
+            "three 1m candles of each demo pair",
+        )
         families = scrape(process)
         freshness = {s.labels["symbol"] for s in families["mds_data_freshness_seconds"].samples}
         assert freshness == {"EUR/USD", "NZD/USD"}
