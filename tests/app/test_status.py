@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from market_data_services.app.auth import BasicAuth, hash_password
 from market_data_services.app.cli import main
 from market_data_services.app.commands.status import health_url
 from market_data_services.app.server import HttpServer, make_app
@@ -112,3 +113,27 @@ def test_health_url_accepts_base_urls_host_port_and_the_endpoint() -> None:
     assert health_url("10.0.0.5:9000") == "http://10.0.0.5:9000/api/health/aggregators"
     assert health_url("https://h/") == "https://h/api/health/aggregators"
     assert health_url("http://h/api/health/aggregators") == "http://h/api/health/aggregators"
+
+
+def test_a_password_in_the_url_is_percent_decoded_and_never_printed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    app = make_app(
+        registry=CollectorRegistry(),
+        health=lambda: (200, {"overall_status": "healthy", "services": {}}),
+        ready=lambda: (True, {}),
+        auth=BasicAuth("prom", password_hash=hash_password("p@ss:word", iterations=1000)),
+    )
+    server = HttpServer(app, port=0)
+    server.start()
+    try:
+        host, port = server.address
+        assert main(["status", f"http://prom:p%40ss%3Aword@{host}:{port}"]) == 0
+        capsys.readouterr()
+        assert main(["status", f"http://prom:wrong-secret@{host}:{port}"]) == 1
+        err = capsys.readouterr().err
+        assert "HTTP 401" in err
+        assert "wrong-secret" not in err
+        assert f"http://prom:***@{host}:{port}" in err
+    finally:
+        server.stop()

@@ -19,7 +19,7 @@ import sys
 import urllib.error
 import urllib.request
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from market_data_services.app.commands._common import (
     EXIT_FAILURE,
@@ -28,7 +28,7 @@ from market_data_services.app.commands._common import (
     help_text,
 )
 from market_data_services.app.commands._options import add_config_file_option, load_config
-from market_data_services.app.config import DEFAULT_LISTEN, HttpConfig
+from market_data_services.app.config import DEFAULT_LISTEN, HttpConfig, mask_url
 from market_data_services.app.server import HEALTH_PATH
 
 #: Where a server listening on every address is asked.
@@ -78,7 +78,8 @@ def fetch(
     parts = urlsplit(url)
     headers = {"Accept": "application/json"}
     if parts.username is not None:
-        credentials = f"{parts.username}:{parts.password or ''}".encode()
+        # A URL carries its user and password percent-encoded (a ':' or '@' in them must be).
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
         headers["Authorization"] = "Basic " + base64.b64encode(credentials).decode()
         netloc = parts.netloc.rpartition("@")[2]
         url = urlunsplit(parts._replace(netloc=netloc))
@@ -148,10 +149,10 @@ def status(args: argparse.Namespace) -> int:
             also_trust=own_certificate,
         )
     except urllib.error.HTTPError as exc:
-        print(f"mds: {url}: HTTP {exc.code} {exc.reason}", file=sys.stderr)
+        print(f"mds: {mask_url(url)}: HTTP {exc.code} {exc.reason}", file=sys.stderr)
         return EXIT_FAILURE
     except (OSError, ValueError) as exc:
-        print(f"mds: cannot read {url}: {exc}", file=sys.stderr)
+        print(f"mds: cannot read {mask_url(url)}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     if args.json:
         print(json.dumps(report, indent=2))
