@@ -1,4 +1,4 @@
-"""The HTTP server in-process: real cheroot on a free port, real services, real clients."""
+"""The HTTP server in-process: the real server on a free port, real services, real clients."""
 
 from __future__ import annotations
 
