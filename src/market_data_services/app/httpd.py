@@ -213,10 +213,12 @@ class HttpServer:
         self._thread: threading.Thread | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._bound: tuple[str, int] = (host, port)
-        # Owned by the event loop thread:
-        self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        # Owned by the event loop thread (once started):
+        self._listener: socket.socket | None = None
+        #: Each open connection's task and socket.
+        self._connections: dict[asyncio.Task[None], socket.socket] = {}
         self._ssl: ssl.SSLContext | None = None
+        self._closing = False
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -226,18 +228,16 @@ class HttpServer:
         sock = self._bind()
         loop = asyncio.new_event_loop()
         try:
-            self._server = loop.run_until_complete(
-                asyncio.start_server(
-                    self._on_connection,
-                    sock=sock,
-                    limit=_READ_SIZE,
-                    backlog=min(self._limits.max_connections, socket.SOMAXCONN),
-                )
-            )
+            sock.listen(min(self._limits.max_connections, socket.SOMAXCONN))
+            # Our own accept (not asyncio.start_server): a connection is counted, and
+            # refused over the limit, before any TLS work; and asyncio 3.11's Server leaks
+            # a connection accepted in the same loop turn as its close().
+            loop.add_reader(sock.fileno(), self._accept, sock, loop)
         except BaseException:
             loop.close()
             sock.close()
             raise
+        self._listener = sock
         self._bound = sock.getsockname()[:2]
         self._loop = loop
         self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -300,12 +300,20 @@ class HttpServer:
         logger.info("http.stopped")
 
     async def _close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._connections):
+        self._closing = True
+        if self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            self._listener.close()
+        connections = dict(self._connections)
+        for task in connections:
             task.cancel()
-        if self._connections:
-            await asyncio.wait(list(self._connections), timeout=1.0)
+        if connections:
+            await asyncio.wait(connections, timeout=1.0)
+        # A transport's abort() closes its socket a loop turn later: give it the turns.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for sock in connections.values():
+            sock.close()  # a task cancelled before its first step never ran its finally
 
     @property
     def address(self) -> tuple[str, int]:
@@ -323,41 +331,79 @@ class HttpServer:
 
     # -- one connection (event loop thread) ------------------------------------------------
 
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        if len(self._connections) >= self._limits.max_connections:
+    def _accept(self, listener: socket.socket, loop: asyncio.AbstractEventLoop) -> None:
+        """The listener is readable: accept what waits, each on its own task."""
+        for _ in range(64):  # then let the loop serve the open connections a turn
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of file descriptors, or closed by stop()
+                logger.warning("http.accept_failed", extra={"detail": repr(exc)})
+                return
+            if self._closing or len(self._connections) >= self._limits.max_connections:
+                self._refuse_at_once(sock)
+                continue
+            task = loop.create_task(self._on_connection(sock))
+            self._connections[task] = sock
+            self._open_gauge.set(len(self._connections))
+
+    def _refuse_at_once(self, sock: socket.socket) -> None:
+        """Over the connection limit: a 503 on plain HTTP (a TLS client could not read
+        it), then close; no task, no buffer, no handshake."""
+        if not self._closing:
             self._refusals["connection_limit"].inc()
-            if self._ssl is None:  # a TLS client could not read a plain answer
-                writer.write(_raw_response("503 Service Unavailable", "too many connections"))
-                writer.close()
-            else:
-                writer.transport.abort()
-            return
+            if self._ssl is None:
+                sock.setblocking(False)
+                with contextlib.suppress(OSError):
+                    sock.send(_raw_response("503 Service Unavailable", "too many connections"))
+        sock.close()
+
+    async def _on_connection(self, sock: socket.socket) -> None:
         task = asyncio.current_task()
-        assert task is not None
-        self._connections.add(task)
-        self._open_gauge.set(len(self._connections))
+        writer: asyncio.StreamWriter | None = None
         try:
-            await self._converse(reader, writer)
+            writer, reader = await self._open_streams(sock)
+            if writer is not None:
+                await self._converse(reader, writer)
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             logger.debug("http.connection_error", extra={"detail": repr(exc)})
+        except asyncio.CancelledError:
+            pass  # stop() ends the connection: nothing to report
         finally:
-            self._connections.discard(task)
+            if task is not None:
+                self._connections.pop(task, None)
             self._open_gauge.set(len(self._connections))
-            writer.transport.abort()
+            if writer is not None:
+                writer.transport.abort()
+            else:
+                sock.close()
+
+    async def _open_streams(
+        self, sock: socket.socket
+    ) -> tuple[asyncio.StreamWriter | None, asyncio.StreamReader]:
+        """Streams on an accepted socket, after the TLS handshake (within the deadline)."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=_READ_SIZE, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        try:
+            async with asyncio.timeout(self._limits.header_deadline_seconds):
+                transport, _ = await loop.connect_accepted_socket(
+                    lambda: protocol, sock, ssl=self._ssl
+                )
+        except TimeoutError:
+            self._refusals["header_deadline"].inc()  # a TLS handshake never finished
+            return None, reader
+        except (ConnectionError, ssl.SSLError) as exc:
+            logger.debug("http.handshake_failed", extra={"detail": repr(exc)})
+            return None, reader
+        return asyncio.StreamWriter(transport, protocol, reader, loop), reader
 
     async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
         limits = self._limits
+        # The handshake had its own bound (the same length); the head gets the full one.
         deadline = loop.time() + limits.header_deadline_seconds
-        if self._ssl is not None:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await writer.start_tls(self._ssl)
-            except TimeoutError:
-                self._refusals["header_deadline"].inc()
-                return
         peer = writer.get_extra_info("peername") or ("", 0)
         conn = h11.Connection(
             h11.SERVER,
