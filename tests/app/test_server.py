@@ -557,6 +557,22 @@ def test_tls_serves_https_with_the_given_certificate(
         http.stop()
 
 
+def test_a_tls_client_that_never_handshakes_is_cut_at_the_deadline(
+    tmp_path: Path, registry: CollectorRegistry, toy: ToyService
+) -> None:
+    tls = make_certificate(tmp_path)
+    http = serve(registry, [toy], tls=tls, limits=HttpLimits(header_deadline_seconds=1.0))
+    try:
+        with socket.create_connection(http.address, timeout=5) as sock:
+            assert sock.recv(1) == b""  # closed by the server, before our 5 s timeout
+        context = ssl.create_default_context(cafile=tls.cert_file)
+        assert get(f"{http.url}/metrics", context=context)[0] == 200
+        body = get(f"{http.url}/metrics", context=context)[2].decode()
+        assert 'mds_http_connections_refused_total{reason="header_deadline"} 1.0' in body
+    finally:
+        http.stop()
+
+
 def test_start_fails_when_the_address_is_taken(registry: CollectorRegistry) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))

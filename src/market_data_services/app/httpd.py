@@ -362,10 +362,12 @@ class HttpServer:
     async def _on_connection(self, sock: socket.socket) -> None:
         task = asyncio.current_task()
         writer: asyncio.StreamWriter | None = None
+        # The first head's deadline counts from the accept: a TLS handshake uses it too.
+        deadline = asyncio.get_running_loop().time() + self._limits.header_deadline_seconds
         try:
-            writer, reader = await self._open_streams(sock)
+            writer, reader = await self._open_streams(sock, deadline)
             if writer is not None:
-                await self._converse(reader, writer)
+                await self._converse(reader, writer, deadline)
         except (ConnectionError, ssl.SSLError, asyncio.IncompleteReadError) as exc:
             logger.debug("http.connection_error", extra={"detail": repr(exc)})
         except asyncio.CancelledError:
@@ -380,14 +382,14 @@ class HttpServer:
                 sock.close()
 
     async def _open_streams(
-        self, sock: socket.socket
+        self, sock: socket.socket, deadline: float
     ) -> tuple[asyncio.StreamWriter | None, asyncio.StreamReader]:
         """Streams on an accepted socket, after the TLS handshake (within the deadline)."""
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=_READ_SIZE, loop=loop)
         protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
         try:
-            async with asyncio.timeout(self._limits.header_deadline_seconds):
+            async with asyncio.timeout_at(deadline):
                 transport, _ = await loop.connect_accepted_socket(
                     lambda: protocol, sock, ssl=self._ssl
                 )
@@ -397,13 +399,16 @@ class HttpServer:
         except (ConnectionError, ssl.SSLError) as exc:
             logger.debug("http.handshake_failed", extra={"detail": repr(exc)})
             return None, reader
+        # drain() then waits until every byte is with the kernel, so that closing the
+        # connection after it never cuts an answer short.
+        transport.set_write_buffer_limits(high=0)
         return asyncio.StreamWriter(transport, protocol, reader, loop), reader
 
-    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _converse(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, deadline: float
+    ) -> None:
         loop = asyncio.get_running_loop()
         limits = self._limits
-        # The handshake had its own bound (the same length); the head gets the full one.
-        deadline = loop.time() + limits.header_deadline_seconds
         peer = writer.get_extra_info("peername") or ("", 0)
         conn = h11.Connection(
             h11.SERVER,
@@ -414,7 +419,7 @@ class HttpServer:
             request = await self._read_head(conn, reader, writer, deadline)
             if request is None:
                 return
-            if not await self._respond(conn, request, writer, peer, deadline):
+            if not await self._respond(conn, request, writer, peer):
                 return
             conn.start_next_cycle()
             deadline = loop.time() + limits.header_deadline_seconds
@@ -476,7 +481,6 @@ class HttpServer:
         request: h11.Request,
         writer: asyncio.StreamWriter,
         peer: tuple[Any, ...],
-        deadline: float,
     ) -> bool:
         """Runs the app on the pool and sends its answer; True to keep the connection."""
         loop = asyncio.get_running_loop()
@@ -487,13 +491,13 @@ class HttpServer:
         headers = answer.headers
         if has_body:
             headers = [*headers, (b"Connection", b"close")]
-        data = conn.send(
+        events: list[h11.Event] = [
             h11.Response(status_code=answer.status, headers=headers, reason=answer.reason)
-        )
+        ]
         if request.method != b"HEAD" and answer.body:
-            data = (data or b"") + (conn.send(h11.Data(data=answer.body)) or b"")
-        data = (data or b"") + (conn.send(h11.EndOfMessage()) or b"")
-        writer.write(data)
+            events.append(h11.Data(data=answer.body))
+        events.append(h11.EndOfMessage())
+        writer.write(b"".join(conn.send(event) or b"" for event in events))
         try:
             async with asyncio.timeout(self._limits.header_deadline_seconds):
                 await writer.drain()
