@@ -7,6 +7,7 @@ real socket on loopback, bounded in count and time.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -41,31 +42,39 @@ def address(mds: MdsProcess) -> tuple[str, int]:
     return host, int(port)
 
 
-@pytest.fixture
-def mds(tmp_path: Path) -> Iterator[MdsProcess]:
+@contextmanager
+def running_mds(tmp_path: Path, *, header_deadline_seconds: float) -> Iterator[MdsProcess]:
     if not Path("/proc/self/status").exists():
         pytest.skip("needs Linux /proc to read the server's memory")
-    process = MdsProcess(["--demo", "--set", "http.header_deadline_seconds=2"], cwd=tmp_path)
+    deadline = f"http.header_deadline_seconds={header_deadline_seconds}"
+    process = MdsProcess(["--demo", "--set", deadline], cwd=tmp_path)
     try:
         yield process
     finally:
         process.close()
 
 
-def test_a_100_mb_header_is_refused_without_the_process_growing(mds: MdsProcess) -> None:
-    assert mds.get("/metrics")[0] == 200  # warm: the first scrape's allocations are done
-    before = rss_bytes(mds.proc.pid)
-    answer = send_huge_header(address(mds), 100)
-    after = rss_bytes(mds.proc.pid)
+def test_a_100_mb_header_is_refused_without_the_process_growing(tmp_path: Path) -> None:
+    with running_mds(tmp_path, header_deadline_seconds=10) as mds:
+        assert mds.get("/metrics")[0] == 200  # warm: the first scrape's allocations are done
+        before = rss_bytes(mds.proc.pid)
+        answer = send_huge_header(address(mds), 100)
+        after = rss_bytes(mds.proc.pid)
+        labels = {"reason": "header_fields_too_large"}
+        refused = sample(mds, "mds_http_connections_refused_total", labels)
+        healthz = mds.get("/healthz")
     assert answer == b"" or answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
     assert after - before < 20 * 1024 * 1024, f"RSS grew {(after - before) / 2**20:.1f} MiB"
-    labels = {"reason": "header_fields_too_large"}
-    assert sample(mds, "mds_http_connections_refused_total", labels) == 1
-    assert mds.get("/healthz") == (200, "ok\n")
+    assert refused == 1
+    assert healthz == (200, "ok\n")
 
 
-def test_200_slow_clients_leave_metrics_and_healthz_answering(mds: MdsProcess) -> None:
-    with SlowClients(address(mds), 200, every_seconds=0.5):
+def test_200_slow_clients_leave_metrics_and_healthz_answering(tmp_path: Path) -> None:
+    # A long deadline keeps all 200 open however slowly this machine runs the test.
+    with (
+        running_mds(tmp_path, header_deadline_seconds=120) as mds,
+        SlowClients(address(mds), 200, every_seconds=0.5),
+    ):
         statuses = [mds.get("/metrics")[0] for _ in range(20)]
         statuses += [mds.get("/healthz")[0] for _ in range(20)]
         held = sample(mds, "mds_http_connections_open")
@@ -73,9 +82,10 @@ def test_200_slow_clients_leave_metrics_and_healthz_answering(mds: MdsProcess) -
     assert held >= 200
 
 
-def test_the_configured_header_deadline_cuts_a_trickling_client(mds: MdsProcess) -> None:
-    # http.header_deadline_seconds=2 (set above); one byte every 0.2 s, 100 bytes = 20 s.
-    sent, answer = trickle_until_cut(address(mds), every_seconds=0.2, most_bytes=100)
+def test_the_configured_header_deadline_cuts_a_trickling_client(tmp_path: Path) -> None:
+    # One byte every 0.2 s: 100 bytes would take 20 s; the deadline is 2 s.
+    with running_mds(tmp_path, header_deadline_seconds=2) as mds:
+        sent, answer = trickle_until_cut(address(mds), every_seconds=0.2, most_bytes=100)
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout")
     assert b"request head not complete within 2 s" in answer
     assert sent < 100
