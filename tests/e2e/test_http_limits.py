@@ -6,6 +6,8 @@ real socket on loopback, bounded in count and time.
 
 from __future__ import annotations
 
+import subprocess
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.mds_process import MdsProcess
+from tests.conftest import require_executable
+from tests.e2e.mds_process import MdsProcess, wait_until
 from tests.slow_clients import SlowClients, send_huge_header, trickle_until_cut
 
 pytestmark = pytest.mark.slow
@@ -89,3 +92,26 @@ def test_the_configured_header_deadline_cuts_a_trickling_client(tmp_path: Path) 
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout")
     assert b"request head not complete within 2 s" in answer
     assert sent < 100
+
+
+def test_running_out_of_file_descriptors_pauses_accepting_and_recovers(tmp_path: Path) -> None:
+    prlimit = require_executable("prlimit", "util-linux")
+    with running_mds(tmp_path, header_deadline_seconds=120) as mds:
+        pid = mds.proc.pid
+        open_now = len(list(Path(f"/proc/{pid}/fd").iterdir()))
+        limit = open_now + 10
+        subprocess.run([prlimit, f"--pid={pid}", f"--nofile={limit}:{limit}"], check=True)
+        with SlowClients(address(mds), 30, every_seconds=0.5):
+            # More connections than descriptors: accept fails; it must not spin.
+            wait_until(
+                lambda: any(r.get("event") == "http.accept_failed" for r in mds.logs),
+                10,
+                "accept fails for want of descriptors",
+            )
+            window = threading.Event()
+            window.wait(3.0)  # three seconds of a full table
+            failures = sum(r.get("event") == "http.accept_failed" for r in mds.logs)
+            assert failures <= 10, f"{failures} accept failures logged in about 3 s"
+        # The slow clients are gone: the server accepts again within its pause.
+        wait_until(lambda: mds.get("/healthz")[0] == 200, 10, "/healthz answers again")
+        assert mds.proc.poll() is None

@@ -339,7 +339,8 @@ class HttpServer:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:  # out of file descriptors, or closed by stop()
-                logger.warning("http.accept_failed", extra={"detail": repr(exc)})
+                if not self._closing:
+                    self._pause_accepting(listener, loop, exc)
                 return
             if self._closing or len(self._connections) >= self._limits.max_connections:
                 self._refuse_at_once(sock)
@@ -347,6 +348,20 @@ class HttpServer:
             task = loop.create_task(self._on_connection(sock))
             self._connections[task] = sock
             self._open_gauge.set(len(self._connections))
+
+    def _pause_accepting(
+        self, listener: socket.socket, loop: asyncio.AbstractEventLoop, error: OSError
+    ) -> None:
+        """Out of file descriptors: the listener stays readable, so accepting again at
+        once would spin; try again in a second, when some connection may have closed."""
+        logger.warning("http.accept_failed", extra={"detail": repr(error)})
+        loop.remove_reader(listener.fileno())
+
+        def resume() -> None:
+            if not self._closing:
+                loop.add_reader(listener.fileno(), self._accept, listener, loop)
+
+        loop.call_later(1.0, resume)
 
     def _refuse_at_once(self, sock: socket.socket) -> None:
         """Over the connection limit: a 503 on plain HTTP (a TLS client could not read
