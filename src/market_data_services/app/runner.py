@@ -18,7 +18,7 @@ from market_data_services.app.config import Config, ConfigSource, mask_url
 from market_data_services.app.health import HealthRule, health_report
 from market_data_services.app.probe import SingleFlightProbe
 from market_data_services.app.schema_watch import SchemaWatch, schema_condition
-from market_data_services.app.server import HttpServer, TlsFiles, make_app
+from market_data_services.app.server import HttpLimits, HttpServer, TlsFiles, make_app
 from market_data_services.app.webconfig import ServerTls, load_web_config
 from market_data_services.runtime import ThreadedBackgroundService
 from market_data_services.storage.engine import Timeouts, create_engine, is_sqlite
@@ -202,7 +202,21 @@ class Application:
             tls = web.tls
             auth = BasicAuth.from_hashes(web.users) if web.users else None
         app = make_app(registry=self.registry, health=self.health, ready=self.ready, auth=auth)
-        return HttpServer(app, host=http.host, port=http.port, threads=http.threads, tls=tls)
+        limits = HttpLimits(
+            header_deadline_seconds=http.header_deadline_seconds,
+            max_connections=http.max_connections,
+            max_request_line_bytes=http.max_request_line_bytes,
+            max_header_bytes=http.max_header_bytes,
+        )
+        return HttpServer(
+            app,
+            host=http.host,
+            port=http.port,
+            threads=http.threads,
+            tls=tls,
+            limits=limits,
+            registry=self.registry,
+        )
 
     # -- checks the HTTP server asks -----------------------------------------------------------
 

@@ -118,7 +118,16 @@ class HttpConfig:
     """The HTTP server: /metrics, /healthz, /readyz, /api/health/aggregators."""
 
     listen: str = DEFAULT_LISTEN
+    #: Threads running requests; connections themselves are held by one event loop.
     threads: int = 8
+    #: A request's whole head must arrive within this (from connect or the last answer).
+    header_deadline_seconds: float = 10.0
+    #: Open connections at most; more are refused at once.
+    max_connections: int = 512
+    #: Longer request lines are answered 414.
+    max_request_line_bytes: int = 8192
+    #: Larger header fields (all together) are answered 431.
+    max_header_bytes: int = 32768
     basic_auth_username: str | None = None
     basic_auth_password: str | None = None
     #: ``pbkdf2_sha256$<iterations>$<salt>$<hash>`` from ``mds config hash-password``.
@@ -132,6 +141,19 @@ class HttpConfig:
     def __post_init__(self) -> None:
         parse_listen(self.listen)
         _check(1 <= self.threads <= 256, "threads", f"must be 1..256, got {self.threads}")
+        _check(
+            0 < self.header_deadline_seconds <= 3600,
+            "header_deadline_seconds",
+            f"must be > 0 and <= 3600, got {self.header_deadline_seconds}",
+        )
+        _check(
+            1 <= self.max_connections <= 100_000,
+            "max_connections",
+            f"must be 1..100000, got {self.max_connections}",
+        )
+        for key in ("max_request_line_bytes", "max_header_bytes"):
+            value = getattr(self, key)
+            _check(256 <= value <= 1 << 20, key, f"must be 256..1048576, got {value}")
         if self.web_config_file is not None:
             both = [key for key in _HTTP_AUTH_TLS_KEYS if getattr(self, key) is not None]
             _check(
