@@ -29,7 +29,7 @@ import logging
 import math
 import secrets
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -244,14 +244,19 @@ class SymbolOwnership:
 
 @contextmanager
 def symbols_for_backfill(
-    engine: Engine, service: str, symbols: Sequence[str]
+    engine: Engine,
+    service: str,
+    symbols: Sequence[str],
+    *,
+    on_wait: Callable[[int], None] | None = None,
 ) -> Iterator[Connection | None]:
     """Hold ``symbols`` of ``service`` against every running instance for the block.
 
     On PostgreSQL: takes the symbols' backfill keys (running owners then let them go at
     their next claim, within one interval), then waits for each symbol key. On SQLite,
     nothing to take (one ``mds run`` per file; see ``SqliteRunLock``). Yields the
-    dedicated connection, or None.
+    dedicated connection, or None. ``on_wait(n)`` is called before waiting for ``n``
+    symbols that running instances still own.
     """
     if engine.dialect.name != "postgresql":
         yield None
@@ -263,7 +268,16 @@ def symbols_for_backfill(
             keys = sorted({symbol_key(s) for s in symbols})
             for key in keys:
                 connection.execute(_LOCK, {"cls": classes.backfill, "key": key})
-            for key in keys:
+            busy = [
+                key
+                for key in keys
+                if not connection.execute(
+                    _TRY_LOCK, {"cls": classes.symbols, "key": key}
+                ).scalar_one()
+            ]
+            if busy and on_wait is not None:
+                on_wait(len(busy))
+            for key in busy:
                 connection.execute(_LOCK, {"cls": classes.symbols, "key": key})
             yield connection
     finally:
