@@ -27,7 +27,7 @@ from market_data_services.storage import create_engine, upgrade
 from tests.databases import DatabaseFactory
 from tests.e2e.mds_process import MdsProcess, clean_environment, wait_until
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+pytestmark = pytest.mark.slow
 
 SYMBOLS = [f"P{i:02d}/USD" for i in range(30)]
 INTERVAL_SECONDS = 2.0
@@ -124,6 +124,7 @@ def instances(tmp_path: Path) -> Iterator[list[MdsProcess]]:
         process.close()
 
 
+@pytest.mark.postgres
 def test_three_instances_split_the_symbols_and_survive_a_kill_with_exact_candles(
     database_factory: DatabaseFactory, tmp_path: Path, instances: list[MdsProcess]
 ) -> None:
@@ -203,3 +204,28 @@ def test_three_instances_split_the_symbols_and_survive_a_kill_with_exact_candles
             per_symbol[symbol] += 1
     assert set(per_symbol.values()) == {MINUTES}, "a gap in some symbol's minutes"
     print(f"symbols taken over {taken_after:.1f} s after the kill")
+
+
+def test_a_second_mds_run_on_one_sqlite_file_exits_1_naming_the_first(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'mds.sqlite'}"
+    first = MdsProcess(["--db", url, "--demo"], cwd=tmp_path)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "market_data_services", "run", "--db", url, "--demo"],
+            cwd=tmp_path,
+            env=clean_environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 1
+        assert f"is already used by another mds run (pid {first.proc.pid} on " in result.stderr
+        assert first.health()[0] == 200  # the first one goes on undisturbed
+        first.signal(signal.SIGTERM)
+        assert first.wait(30) == 0
+        # Once the first has stopped, the next one starts.
+        second = MdsProcess(["--db", url], cwd=tmp_path)
+        second.close()
+    finally:
+        first.close()
