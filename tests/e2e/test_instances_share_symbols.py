@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -100,6 +101,17 @@ def _owned(process: MdsProcess) -> set[str]:
     return set(service["owned_symbols"])
 
 
+def _sample(process: MdsProcess, name: str) -> float:
+    """The candle service's sample ``name`` (summed over labels) from ``/metrics``."""
+    body = process.get("/metrics")[1]
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+        if sample.name == name and sample.labels.get("service") == "AggregatorService"
+    )
+
+
 def _candles(engine: Engine, until_ms: int) -> dict[tuple[Any, ...], tuple[Any, ...]]:
     """Every candle of a bucket that ended by ``until_ms``, by (symbol, timeframe, ts_open)."""
     rows = {}
@@ -155,6 +167,22 @@ def test_three_instances_split_the_symbols_and_survive_a_kill_with_exact_candles
         )
         taken_after = time.monotonic() - killed_at
         assert _owned(survivors[0]).isdisjoint(_owned(survivors[1]))
+        wait_until(
+            lambda: _sample(survivors[0], "mds_service_instances") == 2,
+            2 * INTERVAL_SECONDS + SLACK_SECONDS,
+            "the survivors count two instances",
+        )
+        assert _sample(survivors[0], "mds_service_symbols_owned") == len(_owned(survivors[0]))
+        assert _sample(survivors[0], "mds_service_symbol_ownership_changes_total") > 0
+        status = subprocess.run(
+            [sys.executable, "-m", "market_data_services", "status", survivors[0].url],
+            env=clean_environment(),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert "AggregatorService: owns 15 of 30 symbols, shared by 2 instances" in status.stdout
 
         assert writer.done.wait(120), "the tick writer did not finish"
         assert writer.error is None, writer.error
