@@ -141,6 +141,10 @@ def _symbols_cell(svc: dict[str, Any]) -> str:
     return f"{len(owned)}/{len(svc.get('symbols', []))}"
 
 
+def _instances(count: Any) -> str:
+    return "alone" if count == 1 else f"shared by {count} instances"
+
+
 def _ownership_lines(report: dict[str, Any]) -> list[str]:
     """Which symbols this instance works, for services shared with other instances."""
     lines: list[str] = []
@@ -150,8 +154,8 @@ def _ownership_lines(report: dict[str, Any]) -> list[str]:
             continue
         owned = svc.get("owned_symbols", [])
         lines.append(
-            f"{name}: owns {len(owned)} of {len(svc.get('symbols', []))} symbols, shared by "
-            f"{ownership.get('instances', '?')} instances: {', '.join(owned) or '(none)'}"
+            f"{name}: owns {len(owned)} of {len(svc.get('symbols', []))} symbols, "
+            f"{_instances(ownership.get('instances'))}: {', '.join(owned) or '(none)'}"
         )
         unowned = ownership.get("unowned_symbols") or []
         if unowned:
