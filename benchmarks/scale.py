@@ -156,9 +156,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument(
-        "--url", default=os.environ.get("MDS_TEST_DATABASE_URL") or DEFAULT_ADMIN
-    )
+    parser.add_argument("--url", default=os.environ.get("MDS_TEST_DATABASE_URL") or DEFAULT_ADMIN)
     args = parser.parse_args()
     symbols = [f"B{i:04d}/USD" for i in range(args.symbols)]
     results = []
@@ -175,9 +173,7 @@ def main() -> int:
         f"# scale.py  python {sys.version.split()[0]}  cores={os.cpu_count()}  "
         f"symbols={args.symbols}  rounds={args.rounds} (median)  interval={INTERVAL_SECONDS:g}s"
     )
-    print(
-        "instances  owned each  iteration s  ms/symbol  sustained per instance  sustained total"
-    )
+    print("instances  owned each  iteration s  ms/symbol  sustained per instance  sustained total")
     for r in results:
         print(
             f"{r['instances']:>9}  {r['owned']:>10}  {r['iteration_s']:>11.3f}  "

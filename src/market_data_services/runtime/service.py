@@ -393,12 +393,13 @@ class ThreadedBackgroundService(ABC):
         if ownership is None:
             return
         before = set(self._ownership_stats.state.owned)
+        symbols = self.get_symbols()
         try:
-            claim = ownership.claim(self.get_symbols())
+            claim = ownership.claim(symbols)
         except Exception:
-            self._let_go(before)
+            self._let_go(before)  # nothing is owned that is not known to be
             raise
-        state = self._ownership_stats.record(claim, self.get_symbols(), self._wall_clock())
+        state = self._ownership_stats.record(claim, symbols, self._wall_clock())
         for symbol in before.difference(state.owned):
             self._symbol_released(symbol)
         if claim.acquired or claim.released:
