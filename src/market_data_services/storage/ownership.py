@@ -204,8 +204,10 @@ class SymbolOwnership:
         quota = math.ceil(len(shared) / instances)
         owned = [s for s in shared if symbol_key(s) in mine]
         # Let go of what is no longer ours to hold: unconfigured, in a backfill, over quota.
-        keep = set(self._ranked(owned)[:quota])
-        release_keys = mine - {symbol_key(s) for s in keep}
+        kept_keys = {symbol_key(s) for s in self._ranked(owned)[:quota]}
+        # Symbols sharing a kept key stay too: nobody else could take them.
+        keep = {s for s in owned if symbol_key(s) in kept_keys}
+        release_keys = mine - kept_keys
         for key in release_keys:
             connection.execute(_UNLOCK, {"cls": classes.symbols, "key": key})
         released = tuple(s for s in self._owned if s not in keep)
