@@ -15,6 +15,7 @@ from market_data_services.storage.ownership import (
     Claim,
     SymbolOwnership,
     lock_holders,
+    symbol_key,
     symbols_for_backfill,
 )
 from tests.databases import DatabaseFactory
@@ -159,3 +160,21 @@ def test_a_symbol_no_longer_configured_is_released(pg: Engine) -> None:
             assert len(lock_holders(connection, SERVICE)["symbol_keys"]) == 10
     finally:
         owner.close()
+
+
+def test_symbols_whose_keys_collide_are_owned_together_and_none_is_left_unworked(
+    pg: Engine,
+) -> None:
+    # Two names with one CRC-32 (found by search): they share one lock.
+    assert symbol_key("SFJWNDP") == symbol_key("KJDGQIR")
+    symbols = ["SFJWNDP", "KJDGQIR", "EUR/USD", "GBP/USD"]
+    first, second = _instances(pg, 2)
+    try:
+        for _ in range(3):
+            claims = [first.claim(symbols), second.claim(symbols)]
+        owned = [set(c.owned) for c in claims]
+        assert owned[0].isdisjoint(owned[1]) and owned[0] | owned[1] == set(symbols)
+        assert any({"SFJWNDP", "KJDGQIR"} <= o for o in owned)
+    finally:
+        first.close()
+        second.close()
