@@ -186,17 +186,24 @@ def test_three_instances_split_the_symbols_and_survive_a_kill_with_exact_candles
 
         assert writer.done.wait(120), "the tick writer did not finish"
         assert writer.error is None, writer.error
-        # The survivors build what arrived last, at their next iterations.
-        expected_minutes = MINUTES * len(SYMBOLS)
+        # The survivors build what arrived last, at their next iterations: every tick
+        # counted once in the minutes and in the 5-minute buckets (the range is a whole
+        # number of both).
+        expected_ticks = MINUTES * 60 * len(SYMBOLS)
 
-        def all_minutes_built() -> bool:
+        def every_tick_built() -> bool:
             with engine.connect() as connection:
-                count = connection.execute(
-                    text("SELECT count(*) FROM candles WHERE timeframe = '1m'")
-                ).scalar_one()
-            return bool(count == expected_minutes)
+                counts = dict(
+                    connection.execute(
+                        text(
+                            "SELECT timeframe, sum(tick_count) FROM candles "
+                            "WHERE timeframe IN ('1m', '5m') GROUP BY timeframe"
+                        )
+                    ).all()
+                )
+            return counts == {"1m": expected_ticks, "5m": expected_ticks}
 
-        wait_until(all_minutes_built, 60, "every minute of every symbol built")
+        wait_until(every_tick_built, 60, "every tick of every symbol built into candles")
         for process in survivors:
             process.signal(signal.SIGTERM)
             assert process.wait(30) == 0
