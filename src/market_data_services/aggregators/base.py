@@ -114,6 +114,10 @@ class PerSymbolService(ThreadedBackgroundService, Generic[M]):
     def _symbol_failed(self, symbol: str) -> None:
         """Called after ``symbol``'s work raised: drop any state that may be ahead."""
 
+    def _symbol_released(self, symbol: str) -> None:
+        # Another instance may move the symbol's stored progress on: start again from it.
+        self._symbol_failed(symbol)
+
     def _settings_reset(self) -> None:
         """Called after the settings were (re)recorded: drop state of the old settings."""
 
@@ -141,7 +145,7 @@ class PerSymbolService(ThreadedBackgroundService, Generic[M]):
                 self._catch_up_error = exc
             raise
         deadline = self._clock() + self.interval_seconds
-        self._for_each_symbol(self.get_symbols(), deadline)
+        self._for_each_symbol(self.owned_symbols(), deadline)
 
     def catch_up(self, symbols: Sequence[str] | None = None) -> None:
         """Work until every stored row of ``symbols`` (default: the service's) is done,

@@ -48,6 +48,7 @@ from market_data_services.app.config.model import (
 )
 from market_data_services.demo import DEMO_SERVICE_SYMBOLS, DEMO_SYMBOLS, DemoFeedService
 from market_data_services.runtime import CircuitBreaker, ThreadedBackgroundService
+from market_data_services.runtime.ownership import SymbolOwnership
 from market_data_services.runtime.service import FailureClassifier
 from market_data_services.timeutil import format_ms, parse_day_start, parse_timestamp_ms, parse_zone
 
@@ -65,10 +66,18 @@ class ServiceContext:
     symbol_cache_ttl_seconds: float
     #: Recognises known conditions (a missing schema) among iteration errors.
     failure_classifier: FailureClassifier | None = None
+    #: Makes the ownership through which instances share a service's symbols (given the
+    #: service_name), or None: every instance works every symbol (SQLite, backfills).
+    ownership_factory: Callable[[str], SymbolOwnership] | None = None
 
     @property
     def options(self) -> Any:
         return self.config.options
+
+    def ownership(self) -> SymbolOwnership | None:
+        """The symbol ownership of a per-symbol service, for its ``ownership=`` keyword."""
+        factory = self.ownership_factory
+        return None if factory is None else factory(self.service_name)
 
     def base_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``ThreadedBackgroundService`` from the common settings."""
@@ -211,6 +220,7 @@ def _candles(ctx: ServiceContext) -> ThreadedBackgroundService:
         lateness_seconds=options.lateness_seconds,
         rebuild=options.rebuild,
         workers=options.workers,
+        ownership=ctx.ownership(),
         **ctx.base_kwargs(),
     )
 
@@ -328,7 +338,9 @@ class DomOptions:
 
 def _dom(ctx: ServiceContext) -> ThreadedBackgroundService:
     options: DomOptions = ctx.options
-    return DOMAggregatorService(ctx.engine, batch_size=options.batch_size, **ctx.base_kwargs())
+    return DOMAggregatorService(
+        ctx.engine, batch_size=options.batch_size, ownership=ctx.ownership(), **ctx.base_kwargs()
+    )
 
 
 # -- sentiment -----------------------------------------------------------------------------
@@ -397,7 +409,9 @@ class SentimentOptions:
 
 def _sentiment(ctx: ServiceContext) -> ThreadedBackgroundService:
     options: SentimentOptions = ctx.options
-    return SentimentAggregatorService(ctx.engine, **options.service_kwargs(), **ctx.base_kwargs())
+    return SentimentAggregatorService(
+        ctx.engine, **options.service_kwargs(), ownership=ctx.ownership(), **ctx.base_kwargs()
+    )
 
 
 # -- the demo feed -------------------------------------------------------------------------

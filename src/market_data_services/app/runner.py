@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -21,8 +23,11 @@ from market_data_services.app.schema_watch import SchemaWatch, schema_condition
 from market_data_services.app.server import HttpLimits, HttpServer, TlsFiles, make_app
 from market_data_services.app.webconfig import ServerTls, load_web_config
 from market_data_services.runtime import ThreadedBackgroundService
+from market_data_services.runtime.ownership import SymbolOwnership as Ownership
 from market_data_services.storage.engine import Timeouts, create_engine, is_sqlite
+from market_data_services.storage.locks import SqliteRunLock, SqliteRunLockError
 from market_data_services.storage.migrate import schema_status, upgrade
+from market_data_services.storage.ownership import SymbolOwnership
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +73,8 @@ class Application:
             error_rate_min_iterations=config.health.error_rate_min_iterations,
         )
         self.engine: Any = None
+        self._timeouts: Timeouts | None = None
+        self._run_lock: SqliteRunLock | None = None  # held from start() to shutdown()
         self._schema: SchemaWatch | None = None  # set by start() before the server answers
         # Replaced whole (never mutated) by start(); HTTP threads read the reference.
         self.services: dict[str, ThreadedBackgroundService] = {}
@@ -86,6 +93,7 @@ class Application:
             {"version": __version__}
         )
         self.engine = self._create_engine()
+        self._claim_sqlite_file()
         self.http = self._create_http()
         try:
             self.http.start()
@@ -128,10 +136,37 @@ class Application:
             keepalives_interval_seconds=db.keepalives_interval_seconds,
             keepalives_count=db.keepalives_count,
         )
+        self._timeouts = timeouts
         try:
             return create_engine(db.url, timeouts=timeouts)
         except Exception as exc:
             raise StartupError(f"database.url: {exc}") from exc
+
+    def _claim_sqlite_file(self) -> None:
+        """One ``mds run`` per SQLite file: refuse to start beside another (see
+        ``SqliteRunLock`` for why refusing, not waiting)."""
+        if not is_sqlite(self.engine):
+            return
+        try:
+            self._run_lock = SqliteRunLock.acquire(self.engine.url.database)
+        except SqliteRunLockError as exc:
+            raise StartupError(str(exc)) from exc
+
+    def _ownership_factory(self) -> Any:
+        """On PostgreSQL, instances share the per-symbol services' symbols."""
+        if is_sqlite(self.engine):
+            return None
+        instance = f"mds run {socket.gethostname()}:{os.getpid()}"
+
+        def factory(service_name: str) -> Ownership:
+            return SymbolOwnership(
+                self.engine,
+                service_name,
+                timeouts=self._timeouts,
+                application_name=f"{instance} {service_name}",
+            )
+
+        return factory
 
     def _migrate(self) -> None:
         mode = self.config.database.migrate
@@ -181,6 +216,7 @@ class Application:
                 symbol_provider=_symbol_provider(self._source, name),
                 symbol_cache_ttl_seconds=self.config.symbol_cache_ttl_seconds,
                 failure_classifier=schema_condition,
+                ownership_factory=self._ownership_factory(),
             )
             services[name] = entry.factory(ctx)
         return services
@@ -298,6 +334,8 @@ class Application:
             self._schema.stop(1.0)
         if self.engine is not None:
             self.engine.dispose()
+        if self._run_lock is not None:
+            self._run_lock.release()
         late = [name for name in self.services if not results.get(name, False)]
         if late:
             logger.error("mds.services_did_not_stop", extra={"services": late})
