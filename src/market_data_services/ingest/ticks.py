@@ -36,7 +36,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
-from market_data_services.ingest.files import BadFileError, ImplausibleTimeError
+from market_data_services.ingest.files import BadFileError, ImplausibleTimeError, ReadLimits
 from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.ticks import (
     LAYOUTS,
@@ -79,6 +79,8 @@ REJECT_REASONS = (
     "future_timestamp",  # later than now + future_tolerance_seconds
     "unknown_symbol",  # not among the symbols being ingested
     "crossed",  # ask < bid, only with reject_crossed=True
+    "line_too_long",  # a line over ingest.max_line_bytes (not read)
+    "field_too_long",  # a CSV field over ingest.max_field_chars
 )
 
 _TICK_COLUMNS = ("symbol", "ts", "seq", "bid", "ask")
@@ -370,6 +372,7 @@ def ingest_ticks(
     progress: Callable[[IngestProgress], None] | None = None,
     wall_clock: Callable[[], float] = time.time,
     max_examples: int = 100,
+    limits: ReadLimits | None = None,
 ) -> IngestReport:
     """Load tick files into the ``ticks`` table and report what was accepted and rejected.
 
@@ -414,6 +417,7 @@ def ingest_ticks(
         progress=progress,
         wall_clock=wall_clock,
         max_examples=max_examples,
+        limits=limits,
     )
 
 

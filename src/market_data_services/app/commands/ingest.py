@@ -13,9 +13,10 @@ rejected, the rest loaded; 2 nothing usable (every file failed, or every row was
 rejected) or a usage error (a bad option, a path that does not exist, no files found).
 A database error exits 1.
 
-The database and the ingest policy come from the configuration (``database.url``,
-``ingest.reject_crossed``), as for every command; ``--db`` and ``--reject-crossed``
-override them.
+The database, the ingest policy and the limits on one row come from the configuration
+(``database.url``, ``ingest.reject_crossed``, ``ingest.max_line_bytes``,
+``ingest.max_field_chars``, ``ingest.max_book_levels``), as for every command; ``--db``
+and ``--reject-crossed`` override the first two.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from market_data_services.ingest import (
     BadFileError,
     IngestProgress,
     IngestReport,
+    ReadLimits,
     WrongFileKindError,
     dom,
     sentiment,
@@ -97,9 +99,15 @@ class _Kind:
             options["reject_crossed"] = config.ingest.reject_crossed
         if self.source_help is not None:
             options["source"] = args.source
+        limits = ReadLimits(
+            max_line_bytes=config.ingest.max_line_bytes,
+            max_field_chars=config.ingest.max_field_chars,
+            max_book_levels=config.ingest.max_book_levels,
+        )
         return self.ingest(
             engine,
             paths,
+            limits=limits,
             tz=args.tz,
             layout=args.layout,
             time_unit=args.time_unit,
