@@ -359,6 +359,10 @@ class TextLines:
     ``collect_damage`` the error is recorded and iteration stops, so a reader hands on
     the rows it read before; otherwise it is raised as ``BadFileError``. ``quiet`` stops
     without recording (a look at a file's head, whose reading reports the damage later).
+
+    A line longer than ``ReadLimits.max_line_bytes`` is read past in pieces and never
+    handed out (``collect_refused`` gets it); ``line`` still counts it. There is no way
+    to read the whole file at once, on purpose: memory must not follow a file's size.
     """
 
     def __init__(self, path: Path, error: type[WrongFileKindError], *, quiet: bool = False):
@@ -424,10 +428,6 @@ class TextLines:
             f"(ingest.max_line_bytes); not read"
         )
         _refuse(self.path, self.line, "line_too_long", message, quiet=self.quiet)
-
-    def read(self) -> str:
-        """The rest of the text, up to any damage."""
-        return "".join(self)
 
 
 def open_text(path: Path, error: type[WrongFileKindError], *, quiet: bool = False) -> TextLines:

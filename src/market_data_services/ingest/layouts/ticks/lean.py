@@ -128,7 +128,6 @@ def read_lean(
             if len(batch) >= chunk_rows:
                 yield _lean_chunk(tick_file, symbol, zone, batch, numbers)
                 yielded = True
-                batch, numbers = [], []
         if batch or not yielded:
             yield _lean_chunk(tick_file, symbol, zone, batch, numbers)
 
@@ -136,7 +135,18 @@ def read_lean(
 def _lean_chunk(
     tick_file: TickFile, symbol: str, zone: tzinfo, batch: list[str], numbers: list[int]
 ) -> RawTicks:
-    """The ticks of the lines ``batch``, whose line numbers are ``numbers``."""
+    """The ticks of the lines ``batch``, whose line numbers are ``numbers``. Both lists are
+    emptied, so the reader holds no text while the chunk is stored."""
+    try:
+        return _parse_lean(tick_file, symbol, zone, batch, numbers)
+    finally:
+        batch.clear()
+        numbers.clear()
+
+
+def _parse_lean(
+    tick_file: TickFile, symbol: str, zone: tzinfo, batch: list[str], numbers: list[int]
+) -> RawTicks:
     source = str(tick_file.path)
     text = "".join(batch)
     rejections: list[Rejection] = []
