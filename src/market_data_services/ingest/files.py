@@ -383,6 +383,10 @@ class TextLines:
     def close(self) -> None:
         self._stream.close()
 
+    def stop(self) -> None:
+        """Hand out no more lines (the file has ended at damage found by a caller)."""
+        self._ended = True
+
     def __iter__(self) -> Iterator[str]:
         return self
 
@@ -486,7 +490,7 @@ def _refuse_field(lines: TextLines, line: int, row: list[str] | None, limit: int
     try:
         _refuse(lines.path, line, "field_too_long", message, quiet=lines.quiet)
     except _Stopped:
-        lines._ended = True
+        lines.stop()
 
 
 def read_head(path: Path, error: type[WrongFileKindError], size: int = SNIFF_BYTES) -> str:
