@@ -184,3 +184,23 @@ def test_the_limits_come_from_the_ingest_section_of_the_config(
     config.write_text("[ingest]\nmax_book_levels = 0\n")
     assert main([*argv, "--db", database_url, "--config", str(config)]) == 2
     assert "ingest.max_book_levels: must be a whole number >= 1, got 0" in capsys.readouterr().err
+
+
+def test_inspection_skips_the_lines_reading_refuses_so_a_long_first_row_is_one_rejection(
+    database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Found by the fuzz suite: the first time was judged under the default limits, so a
+    # first row over a configured limit, whose "time" is no time, refused the whole file.
+    path = tmp_path / "ticks.csv"
+    path.write_text("timestamp,bid,ask\n" + "9" * 80 + "\n" + GOOD + AFTER)
+    config = tmp_path / "mds.toml"
+    config.write_text("[ingest]\nmax_line_bytes = 64\n")
+    assert main(["db", "upgrade", "--db", database_url]) == 0
+    argv = ["ingest", "ticks", str(path), "--symbol", "EUR/USD", "--no-progress"]
+    assert main([*argv, "--db", database_url, "--config", str(config)]) == 1
+    out, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f"rejected: {path}:2: line of 81 bytes is over the limit of 64 "
+        "(ingest.max_line_bytes); not read"
+    ]
+    assert "4 ticks accepted" in out

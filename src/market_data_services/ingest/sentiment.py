@@ -24,7 +24,12 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
-from market_data_services.ingest.files import BadFileError, ImplausibleTimeError, ReadLimits
+from market_data_services.ingest.files import (
+    BadFileError,
+    ImplausibleTimeError,
+    ReadLimits,
+    reading_with,
+)
 from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.sentiment import (
     LAYOUTS,
@@ -236,7 +241,10 @@ def ingest_sentiment(
     zone = parse_zone(tz) if isinstance(tz, str) else tz
     policy = QuotePolicy.of(symbols, False, future_tolerance_seconds, sum_tolerance)
     latest_ms = int(wall_clock() * 1000) + policy.future_tolerance_ms
-    files = inspect_sentiment_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
+    with reading_with(limits or ReadLimits()):  # inspection skips the lines reading will
+        files = inspect_sentiment_files(
+            paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms
+        )
     return ingest_chunks(
         engine,
         _Readings(),

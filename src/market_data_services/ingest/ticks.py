@@ -36,7 +36,12 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
-from market_data_services.ingest.files import BadFileError, ImplausibleTimeError, ReadLimits
+from market_data_services.ingest.files import (
+    BadFileError,
+    ImplausibleTimeError,
+    ReadLimits,
+    reading_with,
+)
 from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.ticks import (
     LAYOUTS,
@@ -400,7 +405,8 @@ def ingest_ticks(
         allowed = [symbol]
     policy = QuotePolicy.of(allowed, reject_crossed, future_tolerance_seconds)
     latest_ms = int(wall_clock() * 1000) + policy.future_tolerance_ms
-    files = inspect_tick_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
+    with reading_with(limits or ReadLimits()):  # inspection skips the lines reading will
+        files = inspect_tick_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
     if symbol is None:
         missing = [f for f in files if not f.has_symbol_column]
         if missing:

@@ -51,6 +51,7 @@ from market_data_services.ingest import (
     sentiment,
     ticks,
 )
+from market_data_services.ingest.files import reading_with
 from market_data_services.ingest.layouts import LayoutPluginError, layouts, load_plugins
 from market_data_services.ingest.pipeline import count_file_failure
 from market_data_services.storage.migrate import SchemaNotCurrentError, ensure_current
@@ -99,15 +100,10 @@ class _Kind:
             options["reject_crossed"] = config.ingest.reject_crossed
         if self.source_help is not None:
             options["source"] = args.source
-        limits = ReadLimits(
-            max_line_bytes=config.ingest.max_line_bytes,
-            max_field_chars=config.ingest.max_field_chars,
-            max_book_levels=config.ingest.max_book_levels,
-        )
         return self.ingest(
             engine,
             paths,
-            limits=limits,
+            limits=read_limits(config),
             tz=args.tz,
             layout=args.layout,
             time_unit=args.time_unit,
@@ -165,6 +161,15 @@ _KINDS = (
         ingest=sentiment.ingest_sentiment,
     ),
 )
+
+
+def read_limits(config: Config) -> ReadLimits:
+    """The limits on one row that ``[ingest]`` sets."""
+    return ReadLimits(
+        max_line_bytes=config.ingest.max_line_bytes,
+        max_field_chars=config.ingest.max_field_chars,
+        max_book_levels=config.ingest.max_book_levels,
+    )
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -256,9 +261,10 @@ def _run(kind: _Kind, problems: list[str], args: argparse.Namespace) -> int:
         return EXIT_USAGE
     failures: list[BadFileError] = []
     try:
-        files = kind.inspect(
-            args.paths, layout=args.layout, time_unit=args.time_unit, failures=failures
-        )
+        with reading_with(read_limits(config)):  # inspection skips the lines reading will
+            files = kind.inspect(
+                args.paths, layout=args.layout, time_unit=args.time_unit, failures=failures
+            )
         engine = open_engine(config)
     except (WrongFileKindError, FileNotFoundError, ValueError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
