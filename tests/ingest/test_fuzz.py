@@ -37,7 +37,13 @@ from hypothesis import strategies as st
 
 from market_data_services.app.cli import main
 from market_data_services.ingest import BadFileError, ImplausibleTimeError, WrongFileKindError
-from market_data_services.ingest.files import SNIFF_BYTES, collect_damage, collect_refused
+from market_data_services.ingest.files import (
+    SNIFF_BYTES,
+    ReadLimits,
+    collect_damage,
+    collect_refused,
+    reading_with,
+)
 from market_data_services.ingest.layouts import LAYOUTS, ReadOptions
 from market_data_services.ingest.layouts.base import inspect_layout, read_file
 from tests.conftest import IN_CI, SAMPLE_DATA
@@ -150,15 +156,32 @@ class Damaged:
     #: A gzip cut part way: every row read must be the good file's row of that line.
     prefix: bool
     how: str
+    #: A line over the limit was put in as this line: it is refused, and every row of
+    #: the good file reads the same, the rows after it one line further down.
+    long_line: int | None = None
 
 
 def _line_of(data: bytes, offset: int) -> int:
     return data[:offset].count(b"\n") + 1
 
 
+def line_limit(data: bytes) -> int:
+    """The ``max_line_bytes`` a seed is read under: its longest line, so that a longer
+    one is refused."""
+    return max(len(line) for line in data.splitlines(keepends=True))
+
+
 @st.composite
 def damaged(draw: st.DrawFn, data: bytes) -> Damaged:
-    how = draw(st.sampled_from(["byte", "cut", "junk", "encoding", "gzip_cut", "gzip_byte"]))
+    kinds = ["byte", "cut", "junk", "long", "encoding", "gzip_cut", "gzip_byte"]
+    how = draw(st.sampled_from(kinds))
+    if how == "long":
+        lines = data.splitlines(keepends=True)
+        at = draw(st.integers(0, len(lines)))
+        size = line_limit(data) + draw(st.integers(0, 3000))
+        junk = draw(st.sampled_from([b"9", b"{", b'"', b","])) * size + b"\n"
+        changed = b"".join(lines[:at]) + junk + b"".join(lines[at:])
+        return Damaged(changed, None, False, f"{size + 1}-byte line {at + 1}", at + 1)
     if how == "byte":
         at = draw(st.integers(0, len(data) - 1))
         value = draw(st.integers(0, 255))
@@ -228,15 +251,16 @@ class Read:
     refused: bool  # inspection refused the file
 
 
-def read(kind: str, path: Path) -> Read:
+def read(kind: str, path: Path, limits: ReadLimits) -> Read:
     """Everything the layout's reader makes of ``path``, as the pipeline reads it."""
     rows: dict[int, list[tuple[Any, ...]]] = {}
     messages: list[str] = []
     try:
-        data_file = inspect_layout(kind, path)
+        with reading_with(limits):
+            data_file = inspect_layout(kind, path)
     except REFUSALS as exc:
         return Read(rows, [str(exc)], True)
-    with collect_damage() as damage, collect_refused() as refused:
+    with reading_with(limits), collect_damage() as damage, collect_refused() as refused:
         for chunk in read_file(kind, data_file, ReadOptions(symbol="EUR/USD")):
             for line, row in _rows(chunk):
                 rows.setdefault(line, []).append(row)
@@ -255,6 +279,16 @@ def _write(folder: Path, seed: Seed, data: bytes, gzipped: bool) -> Path:
 
 def _check_kept(seed: Seed, good: Read, bad: Read, damage: Damaged, size: int) -> None:
     """The rows before the damage read as from the good file."""
+    if damage.long_line is not None:
+        at = damage.long_line
+        if at == 1 and bad.refused:
+            return  # a first line over the limit cannot tell the layout: refused, named
+        assert not bad.refused, bad.messages
+        shifted = {line + (line >= at): rows for line, rows in good.rows.items()}
+        assert bad.rows == shifted
+        [refusal] = bad.messages
+        assert f":{at}: line of " in refusal, refusal
+        return
     if damage.prefix:
         for line, rows in bad.rows.items():
             assert good.rows.get(line) == rows, f"line {line} of a cut gzip differs"
@@ -280,12 +314,13 @@ def test_a_reader_meets_damage_with_a_named_error_and_keeps_the_rows_before_it(
 ) -> None:
     seed = SEEDS[layout]
     damage = data.draw(damaged(seed.data), label="damage")
+    limits = ReadLimits(max_line_bytes=line_limit(seed.data))
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        good = read(seed.kind, _write(folder / "good", seed, seed.data, False))
+        good = read(seed.kind, _write(folder / "good", seed, seed.data, False), limits)
         assert good.rows and not good.messages, good.messages
         path = _write(folder, seed, damage.data, damage.how.startswith("gzip"))
-        bad = read(seed.kind, path)
+        bad = read(seed.kind, path, limits)
         for message in bad.messages:
             assert message.startswith(str(path)), message
         _check_kept(seed, good, bad, damage, len(seed.data))
@@ -327,7 +362,7 @@ def test_mds_ingest_of_a_damaged_file_exits_0_1_or_2_naming_the_file(
     with tempfile.TemporaryDirectory() as tmp:
         path = _write(Path(tmp), seed, damage.data, damage.how.startswith("gzip"))
         code, out, err = _ingest(seed.kind, path, fuzz_database)
-        good = read(seed.kind, _write(Path(tmp) / "good", seed, seed.data, False))
+        good = read(seed.kind, _write(Path(tmp) / "good", seed, seed.data, False), ReadLimits())
     assert code in (0, 1, 2), (code, out, err)
     assert "Traceback" not in err
     for line in err.splitlines():
