@@ -331,13 +331,24 @@ def test_a_reader_meets_damage_with_a_named_error_and_keeps_the_rows_before_it(
 _SUMMARY = re.compile(r"^(\d+) files, [\d,]+ rows: ([\d,]+) \w+ accepted", re.MULTILINE)
 
 
-def _ingest(kind: str, path: Path, url: str) -> tuple[int, str, str]:
+def _ingest(kind: str, path: Path, url: str, max_line_bytes: int) -> tuple[int, str, str]:
+    """``mds ingest KIND PATH`` in this process, with ``ingest.max_line_bytes`` set as a
+    user would (``MDS_INGEST_MAX_LINE_BYTES``)."""
     out, err = io.StringIO(), io.StringIO()
     argv = ["ingest", kind, str(path), "--no-progress", "--db", url]
     if kind == "ticks":
         argv += ["--symbol", "EUR/USD"]
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
+    name = "MDS_INGEST_MAX_LINE_BYTES"
+    before = os.environ.get(name)
+    os.environ[name] = str(max_line_bytes)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(argv)
+    finally:
+        if before is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = before
     return code, out.getvalue(), err.getvalue()
 
 
@@ -359,17 +370,26 @@ def test_mds_ingest_of_a_damaged_file_exits_0_1_or_2_naming_the_file(
 ) -> None:
     seed = SEEDS[layout]
     damage = data.draw(damaged(seed.data), label="damage")
+    limit = line_limit(seed.data)
     with tempfile.TemporaryDirectory() as tmp:
         path = _write(Path(tmp), seed, damage.data, damage.how.startswith("gzip"))
-        code, out, err = _ingest(seed.kind, path, fuzz_database)
-        good = read(seed.kind, _write(Path(tmp) / "good", seed, seed.data, False), ReadLimits())
+        code, out, err = _ingest(seed.kind, path, fuzz_database, limit)
+        good_path = _write(Path(tmp) / "good", seed, seed.data, False)
+        good = read(seed.kind, good_path, ReadLimits(max_line_bytes=limit))
     assert code in (0, 1, 2), (code, out, err)
     assert "Traceback" not in err
     for line in err.splitlines():
         if line.startswith(("failed: ", "rejected: ")):
             assert line.split(": ", 1)[1].startswith(str(path)), line
+    summary = _SUMMARY.search(out)
+    if damage.long_line is not None and damage.long_line > 1:
+        # One rejected line; every row of the good file accepted (new or stored before).
+        assert code == 1, (code, out, err)
+        assert summary is not None, (out, err)
+        rows = sum(len(rows) for rows in good.rows.values())
+        assert int(summary[2].replace(",", "")) == rows, (damage.how, out, err)
+        assert "rejected by reason: line_too_long 1" in out, out
     if damage.line is not None and damage.line > 1 and code != 2:
         kept = sum(len(rows) for line, rows in good.rows.items() if line < damage.line - 1)
-        summary = _SUMMARY.search(out)
         assert summary is not None, (out, err)
         assert int(summary[2].replace(",", "")) >= kept, (damage.how, out, err)
