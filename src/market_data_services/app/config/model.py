@@ -270,6 +270,22 @@ class IngestConfig:
     #: Reject crossed quotes and books (ask below bid) instead of keeping and counting
     #: them; ``--reject-crossed`` sets it for one command.
     reject_crossed: bool = False
+    #: The most one row may hold, so memory never grows with a file (or a decompression
+    #: bomb): a longer line (bytes after decompression, line end included), CSV field
+    #: (characters) or side of a book (price levels) is one rejected row, and the rest
+    #: of the file is read.
+    max_line_bytes: int = 1_048_576
+    max_field_chars: int = 65_536
+    max_book_levels: int = 10_000
+
+    def __post_init__(self) -> None:
+        for key in ("max_line_bytes", "max_field_chars", "max_book_levels"):
+            value = getattr(self, key)
+            _check(
+                not isinstance(value, bool) and isinstance(value, int) and value >= 1,
+                key,
+                f"must be a whole number >= 1, got {value!r}",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
