@@ -33,7 +33,7 @@ from market_data_services.market.book import (
 from market_data_services.market.book import select as select_books
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.runtime.validate import positive_int
-from market_data_services.storage.arrival import arrival_horizon, position_name, position_of
+from market_data_services.storage.arrival import position_name, position_of
 from market_data_services.storage.bulk import upsert_columns
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.reads import fetch_tuples
@@ -186,7 +186,7 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
             if state.target_id is None or state.cursor_ts is None:
                 # Only up to the horizon: on PostgreSQL a row below it can no longer appear.
                 position = position_of(connection, dom_snapshots)
-                horizon = arrival_horizon(connection, dom_snapshots)
+                horizon = self._source_horizon(connection)
                 first_ts, last_id = connection.execute(
                     select(func.min(dom_snapshots.c.ts), func.max(position)).where(
                         dom_snapshots.c.symbol == symbol,

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Engine
 from market_data_services.aggregators.base import PerSymbolService, SettingsMismatchError
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.runtime.validate import fraction, positive_int, seconds
-from market_data_services.storage.arrival import arrival_horizon, position_of
+from market_data_services.storage.arrival import position_of
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.schema import SOURCE_LENGTH, sentiment_metrics, sentiment_readings
 from market_data_services.storage.upsert import upsert
@@ -343,7 +343,7 @@ class SentimentAggregatorService(PerSymbolService[_SymbolMetrics]):
             pending = stored.get("pending_ts")
             # Only up to the horizon: on PostgreSQL a row below it can no longer appear.
             position = position_of(connection, table)
-            horizon = arrival_horizon(connection, table)
+            horizon = self._source_horizon(connection)
             first_ts, last_id, count = connection.execute(
                 select(func.min(table.c.ts), func.max(position), func.count()).where(
                     *self._readings_filter(symbol), position > arrival_id, position <= horizon
