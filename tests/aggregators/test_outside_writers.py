@@ -169,3 +169,37 @@ def test_sentiment_committed_out_of_id_order_by_two_outside_writers_all_get_metr
         ).all()
     assert count == 3
     assert [round(r[0], 6) for r in shares] == [0.5, 0.51, 0.52]
+
+
+def test_ticks_of_many_interleaved_outside_transactions_all_reach_the_candles(
+    pg_engine: Engine,
+) -> None:
+    """Two writers, each keeping a transaction open while the other commits, 20 times,
+    while the candle service runs passes in between."""
+    svc = AggregatorService(
+        pg_engine, symbols=["EUR/USD"], wall_clock=FakeClock(LATER), registry=CollectorRegistry()
+    )
+    written: list[RefTick] = [tick(0, 1.1)]
+    with connect(pg_engine) as setup:
+        insert_tick(setup, written[0])
+    run(svc)
+    a, b = connect(pg_engine), connect(pg_engine)
+    try:
+        for round_number in range(20):
+            first, second = (a, b) if round_number % 2 else (b, a)
+            minute = 1 + 3 * round_number
+            opened = [tick(minute, 1.1 + round_number / 1e4)]
+            insert_tick(first, opened[0])  # the lower id, left open
+            run(svc)
+            committed = [tick(minute + 1, 1.2), tick(minute + 2, 1.3)]
+            for t in committed:
+                insert_tick(second, t)
+            second.commit()
+            run(svc)
+            first.commit()
+            written += opened + committed
+        run(svc)
+    finally:
+        a.close()
+        b.close()
+    assert stored_candles(pg_engine) == expected_candles(written)
