@@ -10,6 +10,7 @@ import logging
 from market_data_services._version import __version__
 from market_data_services.aggregators.candles import AggregatorService
 from market_data_services.aggregators.dom import DOMAggregatorService
+from market_data_services.aggregators.retention import RetentionService
 from market_data_services.aggregators.sentiment import SentimentAggregatorService
 from market_data_services.runtime import (
     CircuitBreaker,
@@ -31,6 +32,7 @@ __all__ = [
     "CircuitBreakerState",
     "DOMAggregatorService",
     "IterationOutcome",
+    "RetentionService",
     "SentimentAggregatorService",
     "StateChange",
     "ThreadedBackgroundService",

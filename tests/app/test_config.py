@@ -338,3 +338,26 @@ def test_hash_password_output_is_accepted_by_the_config(
     assert (
         ConfigSource(catalog=SERVICES, environ=env).load().http.basic_auth_password_hash == hashed
     )
+
+
+def test_retention_is_off_and_keeps_everything_until_a_table_is_given_an_age() -> None:
+    default = ConfigSource(catalog=SERVICES, environ={}).load().services["retention"]
+    assert default.enabled is False
+    assert default.options.policies() == {}
+    env = {
+        "MDS_SERVICES_RETENTION_ENABLED": "true",
+        "MDS_SERVICES_RETENTION_TICKS_DROP_AFTER_SECONDS": "2592000",
+    }
+    chosen = ConfigSource(catalog=SERVICES, environ=env).load().services["retention"]
+    assert chosen.enabled is True
+    assert chosen.options.policies() == {"ticks": 2_592_000.0}
+
+
+def test_a_too_short_one_minute_candle_retention_names_its_key() -> None:
+    env = {"MDS_SERVICES_RETENTION_CANDLES_1M_DROP_AFTER_SECONDS": "3600"}
+    with pytest.raises(ConfigError) as error:
+        ConfigSource(catalog=SERVICES, environ=env).load()
+    message = str(error.value)
+    assert message.startswith("services.retention.candles_1m_drop_after_seconds: ")
+    assert "must be >= 172800 seconds" in message
+    assert "MDS_SERVICES_RETENTION_CANDLES_1M_DROP_AFTER_SECONDS" in message

@@ -34,6 +34,9 @@ from market_data_services.aggregators.candles import (
 )
 from market_data_services.aggregators.dom import DEFAULT_BATCH_SIZE as DOM_BATCH_SIZE
 from market_data_services.aggregators.dom import DOMAggregatorService
+from market_data_services.aggregators.retention import DEFAULT_BATCH_SIZE as RETENTION_BATCH_SIZE
+from market_data_services.aggregators.retention import RetentionService
+from market_data_services.aggregators.retention.service import check_policies
 from market_data_services.aggregators.sentiment import (
     DEFAULT_HISTORY_MAX_READINGS,
     ContrarianThresholds,
@@ -414,6 +417,51 @@ def _sentiment(ctx: ServiceContext) -> ThreadedBackgroundService:
     )
 
 
+# -- retention -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetentionOptions:
+    """Keys of ``[services.retention]``: per table, how old its rows may grow (seconds;
+    unset keeps them for ever). Raw rows go only once aggregated."""
+
+    ticks_drop_after_seconds: float | None = None
+    dom_snapshots_drop_after_seconds: float | None = None
+    sentiment_readings_drop_after_seconds: float | None = None
+    candles_1m_drop_after_seconds: float | None = None
+    #: Rows per delete transaction.
+    batch_size: int = RETENTION_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        for table, seconds in self.policies().items():
+            try:
+                check_policies({table: seconds})
+            except ValueError as exc:
+                raise ConfigError(f"{table}_drop_after_seconds", str(exc)) from None
+        if not 1 <= self.batch_size <= 1_000_000:
+            raise ConfigError("batch_size", f"must be 1..1000000, got {self.batch_size}")
+
+    def policies(self) -> dict[str, float]:
+        """Table -> seconds, for the tables with a retention."""
+        found = {
+            "ticks": self.ticks_drop_after_seconds,
+            "dom_snapshots": self.dom_snapshots_drop_after_seconds,
+            "sentiment_readings": self.sentiment_readings_drop_after_seconds,
+            "candles_1m": self.candles_1m_drop_after_seconds,
+        }
+        return {table: seconds for table, seconds in found.items() if seconds is not None}
+
+
+def _retention(ctx: ServiceContext) -> ThreadedBackgroundService:
+    options: RetentionOptions = ctx.options
+    return RetentionService(
+        ctx.engine,
+        drop_after_seconds=options.policies(),
+        batch_size=options.batch_size,
+        **ctx.base_kwargs(),
+    )
+
+
 # -- the demo feed -------------------------------------------------------------------------
 
 
@@ -484,6 +532,13 @@ SERVICES: dict[str, ServiceEntry] = {
             counter="mds_sentiment_readings_processed",
         ),
     ),
+    # Off by default: deleting is for ever, so a user chooses it, table by table.
+    "retention": ServiceEntry(
+        service_name="RetentionService",
+        factory=_retention,
+        defaults=ServiceConfig(enabled=False, interval_seconds=300.0, stop_timeout_seconds=10.0),
+        options=RetentionOptions,
+    ),
     "demo_feed": ServiceEntry(
         service_name="DemoFeedService",
         factory=_demo_feed,
@@ -548,6 +603,7 @@ __all__ = [
     "DemoOptions",
     "DomOptions",
     "PluginError",
+    "RetentionOptions",
     "SentimentOptions",
     "ServiceContext",
     "ServiceEntry",

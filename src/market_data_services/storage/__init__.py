@@ -1,6 +1,7 @@
 """SQL, and the only package that reads the database's dialect: schema, engine creation,
 migrations, upserts and bulk writes, advisory locks (``locks``), what a service remembers
-(``progress``) and the services' reads (``reads``).
+(``progress``), the services' reads (``reads``), the arrival order of raw rows that their
+watermarks follow (``arrival``) and batched deletes for the retention (``retention``).
 
 ::
 

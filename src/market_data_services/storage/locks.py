@@ -1,11 +1,11 @@
 """PostgreSQL advisory locks: the one helper every raw-data writer and the migrations take.
 
-PostgreSQL hands out ids from a sequence at insert time, but transactions commit in any
-order, so a reader could see id 105 before id 103 commits and move its watermark past
-103 for good. Writers of a raw table (ticks, order books, sentiment readings) take that
-table's transaction-level advisory lock first: ids then become visible in order. A
-program that inserts into those tables itself should take the same key. Migrations take
-their own key, so two processes starting at once migrate one after the other.
+Our writers of a raw table (ticks, order books, sentiment readings) take that table's
+transaction-level advisory lock, so two ingests of ours commit one after the other. The
+services' watermarks no longer rely on it: they follow the inserting transaction, up to
+the oldest one in flight (``storage/arrival.py``), so a program of the user's may insert
+without any lock of ours. Migrations take their own key, so two processes starting at
+once migrate one after the other.
 
 On SQLite there is nothing to take: ``begin_write`` already holds the database's one
 write lock.
@@ -29,7 +29,7 @@ def lock_key(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
-#: Writers of ``ticks`` take this key (the candle service's watermark relies on it).
+#: Our writers of ``ticks`` take this key.
 TICK_WRITE_LOCK_KEY = lock_key("market_data_services.ticks.write")
 #: Writers of ``dom_snapshots``.
 DOM_WRITE_LOCK_KEY = lock_key("market_data_services.dom.write")
