@@ -257,6 +257,10 @@ class _ZipMember(io.BufferedReader):
             self._archive.close()
 
 
+#: How much of a decompressed file ``TextLines.read`` asks for at a time.
+_READ_BLOCK_BYTES = 1 << 20
+
+
 class TextLines:
     """The lines of a (decompressed) file as UTF-8 text, newlines kept for ``csv``.
 
@@ -272,6 +276,7 @@ class TextLines:
         self.quiet = quiet
         #: The number of the last line handed out.
         self.line = 0
+        self._error = error
         self._stream = open_binary(path, error)
         self._ended = False
 
@@ -306,8 +311,43 @@ class TextLines:
         return text
 
     def read(self) -> str:
-        """The rest of the text, up to any damage."""
-        return "".join(self)
+        """The rest of the text, up to any damage.
+
+        Read in large blocks and decoded at once: a line at a time through ``gzip``'s
+        Python ``readline`` was most of the time of loading a LEAN file. The damage a
+        block read meets is found line by line, so what is kept and the line named are
+        the same as when iterating.
+        """
+        if self._ended:
+            return ""
+        blocks: list[bytes] = []
+        damaged = False
+        try:
+            while block := self._stream.read(_READ_BLOCK_BYTES):
+                blocks.append(block)
+        except FILE_ERRORS:
+            damaged = True
+        data = b"".join(blocks)
+        whole = len(data) if not damaged else data.rfind(b"\n") + 1  # complete lines only
+        try:
+            text = data[:whole].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            start = data.rfind(b"\n", 0, exc.start) + 1  # the line of the bad byte
+            text = data[:start].decode("utf-8")
+            self._ended = True
+            self.line += text.count("\n")
+            _stop_at(describe_failure(self.path, self.line + 1, exc), quiet=self.quiet)
+            return text
+        self.line += text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+        if not damaged:
+            self._ended = True
+            return text
+        # Read again up to the damage, then on line by line from the last complete line,
+        # as iterating would (the stream's position inside a broken block is lost).
+        self._stream.close()
+        self._stream = open_binary(self.path, self._error)
+        self._stream.read(whole)
+        return text + "".join(self)
 
 
 def open_text(path: Path, error: type[WrongFileKindError], *, quiet: bool = False) -> TextLines:
