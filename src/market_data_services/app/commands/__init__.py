@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # something failed at run time
@@ -21,14 +20,24 @@ EXIT_USAGE = 2  # bad usage, configuration or input file
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
-@dataclass(frozen=True, kw_only=True)
 class Command:
     """One ``mds`` subcommand: its name, the summary the top-level help lists, and the
-    module whose ``register(subparsers)`` builds its parser."""
+    module whose ``register(subparsers)`` builds its parser (default:
+    ``market_data_services.app.commands.<name>``).
 
-    name: str
-    summary: str
-    module: str = ""  # default: market_data_services.app.commands.<name>
+    A plain class, not a dataclass: ``dataclasses`` imports ``inspect``, a tenth of what
+    ``mds --version`` would otherwise import.
+    """
+
+    __slots__ = ("module", "name", "summary")
+
+    def __init__(self, *, name: str, summary: str, module: str = "") -> None:
+        self.name = name
+        self.summary = summary
+        self.module = module
+
+    def __repr__(self) -> str:
+        return f"Command(name={self.name!r}, module={self.module_name!r})"
 
     @property
     def module_name(self) -> str:
