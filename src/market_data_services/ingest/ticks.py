@@ -80,7 +80,6 @@ REJECT_REASONS = (
     "crossed",  # ask < bid, only with reject_crossed=True
 )
 
-_TICK_COLUMNS = ("symbol", "ts", "seq", "bid", "ask")
 _TICK_KEY = ("symbol", "ts", "seq")
 #: How ``write_ticks`` numbers ticks with equal times (see its docstring).
 NUMBERINGS = ("append", "batch")
@@ -244,11 +243,14 @@ class _Ticks(IngestKind[RawTicks]):
             else _TICK_KEY
         )
         volume = _volume_column(raw, keep)
-        written = 0
         bid, ask = raw.bid[keep], raw.ask[keep]
+        # One symbol at a time, each in file order: the symbol is then one constant
+        # parameter, not a value per row. (Ids follow file order within a symbol.)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(raw.symbols) + 1))
+        written = 0
         for code, name in enumerate(raw.symbols):
-            # One symbol at a time, in file order: a constant column costs nothing per row.
-            mine = codes == code if len(raw.symbols) > 1 else slice(None)
+            mine = order[bounds[code] : bounds[code + 1]]
             columns: dict[str, npt.NDArray[Any] | str] = {
                 "symbol": name,
                 "ts": stamps[mine],
