@@ -17,9 +17,9 @@ or already stored and nothing is overwritten:
   ``ON CONFLICT DO NOTHING``.
 - SQLite: the numbers go to the driver as rows of one float matrix (``tolist()`` of a
   2-D array: no tuple per row), a few hundred rows per ``INSERT ... VALUES (...), (...)``
-  statement. A statement per row costs more than binding: on an ``AUTOINCREMENT`` table
-  SQLite rewrites ``sqlite_sequence`` at the end of every statement. Integer columns are
-  cast back from the floats in SQL, exact below 2**53; a NaN binds as NULL.
+  statement: ``executemany`` runs and resets the statement once per row and reads a
+  Python tuple per row, which cost more than the binding. Integer columns are cast back
+  from the floats in SQL, exact below 2**53; a NaN binds as NULL.
 
 Supported columns: ``BIGINT``, ``INTEGER``, ``SMALLINT`` and ``DOUBLE PRECISION`` from
 arrays, and text columns from one ``str`` shared by every row (e.g. the symbol of a
