@@ -3,27 +3,66 @@
 The public API is re-exported here::
 
     from market_data_services import AggregatorService, CircuitBreaker, ThreadedBackgroundService
+
+The re-exports are resolved on first use (PEP 562 ``__getattr__``), not at import: every
+``mds`` command imports this package first, and ``mds --version`` should not pay for
+SQLAlchemy, numpy and OpenTelemetry that the services need.
 """
 
+from __future__ import annotations
+
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
 from market_data_services._version import __version__
-from market_data_services.aggregators.candles import AggregatorService
-from market_data_services.aggregators.dom import DOMAggregatorService
-from market_data_services.aggregators.retention import RetentionService
-from market_data_services.aggregators.sentiment import SentimentAggregatorService
-from market_data_services.runtime import (
-    CircuitBreaker,
-    CircuitBreakerError,
-    CircuitBreakerState,
-    IterationOutcome,
-    StateChange,
-    ThreadedBackgroundService,
-    WebhookNotifier,
-)
+
+if TYPE_CHECKING:
+    from market_data_services.aggregators.candles import AggregatorService
+    from market_data_services.aggregators.dom import DOMAggregatorService
+    from market_data_services.aggregators.retention import RetentionService
+    from market_data_services.aggregators.sentiment import SentimentAggregatorService
+    from market_data_services.runtime import (
+        CircuitBreaker,
+        CircuitBreakerError,
+        CircuitBreakerState,
+        IterationOutcome,
+        StateChange,
+        ThreadedBackgroundService,
+        WebhookNotifier,
+    )
 
 # A library logs; the application decides where to (``mds`` configures handlers).
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+#: public name -> the module it comes from
+_EXPORTS = {
+    "AggregatorService": "market_data_services.aggregators.candles",
+    "DOMAggregatorService": "market_data_services.aggregators.dom",
+    "RetentionService": "market_data_services.aggregators.retention",
+    "SentimentAggregatorService": "market_data_services.aggregators.sentiment",
+    "CircuitBreaker": "market_data_services.runtime",
+    "CircuitBreakerError": "market_data_services.runtime",
+    "CircuitBreakerState": "market_data_services.runtime",
+    "IterationOutcome": "market_data_services.runtime",
+    "StateChange": "market_data_services.runtime",
+    "ThreadedBackgroundService": "market_data_services.runtime",
+    "WebhookNotifier": "market_data_services.runtime",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # resolved once; later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "AggregatorService",

@@ -9,7 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from market_data_services import __version__
+from market_data_services.app import cli
 from market_data_services.app.cli import build_parser, main
+from market_data_services.app.commands import Command
 
 
 def run_mds(*args: str) -> subprocess.CompletedProcess[str]:
@@ -65,3 +67,69 @@ def test_every_help_page_is_plain_text(capsys: pytest.CaptureFixture[str]) -> No
         assert page.startswith(f"usage: {command}"), command
         assert not REST.search(page), f"{command} --help:\n{page}"
     assert "mds run: start the enabled services" in pages["mds run"]
+
+
+#: what ``mds --version`` and ``mds --help`` must not import: each costs 50-160 ms of start
+#: (issue 13), and neither command needs any of them.
+HEAVY = ("sqlalchemy", "numpy", "alembic", "mako", "pygments", "opentelemetry", "pandas")
+OUR_HEAVY = ("storage", "aggregators", "ingest", "runtime", "market")
+
+
+#: runs ``mds ARGS`` as the console script does, then lists every module it imported
+PROBE = """
+import sys
+from market_data_services.app.cli import main
+try:
+    main(sys.argv[1:])
+finally:
+    print("\\n".join(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+def imported_modules(*args: str) -> set[str]:
+    """The modules ``mds ARGS`` has imported by the time it exits."""
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE, *args],
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return set(result.stderr.split())
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_version_and_help_import_no_database_or_numeric_library(flag: str) -> None:
+    modules = imported_modules(flag)
+    assert "market_data_services.app.cli" in modules  # the probe sees our imports
+    loaded = sorted(m for m in modules if m.split(".")[0] in HEAVY)
+    assert not loaded, f"mds {flag} imports {loaded}"
+    ours = sorted(
+        m for m in modules if m.startswith("market_data_services.") and m.split(".")[1] in OUR_HEAVY
+    )
+    assert not ours, f"mds {flag} imports {ours}"
+
+
+def test_a_command_imports_only_once_named() -> None:
+    modules = imported_modules("status", "--help")
+    assert "market_data_services.app.commands.status" in modules
+    assert "market_data_services.app.commands.ingest" not in modules
+    assert "market_data_services.app.commands.backfill" not in modules
+
+
+def test_top_level_help_lists_what_each_command_registers() -> None:
+    """The summaries of ``COMMANDS`` (shown without importing the commands) are the ones
+    the commands' own modules register, so the cheap help does not drift from them."""
+    assert build_parser(lazy=True).format_help() == build_parser().format_help()
+
+
+def test_a_command_whose_module_does_not_register_it_fails_loudly() -> None:
+    parser = argparse.ArgumentParser(prog="mds")
+    subparsers = parser.add_subparsers(action=cli._LazySubcommands)
+    assert isinstance(subparsers, cli._LazySubcommands)
+    subparsers.add_placeholder(
+        Command(name="nothing", summary="x", module="market_data_services.app.commands.status")
+    )
+    with pytest.raises(RuntimeError, match=r"commands\.status\.register did not add.*'nothing'"):
+        parser.parse_args(["nothing"])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gzip
 import math
 from pathlib import Path
 
@@ -8,7 +9,13 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Engine
 
 from market_data_services.ingest import BadFileError, ingest_dom, ingest_sentiment
-from market_data_services.ingest.files import csv_data_rows, loads_json, parse_number
+from market_data_services.ingest.files import (
+    collect_damage,
+    csv_data_rows,
+    loads_json,
+    open_text,
+    parse_number,
+)
 from market_data_services.ingest.layouts.ticks.common import NotATickFileError
 
 DATA = Path(__file__).parents[1] / "data"
@@ -49,6 +56,59 @@ def test_a_reader_used_outside_the_pipeline_raises_the_damage_naming_file_and_li
     assert next(rows) == (2, ["1699999000000", "1.1", "1.2"])
     with pytest.raises(BadFileError, match=rf"^{path}:3: not UTF-8 text \(invalid start byte\)$"):
         next(rows)
+
+
+def _lean_lines(count: int) -> bytes:
+    prices = ((1.3 + (i * 7919 % 10007) / 1e5, i) for i in range(count))
+    return b"".join(b"%d,%.5f,%.5f\r\n" % (i * 7, bid, bid + 2e-5) for bid, i in prices)
+
+
+def _read_both_ways(path: Path) -> tuple[tuple[str, int, list[str]], tuple[str, int, list[str]]]:
+    """(text, last line, damage) from ``read()`` and from iterating the lines."""
+    results = []
+    for whole in (True, False):
+        with collect_damage() as damage, open_text(path, NotATickFileError) as lines:
+            text = lines.read() if whole else "".join(lines)
+            results.append((text, lines.line, [str(d) for d in damage]))
+    return results[0], results[1]
+
+
+# 150,000 lines are about 3.6 MB decompressed, several blocks of read(): the damage falls
+# in the first, a middle and the last one.
+@pytest.mark.parametrize("kept", [0.02, 0.5, 0.97])
+def test_reading_a_truncated_gzip_whole_keeps_and_names_what_reading_by_line_does(
+    tmp_path: Path, kept: float
+) -> None:
+    path = tmp_path / "20140505_eurusd_tick_quote.csv.gz"
+    compressed = gzip.compress(_lean_lines(150_000), mtime=0)
+    path.write_bytes(compressed[: int(len(compressed) * kept)])
+    whole, by_line = _read_both_ways(path)
+    assert whole == by_line
+    text, line, damage = whole
+    assert 0 < line < 150_000 and text.count("\n") == line  # complete lines only
+    assert damage == [
+        f"{path}:{line + 1}: corrupt or truncated compression "
+        "(Compressed file ended before the end-of-stream marker was reached)"
+    ]
+
+
+def test_reading_whole_stops_at_the_line_with_bytes_that_are_not_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "20140505_eurusd_tick_quote.csv"
+    path.write_bytes(_lean_lines(100_000) + b"1,1.3\xff,1.4\r\n" + _lean_lines(10))
+    whole, by_line = _read_both_ways(path)
+    assert whole == by_line
+    assert whole[1] == 100_000
+    assert whole[2] == [f"{path}:100001: not UTF-8 text (invalid start byte)"]
+
+
+def test_reading_whole_an_intact_file_counts_its_last_line_without_newline(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "20140505_eurusd_tick_quote.csv.gz"
+    path.write_bytes(gzip.compress(_lean_lines(3) + b"21,1.1,1.2", mtime=0))
+    whole, by_line = _read_both_ways(path)
+    assert whole == by_line
+    assert whole[1:] == (4, [])
 
 
 def _failed(registry: CollectorRegistry, kind: str, reason: str) -> float | None:

@@ -364,6 +364,35 @@ def test_symbol_column_names_the_symbol_of_each_row(engine: Engine, tmp_path: Pa
     assert sorted((r[0], r[2]) for r in stored(engine)) == [("EUR/USD", 0), ("NZD/USD", 0)]
 
 
+def test_interleaved_symbols_keep_file_order_numbering_and_missing_volumes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path / "mixed.csv",
+        "timestamp,bid,ask,volume,symbol\n"
+        "1699999000000,1.1,1.2,5,EUR/USD\n"
+        "1699999000000,0.8,0.9,,NZD/USD\n"
+        "1699999000000,1.3,1.4,,EUR/USD\n"
+        "1699999000001,0.7,0.8,2.5,NZD/USD\n"
+        "1699999000000,0.6,0.7,1,NZD/USD\n",
+    )
+    report = ingest_ticks(engine, path, wall_clock=lambda: NOW)
+    assert report.written == 5
+    by_symbol: dict[object, list[tuple[object, ...]]] = {}
+    for row in stored(engine):  # id order
+        by_symbol.setdefault(row[0], []).append(row[1:])
+    assert by_symbol == {
+        "EUR/USD": [(1699999000000, 0, 1.1, 1.2, 5.0), (1699999000000, 1, 1.3, 1.4, None)],
+        "NZD/USD": [
+            (1699999000000, 0, 0.8, 0.9, None),
+            (1699999000001, 0, 0.7, 0.8, 2.5),
+            (1699999000000, 1, 0.6, 0.7, 1.0),
+        ],
+    }
+    again = ingest_ticks(engine, path, wall_clock=lambda: NOW)
+    assert (again.written, again.duplicates) == (0, 5)
+
+
 def test_a_file_without_symbol_column_needs_a_symbol(engine: Engine, tmp_path: Path) -> None:
     path = write(tmp_path / "nosym.csv", "timestamp,bid,ask\n1699999000000,1.1,1.2\n")
     with pytest.raises(ValueError, match="no symbol column"):

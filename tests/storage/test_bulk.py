@@ -1,12 +1,22 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import psycopg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
-from market_data_services.storage import dom_metrics, sentiment_metrics
-from market_data_services.storage.bulk import upsert_columns
+from market_data_services.storage import (
+    create_engine,
+    dom_metrics,
+    sentiment_metrics,
+    ticks,
+    upgrade,
+)
+from market_data_services.storage.bulk import insert_columns, upsert_columns
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.upsert import COPY_THRESHOLD
 
@@ -79,3 +89,73 @@ def test_small_integers_and_an_empty_text_go_through_binary_copy(engine: Engine)
 def test_columns_of_different_lengths_are_refused(engine: Engine) -> None:
     with begin_write(engine) as connection, pytest.raises(ValueError, match="different lengths"):
         upsert_columns(connection, dom_metrics, {"ts": np.arange(3), "mid": np.arange(2.0)})
+
+
+def stored_ticks(engine: Engine) -> list[tuple[object, ...]]:
+    columns = [ticks.c.symbol, ticks.c.ts, ticks.c.seq, ticks.c.bid, ticks.c.ask, ticks.c.volume]
+    with engine.connect() as connection:
+        return [tuple(r) for r in connection.execute(select(*columns).order_by(ticks.c.id))]
+
+
+def tick_columns(count: int, symbol: str = "EUR/USD") -> dict[str, np.ndarray | str]:
+    rng = np.random.default_rng(count)
+    bid = np.round(1 + rng.random(count), 5)
+    return {
+        "symbol": symbol,
+        # Times near 2**47 ms (year 6429): integers the float path must keep exact.
+        "ts": np.arange(count, dtype=np.int64) * 7 + 140_737_488_355_328 - 3,
+        "seq": np.arange(count, dtype=np.int64) % 3,
+        "bid": bid,
+        "ask": bid + 2e-5,
+    }
+
+
+# 1000 rows: several full SQLite statements and a shorter last one.
+@pytest.mark.parametrize("count", [1, 1000])
+def test_inserted_columns_are_stored_exactly_in_order(engine: Engine, count: int) -> None:
+    columns = tick_columns(count)
+    with begin_write(engine) as connection:
+        assert insert_columns(connection, ticks, columns) == count
+    rows = stored_ticks(engine)
+    ts, seq, bid, ask = (columns[c] for c in ("ts", "seq", "bid", "ask"))
+    assert isinstance(ts, np.ndarray)
+    assert rows == [
+        ("EUR/USD", int(t), int(q), float(b), float(a), None)
+        for t, q, b, a in zip(ts, seq, bid, ask, strict=True)  # type: ignore[arg-type]
+    ]
+    assert all(type(r[1]) is int and type(r[2]) is int for r in rows)
+
+
+def test_stored_rows_are_skipped_and_counted_only_when_asked(engine: Engine) -> None:
+    first = tick_columns(10)
+    with begin_write(engine) as connection:
+        insert_columns(connection, ticks, first)
+    again = tick_columns(15)  # the same 10 rows, then 5 new ones
+    with begin_write(engine) as connection:
+        written = insert_columns(connection, ticks, again, skip_existing=("symbol", "ts", "seq"))
+    assert written == 5
+    assert len(stored_ticks(engine)) == 15
+    with pytest.raises((IntegrityError, psycopg.IntegrityError)), begin_write(engine) as connection:
+        insert_columns(connection, ticks, first)
+    assert len(stored_ticks(engine)) == 15
+
+
+def test_nan_in_a_float_column_is_stored_as_null(engine: Engine) -> None:
+    columns = tick_columns(COPY_THRESHOLD)
+    volume = np.arange(COPY_THRESHOLD, dtype=np.float64)
+    volume[::2] = np.nan
+    with begin_write(engine) as connection:
+        insert_columns(connection, ticks, {**columns, "volume": volume})
+    stored = [r[5] for r in stored_ticks(engine)]
+    assert stored == [None if i % 2 == 0 else float(i) for i in range(COPY_THRESHOLD)]
+
+
+def test_integers_a_float_cannot_hold_are_refused_on_sqlite(tmp_path: Path) -> None:
+    """The SQLite path sends integers as floats; it refuses rather than round them."""
+    engine = create_engine(f"sqlite:///{tmp_path / 'ticks.sqlite'}")
+    upgrade(engine)
+    columns = tick_columns(2)
+    columns["ts"] = np.array([0, 2**53 + 1], dtype=np.int64)
+    refused = pytest.raises(ValueError, match=r"ticks\.ts: values beyond 2\*\*53")
+    with refused, begin_write(engine) as connection:
+        insert_columns(connection, ticks, columns)

@@ -22,10 +22,9 @@ skipped, so loading the same file twice adds nothing.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable
 from datetime import tzinfo
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -69,9 +68,9 @@ from market_data_services.ingest.pipeline import (
 )
 from market_data_services.market.symbols import check_symbol
 from market_data_services.runtime.telemetry import families_for
+from market_data_services.storage.bulk import insert_columns
 from market_data_services.storage.locks import TICK_WRITE_LOCK_KEY
 from market_data_services.storage.schema import ticks
-from market_data_services.storage.upsert import insert, upsert
 from market_data_services.timeutil import parse_zone
 
 #: Why a row can be rejected: the ``reason`` label of ``mds_ticks_rejected_total``.
@@ -88,7 +87,6 @@ REJECT_REASONS = (
     "field_too_long",  # a CSV field over ingest.max_field_chars
 )
 
-_TICK_COLUMNS = ("symbol", "ts", "seq", "bid", "ask")
 _TICK_KEY = ("symbol", "ts", "seq")
 #: How ``write_ticks`` numbers ticks with equal times (see its docstring).
 NUMBERINGS = ("append", "batch")
@@ -180,26 +178,6 @@ class _SeqNumbering:
 # -- writing -----------------------------------------------------------------------------------
 
 
-def _rows(
-    raw: RawTicks, keep: npt.NDArray[np.bool_], seq: npt.NDArray[np.int64]
-) -> tuple[tuple[str, ...], Iterator[tuple[Any, ...]]]:
-    ts = raw.ts[keep].tolist()
-    columns: tuple[str, ...] = _TICK_COLUMNS
-    parts: list[Iterable[Any]] = []
-    if len(raw.symbols) == 1:
-        parts.append(itertools.repeat(raw.symbols[0], len(ts)))
-    else:
-        names = raw.symbols
-        parts.append([names[c] for c in raw.symbol_codes[keep].tolist()])
-    parts += [ts, seq.tolist(), raw.bid[keep].tolist(), raw.ask[keep].tolist()]
-    if raw.has_volume is not None and raw.has_volume[keep].any():
-        columns = (*_TICK_COLUMNS, "volume")
-        present = raw.has_volume[keep].tolist()
-        values = raw.volume[keep].tolist()
-        parts.append([v if p else None for v, p in zip(values, present, strict=True)])
-    return columns, zip(*parts, strict=False)
-
-
 class _Ticks(IngestKind[RawTicks]):
     """Tick quotes: finite positive prices, volumes >= 0; crossed and locked quotes.
 
@@ -266,19 +244,42 @@ class _Ticks(IngestKind[RawTicks]):
         if self._after_stored:
             # Inside the write lock, so no other writer can take the same numbers.
             seq = seq + _next_seq(connection, raw.symbols, codes, stamps)
-        columns, rows = _rows(raw, keep, seq)
-        if _nothing_stored_in_range(connection, raw.symbols, codes, stamps):
-            # The common first load: no stored tick can conflict, skip the checks.
-            return insert(connection, ticks, rows, columns=columns, batch_size=CHUNK_ROWS)
-        return upsert(
-            connection,
-            ticks,
-            rows,
-            columns=columns,
-            key=_TICK_KEY,
-            update=(),
-            batch_size=CHUNK_ROWS,
+        skip_existing = (
+            None  # the common first load: no stored tick can conflict, skip the checks
+            if _nothing_stored_in_range(connection, raw.symbols, codes, stamps)
+            else _TICK_KEY
         )
+        volume = _volume_column(raw, keep)
+        bid, ask = raw.bid[keep], raw.ask[keep]
+        # One symbol at a time, each in file order: the symbol is then one constant
+        # parameter, not a value per row. (Ids follow file order within a symbol.)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(raw.symbols) + 1))
+        written = 0
+        for code, name in enumerate(raw.symbols):
+            mine = order[bounds[code] : bounds[code + 1]]
+            columns: dict[str, npt.NDArray[Any] | str] = {
+                "symbol": name,
+                "ts": stamps[mine],
+                "seq": seq[mine],
+                "bid": bid[mine],
+                "ask": ask[mine],
+            }
+            if volume is not None:
+                columns["volume"] = volume[mine]
+            written += insert_columns(connection, ticks, columns, skip_existing=skip_existing)
+        return written
+
+
+def _volume_column(raw: RawTicks, keep: BoolArray) -> npt.NDArray[np.float64] | None:
+    """The kept ticks' volumes, NaN where a tick has none (stored as NULL), or None when
+    no kept tick has one."""
+    if raw.has_volume is None:
+        return None
+    present = raw.has_volume[keep]
+    if not present.any():
+        return None
+    return np.where(present, raw.volume[keep], np.nan)
 
 
 def _nothing_stored_in_range(

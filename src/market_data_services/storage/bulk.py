@@ -9,6 +9,18 @@ would build one tuple per row only for the driver to take them apart again. Here
   few milliseconds of Python instead of a ``write_row`` per row.
 - SQLite: one ``executemany`` of the rows (SQLite is in-process; binding is the cost).
 
+``insert_columns`` is the bulk load of raw rows (``mds ingest``), where the rows are new
+or already stored and nothing is overwritten:
+
+- PostgreSQL: the same binary ``COPY``, straight into the table when the caller knows no
+  row is stored yet (no staging, no conflict check), else through the stage with
+  ``ON CONFLICT DO NOTHING``.
+- SQLite: the numbers go to the driver as rows of one float matrix (``tolist()`` of a
+  2-D array: no tuple per row), a few hundred rows per ``INSERT ... VALUES (...), (...)``
+  statement: ``executemany`` runs and resets the statement once per row and reads a
+  Python tuple per row, which cost more than the binding. Integer columns are cast back
+  from the floats in SQL, exact below 2**53; a NaN binds as NULL.
+
 Supported columns: ``BIGINT``, ``INTEGER``, ``SMALLINT`` and ``DOUBLE PRECISION`` from
 arrays, and text columns from one ``str`` shared by every row (e.g. the symbol of a
 batch).
@@ -17,6 +29,7 @@ batch).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,6 +52,7 @@ from market_data_services.storage.upsert import (
     COPY_THRESHOLD,
     _insert_sql,
     _key_and_update,
+    insert,
     upsert,
 )
 
@@ -166,6 +180,162 @@ def _binary_copy_upsert(
     return written
 
 
+#: SQLite's smallest limit on parameters in one statement (older builds; 32766 since 3.32).
+_SQLITE_MAX_PARAMETERS = 999
+#: Integers a float64 holds exactly: the SQLite path sends integer columns as floats.
+_EXACT_IN_FLOAT = 2**53
+
+
+def insert_columns(
+    connection: Connection,
+    table: Table,
+    columns: Mapping[str, ColumnValues],
+    *,
+    skip_existing: Sequence[str] | None = None,
+) -> int:
+    """Insert the rows held column-wise in ``columns`` (arrays of one length, or one
+    ``str`` for every row), in array order, inside the caller's transaction.
+
+    ``skip_existing`` is a unique key: a row whose key is stored (or repeats an earlier
+    row of the call) is skipped, as ``upsert(..., update=())`` does. Without it the
+    caller knows none is stored, and a conflict raises an integrity error (SQLAlchemy's
+    on SQLite, psycopg's from the COPY on PostgreSQL) and fails the transaction. A NaN in a float
+    column is stored as NULL. Returns the rows inserted.
+    """
+    names = list(columns)
+    lengths = {len(v) for v in columns.values() if not isinstance(v, str)}
+    if len(lengths) > 1:
+        raise ValueError(f"{table.name}: columns of different lengths {sorted(lengths)}")
+    count = lengths.pop() if lengths else 0
+    unknown = [c for c in names if c not in table.c]
+    if unknown:
+        raise ValueError(
+            f"{table.name} has no column {unknown[0]!r}; columns: {', '.join(table.c.keys())}"
+        )
+    if count == 0:
+        return 0
+    if connection.dialect.name == "postgresql":
+        if _has_nan(columns):  # binary COPY of arrays has no NULL: row by row, rare
+            return _insert_rows(connection, table, columns, count, skip_existing=skip_existing)
+        if skip_existing is not None:
+            return _binary_copy_upsert(
+                connection, table, columns, count, key=skip_existing, update=()
+            )
+        return _binary_copy_insert(connection, table, columns, count)
+    return _sqlite_insert_matrix(connection, table, columns, count, skip_existing=skip_existing)
+
+
+def _has_nan(columns: Mapping[str, ColumnValues]) -> bool:
+    return any(
+        not isinstance(v, str) and v.dtype.kind == "f" and bool(np.isnan(v).any())
+        for v in columns.values()
+    )
+
+
+def _insert_rows(
+    connection: Connection,
+    table: Table,
+    columns: Mapping[str, ColumnValues],
+    count: int,
+    *,
+    skip_existing: Sequence[str] | None,
+) -> int:
+    """The columns as tuples, NaN as None, through ``insert`` or ``upsert``."""
+    values: list[Any] = []
+    for value in columns.values():
+        if isinstance(value, str):
+            values.append(itertools.repeat(value, count))
+        elif value.dtype.kind == "f":
+            values.append([None if math.isnan(v) else v for v in value.tolist()])
+        else:
+            values.append(value.tolist())
+    rows = zip(*values, strict=False)
+    if skip_existing is None:
+        return insert(connection, table, rows, columns=list(columns), batch_size=count)
+    return upsert(
+        connection,
+        table,
+        rows,
+        columns=list(columns),
+        key=skip_existing,
+        update=(),
+        batch_size=count,
+    )
+
+
+def _binary_copy_insert(
+    connection: Connection, table: Table, columns: Mapping[str, ColumnValues], count: int
+) -> int:
+    payload = _copy_payload(table, columns, count)
+    preparer = connection.dialect.identifier_preparer
+    column_list = ", ".join(preparer.quote(c) for c in columns)
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(
+            f"COPY {preparer.format_table(table)} ({column_list}) FROM STDIN (FORMAT BINARY)"
+        ) as copy,
+    ):
+        copy.write(payload)
+    return count
+
+
+def _sqlite_insert_matrix(
+    connection: Connection,
+    table: Table,
+    columns: Mapping[str, ColumnValues],
+    count: int,
+    *,
+    skip_existing: Sequence[str] | None,
+) -> int:
+    """SQLite: constants as the first parameters (``?1``...), the arrays as the rows of
+    one float matrix, ``per_statement`` rows per ``INSERT``."""
+    preparer = connection.dialect.identifier_preparer
+    constants = [v for v in columns.values() if isinstance(v, str)]
+    arrays: list[npt.NDArray[Any]] = [v for v in columns.values() if not isinstance(v, str)]
+    places: list[str] = []
+    constant_number = 0
+    for name, value in columns.items():
+        if isinstance(value, str):
+            constant_number += 1
+            places.append(f"?{constant_number}")
+        elif isinstance(table.c[name].type, Integer):  # BigInteger and SmallInteger too
+            if len(value) and int(np.abs(value).max()) >= _EXACT_IN_FLOAT:
+                raise ValueError(f"{table.name}.{name}: values beyond 2**53 are not supported")
+            places.append("CAST(? AS INTEGER)")
+        else:
+            places.append("?")
+    matrix = np.empty((count, len(arrays)), dtype=np.float64)
+    for i, array in enumerate(arrays):
+        matrix[:, i] = array
+    row = f"({', '.join(places)})"
+    column_list = ", ".join(preparer.quote(c) for c in columns)
+    head = f"INSERT INTO {preparer.format_table(table)} ({column_list}) VALUES "
+    tail = ""
+    if skip_existing is not None:
+        tail = f" ON CONFLICT ({', '.join(preparer.quote(c) for c in skip_existing)}) DO NOTHING"
+    per_statement = max(1, (_SQLITE_MAX_PARAMETERS - len(constants)) // max(1, len(arrays)))
+    full = count - count % per_statement
+    written = 0
+    if full:
+        sql = head + ", ".join([row] * per_statement) + tail
+        flat = matrix[:full].reshape(full // per_statement, per_statement * len(arrays))
+        params = [(*constants, *values) for values in flat.tolist()]
+        written += _changes(connection.exec_driver_sql(sql, params).rowcount)
+    if count > full:
+        sql = head + ", ".join([row] * (count - full)) + tail
+        params = [(*constants, *matrix[full:].reshape(-1).tolist())]
+        written += _changes(connection.exec_driver_sql(sql, params).rowcount)
+    return written
+
+
+def _changes(rowcount: int | None) -> int:
+    if rowcount is None or rowcount < 0:  # pragma: no cover - sqlite3 reports it
+        raise RuntimeError("the SQLite driver did not report the rows inserted")
+    return rowcount
+
+
 def refresh_statistics(engine: Engine, table: Table) -> None:
     """After a large load, refresh PostgreSQL's planner statistics of ``table`` (ANALYZE),
     so queries use its indexes at once instead of waiting for autovacuum. SQLite: nothing."""
@@ -174,4 +344,4 @@ def refresh_statistics(engine: Engine, table: Table) -> None:
             connection.execute(text(f"ANALYZE {table.name}"))
 
 
-__all__ = ["refresh_statistics", "upsert_columns"]
+__all__ = ["insert_columns", "refresh_statistics", "upsert_columns"]

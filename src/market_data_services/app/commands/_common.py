@@ -6,13 +6,20 @@ import argparse
 
 from sqlalchemy.engine import Engine
 
+from market_data_services.app.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+
 # The embedded default, a SQLite file in the working directory, is the configuration's.
 from market_data_services.app.config import DEFAULT_DATABASE_URL, Config
 from market_data_services.storage.engine import create_engine
 
-EXIT_OK = 0
-EXIT_FAILURE = 1  # something failed at run time
-EXIT_USAGE = 2  # bad usage, configuration or input file
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "add_db_option",
+    "help_text",
+    "open_engine",
+]
 
 
 def help_text(doc: str | None) -> str:
