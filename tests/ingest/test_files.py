@@ -63,52 +63,44 @@ def _lean_lines(count: int) -> bytes:
     return b"".join(b"%d,%.5f,%.5f\r\n" % (i * 7, bid, bid + 2e-5) for bid, i in prices)
 
 
-def _read_both_ways(path: Path) -> tuple[tuple[str, int, list[str]], tuple[str, int, list[str]]]:
-    """(text, last line, damage) from ``read()`` and from iterating the lines."""
-    results = []
-    for whole in (True, False):
-        with collect_damage() as damage, open_text(path, NotATickFileError) as lines:
-            text = lines.read() if whole else "".join(lines)
-            results.append((text, lines.line, [str(d) for d in damage]))
-    return results[0], results[1]
+def _read_lines(path: Path) -> tuple[str, int, list[str]]:
+    """(text, last line, damage) from iterating the file's lines."""
+    with collect_damage() as damage, open_text(path, NotATickFileError) as lines:
+        text = "".join(lines)
+        return text, lines.line, [str(d) for d in damage]
 
 
-# 150,000 lines are about 3.6 MB decompressed, several blocks of read(): the damage falls
-# in the first, a middle and the last one.
+# 150,000 lines are about 3.6 MB decompressed: the damage falls near the start, in the
+# middle and near the end.
 @pytest.mark.parametrize("kept", [0.02, 0.5, 0.97])
-def test_reading_a_truncated_gzip_whole_keeps_and_names_what_reading_by_line_does(
+def test_reading_a_truncated_gzip_keeps_complete_lines_and_names_the_next(
     tmp_path: Path, kept: float
 ) -> None:
     path = tmp_path / "20140505_eurusd_tick_quote.csv.gz"
     compressed = gzip.compress(_lean_lines(150_000), mtime=0)
     path.write_bytes(compressed[: int(len(compressed) * kept)])
-    whole, by_line = _read_both_ways(path)
-    assert whole == by_line
-    text, line, damage = whole
+    text, line, damage = _read_lines(path)
     assert 0 < line < 150_000 and text.count("\n") == line  # complete lines only
+    assert text == _lean_lines(line).decode()
     assert damage == [
         f"{path}:{line + 1}: corrupt or truncated compression "
         "(Compressed file ended before the end-of-stream marker was reached)"
     ]
 
 
-def test_reading_whole_stops_at_the_line_with_bytes_that_are_not_utf8(tmp_path: Path) -> None:
+def test_reading_stops_at_the_line_with_bytes_that_are_not_utf8(tmp_path: Path) -> None:
     path = tmp_path / "20140505_eurusd_tick_quote.csv"
     path.write_bytes(_lean_lines(100_000) + b"1,1.3\xff,1.4\r\n" + _lean_lines(10))
-    whole, by_line = _read_both_ways(path)
-    assert whole == by_line
-    assert whole[1] == 100_000
-    assert whole[2] == [f"{path}:100001: not UTF-8 text (invalid start byte)"]
+    text, line, damage = _read_lines(path)
+    assert line == 100_000
+    assert text == _lean_lines(100_000).decode()
+    assert damage == [f"{path}:100001: not UTF-8 text (invalid start byte)"]
 
 
-def test_reading_whole_an_intact_file_counts_its_last_line_without_newline(
-    tmp_path: Path,
-) -> None:
+def test_reading_an_intact_file_counts_its_last_line_without_newline(tmp_path: Path) -> None:
     path = tmp_path / "20140505_eurusd_tick_quote.csv.gz"
     path.write_bytes(gzip.compress(_lean_lines(3) + b"21,1.1,1.2", mtime=0))
-    whole, by_line = _read_both_ways(path)
-    assert whole == by_line
-    assert whole[1:] == (4, [])
+    assert _read_lines(path)[1:] == (4, [])
 
 
 def _failed(registry: CollectorRegistry, kind: str, reason: str) -> float | None:
