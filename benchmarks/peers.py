@@ -170,12 +170,11 @@ def build_sparse(path: Path) -> None:
     engine.dispose()
 
 
-def load_postgres(url: str) -> int:
-    """The real ticks into the scratch PostgreSQL database (once; reused when complete)."""
+def ensure_database(url: str) -> None:
+    """Create the PostgreSQL database of ``url`` unless it exists."""
     from sqlalchemy import text
 
-    from market_data_services.ingest import ingest_ticks
-    from market_data_services.storage import create_engine, upgrade
+    from market_data_services.storage import create_engine
 
     admin = create_engine(url.rsplit("/", 1)[0] + "/postgres", isolation_level="AUTOCOMMIT")
     name = url.rsplit("/", 1)[1]
@@ -186,6 +185,16 @@ def load_postgres(url: str) -> int:
         if not exists:
             connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
     admin.dispose()
+
+
+def load_postgres(url: str) -> int:
+    """The real ticks into the scratch PostgreSQL database (once; reused when complete)."""
+    from sqlalchemy import text
+
+    from market_data_services.ingest import ingest_ticks
+    from market_data_services.storage import create_engine, upgrade
+
+    ensure_database(url)
     engine = create_engine(url)
     upgrade(engine)
     with engine.connect() as connection:
@@ -304,6 +313,7 @@ def dom_ratio(url: str | None, rounds: int) -> tuple[float, float]:
     """(DOM iteration seconds, numpy compute seconds) from ``benchmarks/dom.py --median``."""
     command = [PYTHON, str(HERE / "dom.py"), "--median", "--rounds", str(rounds)]
     if url:
+        ensure_database(url)
         command += ["--db", url]
     output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     seconds: dict[str, float] = {}
@@ -314,14 +324,41 @@ def dom_ratio(url: str | None, rounds: int) -> tuple[float, float]:
     return seconds["DOM iteration (catch_up)"], seconds["(a) numpy compute"]
 
 
-def perfa_rows() -> list[str]:
-    """HOOK for the lead: ``mds --version`` start-up and the ingest rate are measured by
-    ``benchmarks/startup.py`` and ``benchmarks/ingest_peers.py`` (branch perfa). Wire their
-    ratio functions in here at merge; until then this says they are not part of this run."""
-    missing = [n for n in ("startup.py", "ingest_peers.py") if not (HERE / n).exists()]
-    if missing:
-        return [f"(not in this run: {', '.join(missing)} not present; see perfa_rows)"]
-    return ["(startup.py and ingest_peers.py exist: run them; perfa_rows is not wired yet)"]
+def perfa_rows(rounds: int, pg: str | None) -> list[str]:
+    """``mds --version``/``--help`` start-up and the ingest rate, from
+    ``benchmarks/startup.py`` and ``benchmarks/ingest_peers.py`` (written on branch perfa),
+    through their ``measure()`` functions; a line saying so when a file is absent."""
+    lines: list[str] = []
+    if (HERE / "startup.py").exists():
+        import startup
+
+        medians = startup.measure(runs=max(rounds, 11))
+        for name in ("mds --version", "mds --help"):
+            seconds = medians[name]
+            verdict = "meets" if seconds <= startup.TARGET_SECONDS else "MISSES"
+            lines.append(
+                f"| `{name}` wall (startup.py median) | {seconds:.3f} s | "
+                f"`python -c pass` {medians['python -c pass']:.3f} s | | "
+                f"<= {startup.TARGET_SECONDS} s: {verdict} |"
+            )
+    else:
+        lines.append("(start-up not in this run: benchmarks/startup.py is not present)")
+    if (HERE / "ingest_peers.py").exists():
+        import ingest_peers
+
+        maintenance = pg.rsplit("/", 1)[0] + "/postgres" if pg else None
+        result = ingest_peers.measure(rounds=rounds, pg=maintenance)
+        for key, label in (
+            ("sqlite/ours_vs_duckdb/rate", "ingest rate / DuckDB's, SQLite"),
+            ("postgresql/ours_vs_copy/rate", "ingest rate / plain COPY, PostgreSQL"),
+        ):
+            if key in result:
+                verdict = "meets" if result[key] >= 1.0 else "MISSES"
+                ratio = f"{result[key]:.2f}"
+                lines.append(f"| {label} (ingest_peers.py) | | | {ratio} | >= 1x: {verdict} |")
+    else:
+        lines.append("(ingest rate not in this run: benchmarks/ingest_peers.py is not present)")
+    return lines
 
 
 def main() -> None:
@@ -375,6 +412,9 @@ def main() -> None:
         for name, runs in inproc.items():
             runs.append(in_process_round(databases[name], with_numpy=name == "real"))
             print(f"round {number + 1} {name} in process: {runs[-1]}", file=log)
+    # Kept, so a failure below loses no measurement.
+    raw = json.dumps({"whole": whole, "inprocess": inproc})
+    (workdir / "peers-results.json").write_text(raw)
     dom: dict[str, tuple[float, float]] = {}
     if not args.skip_dom:
         dom["SQLite"] = dom_ratio(None, args.rounds)
@@ -441,7 +481,8 @@ def report(
         f"\nPeak RSS, whole process, real ticks on SQLite: ours {max(peaks):.0f} MB "
         f"(max of rounds; kept at most 121 MB), DuckDB {max(duck_peaks):.0f} MB"
     )
-    for line in perfa_rows():
+    print()
+    for line in perfa_rows(args.rounds, None if args.skip_pg else args.pg):
         print(line)
 
 
