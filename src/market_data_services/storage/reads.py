@@ -60,8 +60,9 @@ def _aggregate_sql_postgresql(basis: str, *, contiguous: bool) -> str:
     """The one-minute aggregate on PostgreSQL, in one pass over the ticks: open and close
     are the price of the smallest and the largest ``(ts, seq, price)``, compared as float8
     arrays (exact for times below 2**53 ms). A contiguous run of minutes is one index
-    range grouped by minute, so an empty minute costs nothing; explicit minutes (the live
-    path's dirty ones) are joined against the index."""
+    range grouped by minute (times are not negative, so ``/`` floors), so an empty minute
+    costs nothing; explicit minutes (the live path's dirty ones) are joined against the
+    index."""
     price = PRICE_SQL[basis].format(t="t")
     order = f"ARRAY[t.ts::float8, t.seq::float8, {price}]"
     columns = (
@@ -84,7 +85,8 @@ def _aggregate_sql_postgresql(basis: str, *, contiguous: bool) -> str:
 def _skip_scan_sql(symbol: str = ":symbol", low: str = ":low", high: str = ":high") -> str:
     """The minute starts in [low, high) that hold ticks of ``symbol``, in order: a
     recursive query that seeks the first tick at or after the end of the last minute
-    found. Placeholders in the driver's style."""
+    found. Placeholders in the driver's style. ``ts / 60000 * 60000`` is the minute's start
+    because times are not negative (ingest rejects times before 1970)."""
     first = (
         "SELECT t.ts / 60000 * 60000 FROM ticks AS t WHERE t.symbol = {symbol} "
         "AND t.ts >= {start} AND t.ts < {high} ORDER BY t.ts LIMIT 1"
