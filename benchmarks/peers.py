@@ -19,7 +19,9 @@ copies of the same database), with the range of the per-round ratios:
    set over the same on the dense synthetic set. Target: at most 1.5x.
 4. The DOM iteration against the numpy compute of the same metrics (``benchmarks/dom.py``
    with ``--median``, SQLite and PostgreSQL). Target: at most 3x (SQLite), 4x (PostgreSQL).
-5. Peak RSS of the whole ``mds backfill`` process on the real ticks (kept: at most 121 MB).
+5. Peak RSS of the whole ``mds backfill`` process on the real ticks (kept: at most 121 MB),
+   and one live iteration on 10 M stored ticks against 100 k (``benchmarks/candles.py``'s
+   (b), kept: at most 1.2x).
 
 ``mds --version`` start-up and the ingest rate belong to ``benchmarks/startup.py`` and
 ``benchmarks/ingest_peers.py``; they are printed here when those files exist (see
@@ -368,6 +370,7 @@ def main() -> None:
     parser.add_argument("--pg", default=DEFAULT_PG, help="scratch PostgreSQL database URL")
     parser.add_argument("--skip-pg", action="store_true")
     parser.add_argument("--skip-dom", action="store_true")
+    parser.add_argument("--skip-live", action="store_true", help="skip the 10 M live iteration")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -415,20 +418,27 @@ def main() -> None:
     # Kept, so a failure below loses no measurement.
     raw = json.dumps({"whole": whole, "inprocess": inproc})
     (workdir / "peers-results.json").write_text(raw)
+    live: dict[str, Any] = {}
+    if not args.skip_live:
+        # benchmarks/candles.py's (b): one live iteration on 10 M stored ticks and on 100 k.
+        options = argparse.Namespace(skip_10m=False, repeat=args.rounds)
+        live = candle_bench.run_live(workdir, options)
     dom: dict[str, tuple[float, float]] = {}
     if not args.skip_dom:
         dom["SQLite"] = dom_ratio(None, args.rounds)
         if not args.skip_pg:
             dom["PostgreSQL"] = dom_ratio(args.pg.rsplit("/", 1)[0] + "/mds_bench_dom", args.rounds)
-    report(args, databases, whole, inproc, dom)
+    report(args, databases, whole=whole, inproc=inproc, dom=dom, live=live)
 
 
 def report(
     args: argparse.Namespace,
     databases: dict[str, Database],
+    *,
     whole: dict[str, list[dict[str, Any]]],
     inproc: dict[str, list[dict[str, Any]]],
     dom: dict[str, tuple[float, float]],
+    live: dict[str, Any],
 ) -> None:
     import platform
 
@@ -484,6 +494,14 @@ def report(
         print(
             f"| DOM iteration / numpy compute, {name} (dom.py medians) | {iteration:.3f} s | "
             f"{numpy_s:.3f} s | {ratio:.2f} | {target:g}x: {verdict} |"
+        )
+    if "paired_ratio" in live:
+        ratio = live["paired_ratio"]
+        verdict = "meets" if ratio <= 1.2 else "MISSES"
+        print(
+            f"| live iteration, 10 M / 100 k ticks stored (candles.py (b), paired rounds) | "
+            f"{live['10000000']['median_s']:.3f} s | {live['100000']['median_s']:.3f} s | "
+            f"{ratio:.2f} | 1.2x: {verdict} |"
         )
     peaks = [r["ours"]["peak_mb"] for r in whole["real"]]
     duck_peaks = [r["duckdb"]["peak_mb"] for r in whole["real"]]
