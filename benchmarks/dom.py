@@ -28,6 +28,7 @@ import argparse
 import gc
 import json
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -138,10 +139,12 @@ def best_seconds(
     candidates: dict[str, Callable[[], object]],
     rounds: int,
     before: dict[str, Callable[[], object]] | None = None,
+    pick: Callable[[list[float]], float] = min,
 ) -> dict[str, float]:
-    """Best-of-rounds seconds of each candidate; rounds interleave the candidates, so load
-    from elsewhere hits them alike. ``before[name]`` runs untimed before each run."""
-    best = dict.fromkeys(candidates, float("inf"))
+    """Best-of-rounds (or ``pick``) seconds of each candidate; rounds interleave the
+    candidates, so load from elsewhere hits them alike. ``before[name]`` runs untimed
+    before each run."""
+    runs: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(rounds):
         for name, fn in candidates.items():
             if before and name in before:
@@ -149,8 +152,8 @@ def best_seconds(
             gc.collect()
             start = time.perf_counter()
             fn()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            runs[name].append(time.perf_counter() - start)
+    return {name: pick(seconds) for name, seconds in runs.items()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,8 +162,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=5000, help="the service's batch size")
     parser.add_argument("--db", help="database URL (default: a temporary SQLite file)")
+    parser.add_argument(
+        "--median", action="store_true", help="median of the rounds instead of the best"
+    )
     args = parser.parse_args(argv)
     count, rounds = args.books, args.rounds
+    pick: Callable[[list[float]], float] = statistics.median if args.median else min
+    statistic = "median of rounds" if args.median else "best of rounds"
 
     work = Path(tempfile.mkdtemp(prefix="mds-bench-dom-"))
     url = args.db or f"sqlite:///{work / 'bench.sqlite'}"
@@ -206,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         {"write_dom": run_write_dom, "ingest_dom (jsonl)": run_ingest_dom},
         rounds,
         before={"write_dom": clear_snapshots, "ingest_dom (jsonl)": clear_snapshots},
+        pick=pick,
     )
     write_dom(engine, snapshots, registry=registry)  # the books the iteration reads
     if engine.dialect.name == "postgresql":
@@ -251,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "DOM iteration (catch_up)": clear_metrics,
             "(c) executemany write alone": clear_scratch,
         },
+        pick=pick,
     )
     # The service's rows and peer (a)'s agree (peer (b) writes peer (a)'s numbers).
     check = numpy_metrics(bids, asks)
@@ -267,7 +277,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"# dom.py  python {platform.python_version()}  {platform.machine()}  {backend}  "
         f"books={count} levels={LEVELS}x2 batch={args.batch_size} rounds={rounds} "
-        f"(best of rounds)"
+        f"({statistic})"
     )
     print(f"{'measure':<40}{'seconds':>10}{'books/s':>14}")
     for name, seconds in (ingestion | iteration).items():
