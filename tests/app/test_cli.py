@@ -133,3 +133,19 @@ def test_a_command_whose_module_does_not_register_it_fails_loudly() -> None:
     )
     with pytest.raises(RuntimeError, match=r"commands\.status\.register did not add.*'nothing'"):
         parser.parse_args(["nothing"])
+
+
+def test_a_reader_that_closes_the_pipe_early_gets_no_traceback() -> None:
+    # `mds config show | head -1` where head has exited: the output meets a closed
+    # pipe. (Closed before mds writes: a reader closing after the first line races with
+    # mds writing its few KB into the pipe's buffer.)
+    mds = subprocess.Popen(
+        [sys.executable, "-m", "market_data_services.app.cli", "config", "show", "--demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert mds.stdout is not None and mds.stderr is not None
+    mds.stdout.close()
+    stderr = mds.stderr.read().decode()
+    assert mds.wait(timeout=60) == cli.EXIT_BROKEN_PIPE
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr

@@ -8,12 +8,15 @@ A command's module is imported only when the command line names it: ``mds --vers
 and ``mds --help`` import neither SQLAlchemy nor numpy nor any command, and start in a
 few tens of milliseconds instead of most of a second.
 
-Exit status: 0 success, 1 failure at run time, 2 bad usage, configuration or input.
+Exit status: 0 success, 1 failure at run time, 2 bad usage, configuration or input;
+141 when the reader of standard output went away (``mds config show | head``), as a
+program killed by SIGPIPE gives in a shell, without a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -87,6 +90,10 @@ def build_parser(*, lazy: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit status when standard output's reader closed it early (128 + SIGPIPE).
+EXIT_BROKEN_PIPE = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(lazy=True)
     args = parser.parse_args(argv)
@@ -94,7 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return EXIT_USAGE
-    result: int = handler(args)
+    try:
+        result: int = handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit; point it at /dev/null so that flush does
+        # not raise a second time and print a traceback after all.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     return result
 
 
