@@ -40,6 +40,7 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
         "required": True,
         "description": "The symbol, e.g. EUR/USD (GET /api/v1/symbols lists them).",
         "schema": {"type": "string", "minLength": 1, "maxLength": 32},
+        "example": "EUR/USD",
     },
     "timeframe": {
         "in": "query",
@@ -52,6 +53,7 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
         "description": f"Earliest time, inclusive: {_TIME_TEXT}. Without it, the page is "
         "the newest rows up to `to` and next_cursor leads to older rows.",
         "schema": {"type": "string"},
+        "example": "2026-11-30T04:00:00Z",
     },
     "to": {
         "in": "query",
