@@ -3,6 +3,7 @@
 The public API is re-exported here::
 
     from market_data_services import AggregatorService, CircuitBreaker, ThreadedBackgroundService
+    from market_data_services import read_candles, read_book_metrics, read_sentiment
 """
 
 import logging
@@ -20,6 +21,15 @@ from market_data_services.runtime import (
     ThreadedBackgroundService,
     WebhookNotifier,
 )
+from market_data_services.storage import (
+    UnknownSymbolError,
+    iter_book_metrics,
+    iter_candles,
+    iter_sentiment,
+    read_book_metrics,
+    read_candles,
+    read_sentiment,
+)
 
 # A library logs; the application decides where to (``mds`` configures handlers).
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -34,6 +44,13 @@ __all__ = [
     "SentimentAggregatorService",
     "StateChange",
     "ThreadedBackgroundService",
+    "UnknownSymbolError",
     "WebhookNotifier",
     "__version__",
+    "iter_book_metrics",
+    "iter_candles",
+    "iter_sentiment",
+    "read_book_metrics",
+    "read_candles",
+    "read_sentiment",
 ]

@@ -7,6 +7,7 @@ import base64
 import csv
 import io
 import json
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ from market_data_services.app.auth import BasicAuth
 from market_data_services.app.openapi import MAX_LIMIT
 from market_data_services.app.server import HttpServer, make_app
 from market_data_services.market.timeframes import MINUTE_MS, TIMEFRAMES
-from market_data_services.storage import create_engine, upgrade
+from market_data_services.storage import Timeouts, create_engine, upgrade
 from tests.databases import DatabaseFactory, backend_params
 from tests.derived_data import BOOK_ROWS, SENTIMENT_ROWS, T0, TICK_COUNT, fill, ticks
 
@@ -274,6 +275,24 @@ def test_the_api_asks_for_the_same_credentials_as_metrics(engine: Engine) -> Non
         assert get(path, {"Authorization": f"Basic {token}"})[0] == 200
     finally:
         server.stop()
+
+
+def test_an_unreachable_database_is_a_503_saying_so_not_a_traceback() -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    engine = create_engine(
+        f"postgresql+psycopg://postgres@127.0.0.1:{port}/none", timeouts=Timeouts(connect_seconds=2)
+    )
+    server = start_server(engine)
+    try:
+        status, headers, body = get(server.url + "/api/v1/candles?symbol=EUR/USD&timeframe=1m")
+        assert status == 503
+        assert headers["Retry-After"] == "5"
+        assert "did not answer" in json.loads(body)["error"]
+    finally:
+        server.stop()
+        engine.dispose()
 
 
 def test_openapi_describes_every_route_and_parameter_of_the_code(served: Served) -> None:
