@@ -198,8 +198,8 @@ def test_book_and_sentiment_rows_keep_millisecond_times(served: Served) -> None:
     assert status == 200
     # The newest two readings (07:00 and 08:00), oldest first, and a cursor to older ones.
     assert [r["time"] for r in sentiment["sentiment"]] == [
-        "2026-11-30T07:00:00Z",
-        "2026-11-30T08:00:00Z",
+        "2026-11-30T07:00:00.000Z",
+        "2026-11-30T08:00:00.000Z",
     ]
     assert [r["signal"] for r in sentiment["sentiment"]] == [-1, 0]
     cursor = sentiment["next_cursor"]

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import csv
 import io
 import json
 import logging
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -35,9 +32,9 @@ from market_data_services.app.openapi import (
     DEFAULT_LIMIT,
     FORMATS,
     MAX_LIMIT,
-    field_names,
     openapi_document,
 )
+from market_data_services.app.rows import records, write_csv
 from market_data_services.market.symbols import is_valid_symbol
 from market_data_services.market.timeframes import TIMEFRAMES
 from market_data_services.storage.derived import (
@@ -210,22 +207,6 @@ def parse_query(route: str, params: dict[str, list[str]], accept: str) -> Query:
     )
 
 
-def iso_time(ms: int) -> str:
-    """``2026-11-30T04:00:00Z``, with milliseconds only when there are some."""
-    moment = datetime.fromtimestamp(ms / 1000, UTC)
-    spec = "seconds" if ms % 1000 == 0 else "milliseconds"
-    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
-
-
-def _record(kind: Kind, row: Row) -> dict[str, Any]:
-    ts = int(row[0])
-    out: dict[str, Any] = {kind.time_column: ts, "time": iso_time(ts)}
-    for name, value in zip(kind.columns, row[1:], strict=True):
-        finite = not isinstance(value, float) or math.isfinite(value)
-        out[name] = value if finite else None  # JSON has no NaN or infinity
-    return out
-
-
 class Api:
     """The WSGI app; ``engine`` is read through one short transaction per request."""
 
@@ -284,7 +265,7 @@ class Api:
         document: dict[str, Any] = {"symbol": query.symbol}
         if query.timeframe is not None:
             document["timeframe"] = query.timeframe
-        document[query.kind.name] = [_record(query.kind, row) for row in rows]
+        document[query.kind.name] = records(query.kind, rows)
         document["next_cursor"] = next_cursor
         return 200, [("Content-Type", "application/json")], _json_bytes(document)
 
@@ -321,20 +302,8 @@ def _json_bytes(data: Any) -> bytes:
 
 def _csv_bytes(kind: Kind, rows: list[Row]) -> bytes:
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(field_names(kind))
-    for row in rows:
-        record = _record(kind, row)
-        writer.writerow([_csv_value(v) for v in record.values()])
+    write_csv(out, kind, rows, header=True)
     return out.getvalue().encode()
-
-
-def _csv_value(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
 
 
 def make_api(
@@ -354,7 +323,6 @@ __all__ = [
     "ROUTES",
     "Api",
     "ApiError",
-    "iso_time",
     "make_api",
     "parse_query",
 ]

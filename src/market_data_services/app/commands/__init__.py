@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from market_data_services.app.commands import backfill, config, db, ingest, run, status
+from market_data_services.app.commands import backfill, config, db, export, ingest, run, status
 from market_data_services.app.commands._common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -20,6 +20,7 @@ COMMANDS: list[Register] = [
     db.register,
     ingest.register,
     backfill.register,
+    export.register,
 ]
 
 __all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "Register"]
