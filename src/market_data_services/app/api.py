@@ -34,7 +34,7 @@ from market_data_services.app.openapi import (
     MAX_LIMIT,
     openapi_document,
 )
-from market_data_services.app.rows import records, write_csv
+from market_data_services.app.rows import json_objects, write_csv
 from market_data_services.market.symbols import is_valid_symbol
 from market_data_services.market.timeframes import TIMEFRAMES
 from market_data_services.storage.derived import (
@@ -262,12 +262,19 @@ class Api:
             if next_cursor is not None:
                 headers.append(("X-Next-Cursor", next_cursor))
             return 200, headers, _csv_bytes(query.kind, rows)
-        document: dict[str, Any] = {"symbol": query.symbol}
+        # The rows' JSON is written by rows.json_objects, the envelope around it here.
+        head = {"symbol": query.symbol}
         if query.timeframe is not None:
-            document["timeframe"] = query.timeframe
-        document[query.kind.name] = records(query.kind, rows)
-        document["next_cursor"] = next_cursor
-        return 200, [("Content-Type", "application/json")], _json_bytes(document)
+            head["timeframe"] = query.timeframe
+        document = (
+            _json_bytes(head)[:-1]
+            + f',"{query.kind.name}":['.encode()
+            + ",".join(json_objects(query.kind, rows)).encode()
+            + b'],"next_cursor":'
+            + _json_bytes(next_cursor)
+            + b"}"
+        )
+        return 200, [("Content-Type", "application/json")], document
 
     def _page(self, query: Query) -> tuple[list[Row], str | None]:
         """The rows of one page and the cursor of the next (None: this was the last)."""

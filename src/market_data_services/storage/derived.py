@@ -26,7 +26,11 @@ from sqlalchemy.engine import Engine
 from market_data_services.market.candles import MinuteCandles, roll_up
 from market_data_services.market.timeframes import MINUTE_MS, TIMEFRAMES, Bucketing
 from market_data_services.storage.progress import read_settings
-from market_data_services.storage.reads import aggregate_minutes, read_minute_candles
+from market_data_services.storage.reads import (
+    aggregate_minutes,
+    fetch_tuples,
+    read_minute_candles,
+)
 from market_data_services.storage.schema import candles, dom_metrics, sentiment_metrics
 from market_data_services.timeutil import parse_day_start, parse_timestamp_ms
 
@@ -183,18 +187,18 @@ def read_page(
     if limit <= 0 or low >= high:
         return []
     stored_columns = [c for c in kind.columns if c != "complete"]
-    where = "symbol = :symbol AND {t} >= :low AND {t} < :high"
-    params: dict[str, Any] = {"symbol": symbol, "low": low, "high": high, "limit": limit}
+    where = "symbol = ? AND {t} >= ? AND {t} < ?"
+    params: tuple[Any, ...] = (symbol, low, high)
     if kind.has_timeframe:
-        where += " AND timeframe = :timeframe"
-        params["timeframe"] = timeframe
+        where += " AND timeframe = ?"
+        params += (timeframe,)
     order = "DESC" if newest_first else "ASC"
     sql = (
         f"SELECT {kind.time_column}, {', '.join(stored_columns)} FROM {kind.table.name} "
-        f"WHERE {where.format(t=kind.time_column)} ORDER BY {kind.time_column} {order} "
-        f"LIMIT :limit"
+        f"WHERE {where.format(t=kind.time_column)} ORDER BY {kind.time_column} {order} LIMIT ?"
     )
-    rows: list[Row] = [tuple(r) for r in connection.execute(text(sql), params)]
+    # Plain tuples from the driver's cursor: a page may be 50,000 rows.
+    rows = fetch_tuples(connection, sql, (*params, limit))
     if newest_first:
         rows.reverse()
     if kind is not CANDLES:
