@@ -281,9 +281,6 @@ class Api:
         if not is_valid_symbol(query.symbol):
             raise ApiError(404, f"unknown symbol {query.symbol!r}", parameter="symbol")
         with read_transaction(self._engine, timeout_seconds=self._timeout) as connection:
-            if not has_symbol(connection, query.kind, query.symbol):
-                message = unknown_symbol_message(connection, query.kind, query.symbol)
-                raise ApiError(404, message, parameter="symbol")
             rows = read_page(
                 connection,
                 query.kind,
@@ -294,6 +291,10 @@ class Api:
                 limit=query.limit + 1,  # one more tells whether another page follows
                 newest_first=query.newest_first,
             )
+            # Asked only when the page is empty: a symbol with rows is known.
+            if not rows and not has_symbol(connection, query.kind, query.symbol):
+                message = unknown_symbol_message(connection, query.kind, query.symbol)
+                raise ApiError(404, message, parameter="symbol")
         if len(rows) <= query.limit:
             return rows, None
         if query.newest_first:

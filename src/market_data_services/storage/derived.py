@@ -283,8 +283,8 @@ def iter_pages(
 ) -> Iterator[list[Row]]:
     """Every row of ``symbol`` in ``[start_ms, end_ms)``, oldest first, in pages of at
     most ``page_rows``: one short transaction per page, so nothing is held open between
-    pages and memory stays at one page. Raises ``UnknownSymbolError`` first when the
-    symbol has no data of this kind at all."""
+    pages and memory stays at one page. Raises ``UnknownSymbolError`` (before yielding
+    anything) when the symbol has no data of this kind at all."""
     if page_rows <= 0:
         raise ValueError(f"page_rows must be > 0, got {page_rows}")
     if kind.has_timeframe:
@@ -293,12 +293,12 @@ def iter_pages(
     first = True
     while True:
         with read_transaction(engine, timeout_seconds=timeout_seconds) as connection:
-            if first and not has_symbol(connection, kind, symbol):
-                raise UnknownSymbolError(unknown_symbol_message(connection, kind, symbol))
-            first = False
             page = read_page(
                 connection, kind, symbol, timeframe, start_ms=low, end_ms=end_ms, limit=page_rows
             )
+            if first and not page and not has_symbol(connection, kind, symbol):
+                raise UnknownSymbolError(unknown_symbol_message(connection, kind, symbol))
+            first = False
         if page:
             yield page
         if len(page) < page_rows:
