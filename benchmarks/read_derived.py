@@ -12,6 +12,7 @@ recursive CTE on SQLite, generate_series on PostgreSQL), then:
   (``fetchall`` of the same 10,000 rows), and the ratio.
 
     .venv/bin/python benchmarks/read_derived.py [--db URL] [--rows N] [--runs N]
+        [--only api|export] [--folder DIR]
 
 Without ``--db`` the database is a SQLite file in a temporary folder.
 """
@@ -120,7 +121,11 @@ def bench_export(url: str, rows: int, folder: Path) -> None:
     assert lines == rows, (lines, rows)
     size = out.stat().st_size
     peer_out = folder / "peer.csv"
-    peer_sql = _SELECT.replace("LIMIT {p}", "AND ts_open < {p}")
+    peer_sql = (
+        "SELECT ts_open, open, high, low, close, volume, tick_count FROM candles "
+        "WHERE symbol = {p} AND timeframe = '1m' AND ts_open >= {p} AND ts_open < {p} "
+        "ORDER BY ts_open"
+    )
     peer_seconds, peer_rss = child(
         [sys.executable, "-c", _PEER_EXPORT, url, peer_sql, str(peer_out)]
     )
@@ -194,8 +199,13 @@ def main() -> None:
     parser.add_argument("--db", help="database URL (default: a SQLite file in a temp folder)")
     parser.add_argument("--rows", type=int, default=10_000_000)
     parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--only", choices=("api", "export"), help="run one of the two")
+    parser.add_argument(
+        "--folder", help="keep the SQLite database and files here (reused when it has ROWS)"
+    )
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="mds-bench-") as folder:
+    with tempfile.TemporaryDirectory(prefix="mds-bench-") as scratch:
+        folder = args.folder or scratch
         url = args.db or f"sqlite:///{folder}/bench.sqlite"
         engine = create_engine(url)
         upgrade(engine)
@@ -203,8 +213,10 @@ def main() -> None:
         fill(engine, args.rows)
         backend = engine.dialect.name
         print(f"{backend}: {args.rows:,} candle rows ready in {time.perf_counter() - began:.0f} s")
-        bench_api(engine, args.rows, args.runs)
-        bench_export(url, args.rows, Path(folder))
+        if args.only in (None, "api"):
+            bench_api(engine, args.rows, args.runs)
+        if args.only in (None, "export"):
+            bench_export(url, args.rows, Path(folder))
         engine.dispose()
 
 

@@ -303,3 +303,23 @@ def test_openapi_describes_every_route_and_parameter_of_the_code(served: Served)
     for path, parameters in ROUTES.items():
         documented = [p["name"] for p in document["paths"][path]["get"].get("parameters", [])]
         assert documented == list(parameters), path
+
+
+def test_a_request_finding_the_apis_pool_busy_is_a_503_not_a_wait_without_end(
+    database_factory: DatabaseFactory,
+) -> None:
+    url = database_factory.url("sqlite")
+    engine = create_engine(url, pool_size=1, max_overflow=0, pool_timeout=0.5)
+    upgrade(engine)
+    fill(engine)
+    server = start_server(engine)
+    try:
+        with engine.connect():  # the pool's only connection, taken
+            status, _, body = get(server.url + "/api/v1/candles?symbol=EUR/USD&timeframe=1m")
+        assert status == 503
+        assert "error" in json.loads(body)
+        assert get(server.url + "/api/v1/candles?symbol=EUR/USD&timeframe=1m")[0] == 200
+    finally:
+        server.stop()
+        engine.dispose()
+        database_factory.drop(url)

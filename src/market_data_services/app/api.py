@@ -25,6 +25,7 @@ from urllib.parse import parse_qs
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from market_data_services.app.openapi import (
     API_PREFIX,
@@ -56,6 +57,9 @@ logger = logging.getLogger(__name__)
 
 #: How long each statement of a request may run.
 DEFAULT_TIMEOUT_SECONDS = 10.0
+#: Database connections of the API's own pool in ``mds run``: a burst of requests waits
+#: for one (at most the timeout, then 503) instead of taking the services' connections.
+API_POOL_SIZE = 4
 #: Every route and its parameters; the OpenAPI document is checked against this.
 ROUTES: dict[str, tuple[str, ...]] = {
     **{f"{API_PREFIX}{name}": params for name, params in DATA_PARAMETERS.items()},
@@ -228,7 +232,7 @@ class Api:
         except ApiError as exc:
             status, headers, body = exc.status, [], _json_bytes(exc.body())
             headers.append(("Content-Type", "application/json"))
-        except OperationalError as exc:
+        except (OperationalError, PoolTimeoutError) as exc:
             logger.warning("api.database_failed", extra={"path": path, "error": str(exc)[:300]})
             message = (
                 f"the database did not answer within {self._timeout:g} s, or is unavailable; "
@@ -322,6 +326,7 @@ def make_api(
 
 
 __all__ = [
+    "API_POOL_SIZE",
     "API_PREFIX",
     "DATA_PARAMETERS",
     "DEFAULT_LIMIT",
