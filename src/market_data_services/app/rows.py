@@ -1,13 +1,13 @@
 """How rows of derived data are written as text: the fields, times, CSV and JSON lines.
 
 One place for the HTTP API and ``mds export``, so a CSV from either has the same
-columns and the same spelling of times and booleans. Pages are converted column by
-column (numpy formats the times), because ``mds export`` writes millions of rows.
+columns and the same spelling of times and booleans. A page is written with one format
+string per row and numpy formatting the times, because ``mds export`` writes millions
+of rows.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from typing import Any, TextIO
@@ -45,48 +45,65 @@ def records(kind: Kind, page: list[Row]) -> list[dict[str, Any]]:
     return out
 
 
-def _text_columns(kind: Kind, page: list[Row]) -> list[list[Any]]:
-    columns: list[list[Any]] = [list(column) for column in zip(*page, strict=True)]
-    columns.insert(1, time_texts(kind, columns[0]))
-    for index, name in enumerate(field_names(kind)):
-        if name == "complete":
-            columns[index] = ["true" if v else "false" for v in columns[index]]
-    return columns
+#: Columns that hold integers; ``complete`` is the one boolean; the others are floats.
+_INTEGER_COLUMNS = frozenset({"tick_count", "signal"})
+
+
+def _spec(name: str) -> str:
+    """The %-format of one field: ints as ints, floats by repr (the shortest text that
+    reads back as the same double), text as it is."""
+    if name in {"time", "complete"}:
+        return "%s"
+    if name in _INTEGER_COLUMNS:
+        return "%d"
+    return "%r"
+
+
+def _text_values(kind: Kind, page: list[Row]) -> list[tuple[Any, ...]]:
+    """Each row with its time text after the epoch ms, and ``complete`` as true/false."""
+    texts = time_texts(kind, [row[0] for row in page])
+    if kind.columns[-1] == "complete":
+        return [
+            (row[0], text, *row[1:-1], "true" if row[-1] else "false")
+            for row, text in zip(page, texts, strict=True)
+        ]
+    return [(row[0], text, *row[1:]) for row, text in zip(page, texts, strict=True)]
+
+
+def _all_finite(kind: Kind, page: list[Row]) -> bool:
+    floats = [i + 1 for i, name in enumerate(kind.columns) if _spec(name) == "%r"]
+    return bool(np.isfinite(np.array([[row[i] for i in floats] for row in page], float)).all())
 
 
 def write_csv(out: TextIO, kind: Kind, page: list[Row], *, header: bool) -> None:
-    """The page as CSV lines (after a header line when ``header``)."""
-    writer = csv.writer(out, lineterminator="\n")
+    """The page as CSV lines (after a header line when ``header``). No field needs
+    quoting (numbers, ISO times, true/false), so each line is one format string: about
+    twice as fast as ``csv.writer`` here, with the same output."""
+    names = field_names(kind)
     if header:
-        writer.writerow(field_names(kind))
+        out.write(",".join(names) + "\n")
     if page:
-        writer.writerows(zip(*_text_columns(kind, page), strict=True))
+        template = ",".join(_spec(name) for name in names) + "\n"
+        out.write("".join([template % values for values in _text_values(kind, page)]))
 
 
 def json_objects(kind: Kind, page: list[Row]) -> list[str]:
     """Each row of the page as the text of one JSON object."""
     if not page:
         return []
-    columns = _text_columns(kind, page)
-    floats = [i for i, c in enumerate(columns) if c and isinstance(c[0], float)]
-    if not all(np.isfinite(np.asarray(columns[i], dtype=np.float64)).all() for i in floats):
+    if not _all_finite(kind, page):
         return [json.dumps(r, allow_nan=False) for r in records(kind, page)]
     # One format string per page: float repr is valid JSON for finite values, and
     # this is several times faster than json.dumps of a dict per row.
-    parts = []
-    for index, name in enumerate(field_names(kind)):
-        sample = columns[index][0]
-        if name == "time":
-            spec = '"%s"'
-        elif isinstance(sample, str | bool):
-            spec = "%s"
-        elif isinstance(sample, float):
-            spec = "%r"
-        else:
-            spec = "%d"
-        parts.append(f'"{name}":{spec}')
-    template = "{" + ",".join(parts) + "}"
-    return [template % values for values in zip(*columns, strict=True)]
+    names = field_names(kind)
+    template = (
+        "{"
+        + ",".join(
+            f'"{name}":"%s"' if name == "time" else f'"{name}":{_spec(name)}' for name in names
+        )
+        + "}"
+    )
+    return [template % values for values in _text_values(kind, page)]
 
 
 def write_jsonl(out: TextIO, kind: Kind, page: list[Row]) -> None:
