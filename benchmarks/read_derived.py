@@ -80,7 +80,7 @@ def fill(engine: Engine, rows: int) -> None:
                 text(
                     "INSERT INTO candles SELECT "
                     + values.format(ts=f"{START_MS} + i * 60000", i="i")
-                    + " FROM generate_series(0, :n - 1) AS i"
+                    + " FROM generate_series(CAST(0 AS BIGINT), CAST(:n AS BIGINT) - 1) AS i"
                 ),
                 {"n": rows},
             )
