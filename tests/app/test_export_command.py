@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import pty
+import subprocess
 import sys
 from pathlib import Path
 
@@ -101,3 +104,29 @@ def test_parquet_without_pyarrow_names_the_extra(
     args = ["export", "book", "--symbol", "EUR/USD", "--format", "parquet", "--db", filled]
     assert main(args) == 2
     assert "market-data-services[parquet]" in capsys.readouterr().err
+
+
+def test_progress_is_drawn_on_a_terminal_and_not_in_a_pipe(filled: str, tmp_path: Path) -> None:
+    mds = str(Path(sys.executable).with_name("mds"))
+    command = [mds, "export", "candles", "--symbol", "EUR/USD", "--timeframe", "1m"]
+    command += ["--db", filled, "--output", str(tmp_path / "out.csv")]
+    controller, terminal = pty.openpty()
+    try:
+        with subprocess.Popen(command, stderr=terminal) as process:
+            os.close(terminal)
+            on_terminal = b""
+            while True:
+                try:
+                    chunk = os.read(controller, 4096)
+                except OSError:  # the terminal closed: the process is done
+                    break
+                if not chunk:
+                    break
+                on_terminal += chunk
+        assert process.returncode == 0
+    finally:
+        os.close(controller)
+    assert b"of the time range" in on_terminal and b"11 rows" in on_terminal
+    piped = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert "time range" not in piped.stderr
+    assert piped.stderr.startswith("mds export: 11 candles rows of EUR/USD to ")
