@@ -8,20 +8,23 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from market_data_services import (
+    AggregatorService,
     UnknownSymbolError,
     iter_candles,
     read_book_metrics,
     read_candles,
     read_sentiment,
 )
+from market_data_services.ingest import write_ticks
 from market_data_services.market.timeframes import MINUTE_MS
 from market_data_services.storage.derived import read_transaction, to_epoch_ms
-from tests.derived_data import BOOK_ROWS, SENTIMENT_ROWS, T0, fill, ticks
+from tests.derived_data import BOOK_ROWS, NOW_S, SENTIMENT_ROWS, T0, fill, ticks
 
 
 @pytest.fixture
@@ -136,3 +139,36 @@ def test_a_read_transaction_ends_a_statement_at_its_timeout(engine: Engine) -> N
     # The pool's connection is still good afterwards.
     with read_transaction(engine, timeout_seconds=5) as connection:
         assert connection.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_an_open_bucket_is_the_candle_the_service_writes_once_it_closes(engine: Engine) -> None:
+    """Built as the service builds it: its day start and price basis, from the ticks."""
+    write_ticks(
+        engine,
+        [("EUR/USD", t.ts, t.bid, t.ask, None) for t in ticks()],
+        wall_clock=lambda: NOW_S,
+    )
+
+    def run_service_at(seconds: float) -> None:
+        service = AggregatorService(
+            engine,
+            symbols=["EUR/USD"],
+            day_start="17:00 America/New_York",
+            price_basis="bid",
+            wall_clock=lambda: seconds,
+            registry=CollectorRegistry(),
+        )
+        assert service.run_once().value == "succeeded"
+
+    run_service_at(NOW_S)
+    before = {tf: read_candles(engine, "EUR/USD", tf) for tf in ("1m", "15m", "4h", "1d")}
+    assert all(not frame["complete"].iloc[-1] for frame in before.values())
+    # 2026-11-29T22:00:00Z is 17:00 in New York: the trading day of the ticks.
+    assert before["1d"].index.tolist() == [pd.Timestamp("2026-11-29T22:00:00Z")]
+    run_service_at(NOW_S + 2 * 86_400)  # every bucket has closed and been written
+    for tf, frame in before.items():
+        after = read_candles(engine, "EUR/USD", tf)
+        assert after["complete"].all(), tf
+        pd.testing.assert_frame_equal(
+            after.drop(columns="complete"), frame.drop(columns="complete"), check_exact=True
+        )
