@@ -130,3 +130,14 @@ def test_progress_is_drawn_on_a_terminal_and_not_in_a_pipe(filled: str, tmp_path
     piped = subprocess.run(command, capture_output=True, text=True, check=True)
     assert "time range" not in piped.stderr
     assert piped.stderr.startswith("mds export: 11 candles rows of EUR/USD to ")
+
+
+def test_an_unreachable_database_exits_1_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = "postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2"
+    out = tmp_path / "x.csv"
+    assert main(["export", "book", "--symbol", "EUR/USD", "--db", url, "-o", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("mds export: database error: ") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
