@@ -43,7 +43,8 @@ def ticks() -> list[Tick]:
 
 
 def fill(engine: Engine) -> None:
-    """EUR/USD ticks and candles; EUR/USD book metrics; EUR/USD sentiment metrics."""
+    """EUR/USD ticks and candles; EUR/USD book metrics from T0; EUR/USD sentiment metrics
+    hourly up to T0."""
     write_ticks(
         engine,
         [("EUR/USD", t.ts, t.bid, t.ask, None) for t in ticks()],
@@ -72,7 +73,16 @@ def fill(engine: Engine) -> None:
         for i in range(BOOK_ROWS)
     ]
     sentiment = [
-        ("EUR/USD", T0 + i * 3_600_000, 0.6 + i / 100, 0.6, 0.01 * i, 0.6, 0.64, (i % 3) - 1)
+        (
+            "EUR/USD",
+            T0 - (SENTIMENT_ROWS - 1 - i) * 3_600_000,
+            0.6 + i / 100,
+            0.6,
+            0.01 * i,
+            0.6,
+            0.64,
+            (i % 3) - 1,
+        )
         for i in range(SENTIMENT_ROWS)
     ]
     with engine.begin() as connection:

@@ -25,7 +25,7 @@ from market_data_services.app.server import HttpServer, make_app
 from market_data_services.market.timeframes import MINUTE_MS, TIMEFRAMES
 from market_data_services.storage import Timeouts, create_engine, upgrade
 from tests.databases import DatabaseFactory, backend_params
-from tests.derived_data import BOOK_ROWS, SENTIMENT_ROWS, T0, TICK_COUNT, fill, ticks
+from tests.derived_data import BOOK_ROWS, NOW_S, SENTIMENT_ROWS, T0, TICK_COUNT, fill, ticks
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,14 @@ class Served:
     engine: Engine
 
 
-def start_server(engine: Engine, auth: BasicAuth | None = None) -> HttpServer:
+def start_server(engine: Engine, auth: BasicAuth | None = None, now_s: float = NOW_S) -> HttpServer:
+    """A server of the API whose wall clock says ``now_s`` (that of the filled data)."""
     app = make_app(
         registry=CollectorRegistry(),
         health=lambda: (200, {}),
         ready=lambda: (True, {}),
         auth=auth,
-        api=make_api(engine),
+        api=make_api(engine, clock=lambda: now_s),
     )
     server = HttpServer(app)
     server.start()
@@ -125,6 +126,23 @@ def test_the_open_hour_is_rolled_up_from_every_tick_so_far(served: Served) -> No
     ]
 
 
+def test_without_a_start_the_newest_page_ends_now_not_at_rows_stamped_later(
+    served: Served,
+) -> None:
+    server = start_server(served.engine, now_s=(T0 + 5 * MINUTE_MS + 30_000) / 1000)
+    try:
+        path = "/api/v1/candles?symbol=EUR/USD&timeframe=1m"
+        _, page = get_json(Served(server.url, served.engine), path + "&limit=2")
+        assert [c["time"] for c in page["candles"]] == [
+            "2026-11-30T04:04:00Z",
+            "2026-11-30T04:05:00Z",
+        ]
+        _, later = get_json(Served(server.url, served.engine), path + f"&from={T0}&limit=20")
+        assert len(later["candles"]) == 11  # with from, to has no default
+    finally:
+        server.stop()
+
+
 def test_pages_forward_from_a_start_join_to_the_whole_range(served: Served) -> None:
     path = f"/api/v1/candles?symbol=EUR/USD&timeframe=1m&from={T0}&limit=4"
     pages, cursor = [], None
@@ -196,10 +214,10 @@ def test_book_and_sentiment_rows_keep_millisecond_times(served: Served) -> None:
     assert set(book["book"][0]) >= {"ts", "best_bid", "spread_bps", "imbalance_5", "microprice"}
     status, sentiment = get_json(served, "/api/v1/sentiment?symbol=EUR/USD&limit=2")
     assert status == 200
-    # The newest two readings (07:00 and 08:00), oldest first, and a cursor to older ones.
+    # The newest two readings (03:00 and 04:00), oldest first, and a cursor to older ones.
     assert [r["time"] for r in sentiment["sentiment"]] == [
-        "2026-11-30T07:00:00.000Z",
-        "2026-11-30T08:00:00.000Z",
+        "2026-11-30T03:00:00.000Z",
+        "2026-11-30T04:00:00.000Z",
     ]
     assert [r["signal"] for r in sentiment["sentiment"]] == [-1, 0]
     cursor = sentiment["next_cursor"]

@@ -91,7 +91,7 @@ def test_book_metrics_and_sentiment_have_their_tables_columns(filled: Engine) ->
     assert book.index[1] == pd.Timestamp("2026-11-30T04:00:01.250Z")
     assert list(book.columns)[:3] == ["best_bid", "best_ask", "spread"]
     assert "ofi" in book.columns and "symbol" not in book.columns
-    sentiment = read_sentiment(filled, "EUR/USD", start="2026-11-30T05:00:00Z")
+    sentiment = read_sentiment(filled, "EUR/USD", start="2026-11-30T01:00:00Z")
     assert len(sentiment) == SENTIMENT_ROWS - 1
     assert sentiment["signal"].tolist() == [0, 1, -1, 0]
 

@@ -18,7 +18,8 @@ import binascii
 import io
 import json
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -159,8 +160,14 @@ def _decode_cursor(value: str, expected: str) -> int:
     return ms
 
 
-def parse_query(route: str, params: dict[str, list[str]], accept: str) -> Query:
-    """The checked parameters of a data route, or ApiError 400 naming the bad one."""
+def parse_query(
+    route: str, params: dict[str, list[str]], accept: str, *, now_ms: int | None = None
+) -> Query:
+    """The checked parameters of a data route, or ApiError 400 naming the bad one.
+
+    Without ``from`` the page is the newest rows up to ``to``, which defaults to
+    ``now_ms`` (the bucket open now included; a row stamped in the future is not).
+    """
     allowed = DATA_PARAMETERS[route]
     for name in params:
         if name not in allowed:
@@ -187,6 +194,8 @@ def parse_query(route: str, params: dict[str, list[str]], accept: str) -> Query:
         if not 1 <= limit <= MAX_LIMIT:
             raise _bad("limit", f"must be from 1 to {MAX_LIMIT}, got {limit}")
     newest_first = start is None
+    if newest_first and end is None and now_ms is not None:
+        end = now_ms + 1
     cursor = _single(params, "cursor")
     if cursor is not None:
         if newest_first:
@@ -219,9 +228,11 @@ class Api:
         engine: Engine,
         *,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
         self._timeout = timeout_seconds
+        self._clock = clock  # wall clock, seconds: the default ``to`` of the newest rows
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -259,7 +270,7 @@ class Api:
             with read_transaction(self._engine, timeout_seconds=self._timeout) as connection:
                 found = stored_symbols_by_kind(connection)
             return 200, [("Content-Type", "application/json")], _json_bytes(found)
-        query = parse_query(route, params, accept)
+        query = parse_query(route, params, accept, now_ms=int(self._clock() * 1000))
         rows, next_cursor = self._page(query)
         if query.format == "csv":
             headers = [("Content-Type", "text/csv; charset=utf-8")]
@@ -319,10 +330,13 @@ def _csv_bytes(kind: Kind, rows: list[Row]) -> bytes:
 
 
 def make_api(
-    engine: Engine, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    engine: Engine,
+    *,
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    clock: Callable[[], float] = time.time,
 ) -> WSGIApplication:
     """The API as a WSGI app, for ``make_app(api=...)``."""
-    return Api(engine, timeout_seconds=timeout_seconds)
+    return Api(engine, timeout_seconds=timeout_seconds, clock=clock)
 
 
 __all__ = [

@@ -57,7 +57,8 @@ _PARAMETERS: dict[str, dict[str, Any]] = {
     },
     "to": {
         "in": "query",
-        "description": f"Latest time, exclusive: {_TIME_TEXT}. Default: no limit.",
+        "description": f"Latest time, exclusive: {_TIME_TEXT}. Default: now when `from` "
+        "is absent (the bucket open now included), else no limit.",
         "schema": {"type": "string"},
     },
     "limit": {
