@@ -98,7 +98,7 @@ def main() -> None:
         size = len(urllib.request.urlopen(f"{ours.url}/metrics").read())
         print(f"{SERVICES} services, /metrics body {size} bytes, {CLIENTS} clients, {SECONDS}s")
         hammer(f"{ours.url}/metrics")  # warm-up
-        a = summary("cheroot (mds run)", *hammer(f"{ours.url}/metrics"))
+        a = summary("asyncio+h11 (mds run)", *hammer(f"{ours.url}/metrics"))
         b = summary("prometheus_client wsgiref", *hammer(peer_url))
         print(
             f"ratio ours/peer: throughput {a[0] / b[0]:.2f}, "

@@ -450,6 +450,46 @@ def services_overview() -> dict[str, Any]:
                 ),
             ],
         ),
+        Row(
+            "Symbol ownership",
+            [
+                Panel(
+                    "Symbols owned",
+                    "Symbols each instance works (mds_service_symbols_owned). Instances on "
+                    "one PostgreSQL database share the symbols, at most ceil(n/k) each; on "
+                    "SQLite, or alone, one instance owns them all. Beside it, the symbols an "
+                    "instance saw without an owner at its last claim: MdsSymbolWithoutOwner "
+                    "pages when one stays so for three intervals.",
+                    "none",
+                    [
+                        Target(
+                            f"max {BY_SERVICE} (mds_service_symbols_owned{SERVICE})",
+                            LEGEND_SERVICE,
+                        ),
+                        Target(
+                            f"max {BY_SERVICE} (mds_service_symbols_unowned{SERVICE})",
+                            "without owner {{service}} {{instance}}",
+                        ),
+                    ],
+                    width=12,
+                ),
+                Panel(
+                    "Ownership changes",
+                    "Symbols per second each instance started (acquired) or stopped "
+                    "(released) owning: an instance joining, leaving or dying, or a "
+                    "backfill borrowing symbols. Quiet in steady state.",
+                    "ops",
+                    [
+                        Target(
+                            "sum by (instance, service, change) (rate("
+                            f"mds_service_symbol_ownership_changes_total{SERVICE}{RANGE}))",
+                            "{{change}} {{service}} {{instance}}",
+                        )
+                    ],
+                    width=12,
+                ),
+            ],
+        ),
     ]
     service = _query_variable(
         "service",

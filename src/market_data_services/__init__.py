@@ -11,6 +11,7 @@ import logging
 from market_data_services._version import __version__
 from market_data_services.aggregators.candles import AggregatorService
 from market_data_services.aggregators.dom import DOMAggregatorService
+from market_data_services.aggregators.retention import RetentionService
 from market_data_services.aggregators.sentiment import SentimentAggregatorService
 from market_data_services.runtime import (
     CircuitBreaker,
@@ -41,6 +42,7 @@ __all__ = [
     "CircuitBreakerState",
     "DOMAggregatorService",
     "IterationOutcome",
+    "RetentionService",
     "SentimentAggregatorService",
     "StateChange",
     "ThreadedBackgroundService",

@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from market_data_services.aggregators.base import PerSymbolService
 from market_data_services.ingest.sentiment import SentimentReading, write_sentiment
 from market_data_services.runtime import CircuitBreaker, IterationOutcome
-from market_data_services.storage import sentiment_readings
+from market_data_services.storage import create_engine, sentiment_readings, upgrade
+from market_data_services.storage.ownership import SymbolOwnership
+from tests.databases import DatabaseFactory
 
 NOW = 1_800_000_000.0
 
@@ -97,3 +100,50 @@ def test_stored_symbols_are_those_with_rows_in_the_source_table(engine: Engine) 
     report = write_sentiment(engine, readings, wall_clock=lambda: NOW)
     assert report.rejected == 0
     assert Recorder.stored_symbols(engine) == ["EUR/USD", "USD/CHF"]
+
+
+@pytest.mark.postgres
+def test_services_sharing_symbols_work_only_their_own_and_a_lost_session_owns_nothing(
+    database_factory: DatabaseFactory,
+) -> None:
+    pg = create_engine(database_factory.url("postgresql"))
+    upgrade(pg)
+    symbols = ["EUR/USD", "GBP/USD", "NZD/USD", "USD/JPY"]
+    a = Recorder(
+        pg, symbols, ownership=SymbolOwnership(pg, "RecorderService", application_name="a")
+    )
+    b = Recorder(
+        pg, symbols, ownership=SymbolOwnership(pg, "RecorderService", application_name="b")
+    )
+    try:
+        for _ in range(2):  # the first to claim takes all, then gives half up
+            for service in (a, b):
+                service.worked.clear()
+                assert service.run_once() is IterationOutcome.SUCCEEDED
+        assert a.worked == a.owned_symbols() and b.worked == b.owned_symbols()
+        assert sorted(a.worked + b.worked) == symbols
+        # Seen from the last to claim: every symbol has an owner.
+        assert b.get_metrics()["ownership"] == {
+            "shared": True,
+            "instances": 2,
+            "unowned_symbols": [],
+        }
+
+        with pg.connect() as connection:  # the server ends a's session, as for a dead host
+            connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'a'"
+                )
+            )
+        a.worked.clear()
+        assert a.run_once() is IterationOutcome.FAILED  # its claim fails: it works nothing
+        assert a.worked == [] and a.owned_symbols() == []
+        assert b.run_once() is IterationOutcome.SUCCEEDED
+        assert sorted(b.owned_symbols()) == symbols  # b took a's at its next iteration
+        assert a.run_once() is IterationOutcome.SUCCEEDED  # reconnected; nothing free
+        assert a.owned_symbols() == []
+    finally:
+        a.stop(1.0)
+        b.stop(1.0)
+        pg.dispose()

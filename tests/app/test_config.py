@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+import re
 import tomllib
 from pathlib import Path
 
@@ -77,6 +78,26 @@ def test_bad_value_names_the_key_the_problem_and_where_it_came_from(tmp_path: Pa
         from_env.value
     )
     assert "MDS_SERVICES_DEMO_FEED_CIRCUIT_BREAKER_FAILURE_THRESHOLD" in str(from_env.value)
+
+
+def test_http_limits_are_read_and_checked(tmp_path: Path) -> None:
+    toml = write(
+        tmp_path / "mds.toml",
+        "[http]\nheader_deadline_seconds = 2.5\nmax_connections = 64\nmax_header_bytes = 4096\n",
+    )
+    env = {"MDS_HTTP_MAX_REQUEST_LINE_BYTES": "1024"}
+    http = ConfigSource(catalog=SERVICES, path=toml, environ=env).load().http
+    assert (http.header_deadline_seconds, http.max_connections) == (2.5, 64)
+    assert (http.max_request_line_bytes, http.max_header_bytes) == (1024, 4096)
+    bad = {
+        "MDS_HTTP_HEADER_DEADLINE_SECONDS": ("0", "must be > 0 and <= 3600, got 0.0"),
+        "MDS_HTTP_MAX_CONNECTIONS": ("0", "must be 1..100000, got 0"),
+        "MDS_HTTP_MAX_HEADER_BYTES": ("10", "must be 256..1048576, got 10"),
+    }
+    for variable, (value, message) in bad.items():
+        with pytest.raises(ConfigError, match=re.escape(message)) as error:
+            ConfigSource(catalog=SERVICES, environ={variable: value}).load()
+        assert variable in str(error.value)
 
 
 def test_wrong_type_in_the_file_is_named(tmp_path: Path) -> None:
@@ -317,3 +338,26 @@ def test_hash_password_output_is_accepted_by_the_config(
     assert (
         ConfigSource(catalog=SERVICES, environ=env).load().http.basic_auth_password_hash == hashed
     )
+
+
+def test_retention_is_off_and_keeps_everything_until_a_table_is_given_an_age() -> None:
+    default = ConfigSource(catalog=SERVICES, environ={}).load().services["retention"]
+    assert default.enabled is False
+    assert default.options.policies() == {}
+    env = {
+        "MDS_SERVICES_RETENTION_ENABLED": "true",
+        "MDS_SERVICES_RETENTION_TICKS_DROP_AFTER_SECONDS": "2592000",
+    }
+    chosen = ConfigSource(catalog=SERVICES, environ=env).load().services["retention"]
+    assert chosen.enabled is True
+    assert chosen.options.policies() == {"ticks": 2_592_000.0}
+
+
+def test_a_too_short_one_minute_candle_retention_names_its_key() -> None:
+    env = {"MDS_SERVICES_RETENTION_CANDLES_1M_DROP_AFTER_SECONDS": "3600"}
+    with pytest.raises(ConfigError) as error:
+        ConfigSource(catalog=SERVICES, environ=env).load()
+    message = str(error.value)
+    assert message.startswith("services.retention.candles_1m_drop_after_seconds: ")
+    assert "must be >= 172800 seconds" in message
+    assert "MDS_SERVICES_RETENTION_CANDLES_1M_DROP_AFTER_SECONDS" in message

@@ -520,10 +520,6 @@ DAMAGED_CSV = {
         GOOD_TICKS.encode() + b'1699999002000,"1.1,1.2\n1699999003000,1.1,1.2\n',
         "CSV error (a quoted field runs from line 4 over 1 line ends (a stray quote?))",
     ),
-    "field_over_the_limit": (
-        GOOD_TICKS.encode() + b"1699999002000,1.1," + b"9" * 200 * 1024 + b"\n",
-        "CSV error (field larger than field limit (131072))",
-    ),
     "latin1_byte": (
         GOOD_TICKS.encode() + b"1699999002000,1.1,1.2\xe9\n1699999003000,1.1,1.2\n",
         "not UTF-8 text (invalid continuation byte)",

@@ -1,9 +1,10 @@
-"""The HTTP server in-process: real cheroot on a free port, real services, real clients."""
+"""The HTTP server in-process: the real server on a free port, real services, real clients."""
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import http.client
 import json
 import socket
 import ssl
@@ -24,9 +25,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from market_data_services.app.auth import BasicAuth, FailureLimiter, hash_password
 from market_data_services.app.health import HealthRule, health_report
-from market_data_services.app.server import HEALTH_PATH, HttpServer, TlsFiles, make_app
+from market_data_services.app.server import (
+    HEALTH_PATH,
+    HttpLimits,
+    HttpServer,
+    TlsFiles,
+    make_app,
+)
 from market_data_services.runtime import CircuitBreaker, ThreadedBackgroundService
 from tests.conftest import require_executable
+from tests.slow_clients import SlowClients, send_huge_header, trickle_until_cut
 
 
 class ToyService(ThreadedBackgroundService):
@@ -87,6 +95,7 @@ def serve(
     auth: BasicAuth | None = None,
     tls: TlsFiles | None = None,
     rule: HealthRule | None = None,
+    limits: HttpLimits | None = None,
 ) -> HttpServer:
     rule = rule or HealthRule(error_rate_window_seconds=0.5)
     app = make_app(
@@ -95,7 +104,9 @@ def serve(
         ready=lambda: (all(s.is_running() for s in services), {}),
         auth=auth,
     )
-    server = HttpServer(app, host="127.0.0.1", port=0, threads=4, tls=tls)
+    server = HttpServer(
+        app, host="127.0.0.1", port=0, threads=4, tls=tls, limits=limits, registry=registry
+    )
     server.start()
     return server
 
@@ -275,6 +286,141 @@ def test_malformed_requests_do_not_hurt_the_server(server: HttpServer) -> None:
     assert get(f"{server.url}/healthz")[0] == 200
 
 
+def sample(server: HttpServer, name: str, labels: dict[str, str] | None = None) -> float:
+    """One sample's value from a scrape of the server's own /metrics."""
+    body = get(f"{server.url}/metrics")[2].decode()
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            if s.name == name and (labels is None or s.labels == labels):
+                return float(s.value)
+    raise AssertionError(f"no sample {name}{labels or ''} in /metrics")
+
+
+def status_line(answer: bytes) -> str:
+    return answer.split(b"\r\n", 1)[0].decode("latin-1")
+
+
+def test_200_slow_clients_do_not_block_metrics_or_healthz(
+    registry: CollectorRegistry, toy: ToyService
+) -> None:
+    # 4 worker threads: with a thread per connection, 4 slow clients would starve it. A
+    # long deadline keeps all 200 open however slowly this machine runs the test.
+    server = serve(registry, [toy], limits=HttpLimits(header_deadline_seconds=120))
+    try:
+        with SlowClients(server.address, 200, every_seconds=0.5):
+            statuses = [get(f"{server.url}/metrics")[0] for _ in range(20)]
+            statuses += [get(f"{server.url}/healthz")[0] for _ in range(20)]
+            held = sample(server, "mds_http_connections_open")
+        assert statuses == [200] * 40
+        assert held >= 200  # the slow clients were really open meanwhile
+    finally:
+        server.stop()
+
+
+def test_a_client_trickling_its_head_is_cut_at_the_deadline(
+    registry: CollectorRegistry, toy: ToyService
+) -> None:
+    http = serve(registry, [toy], limits=HttpLimits(header_deadline_seconds=1.0))
+    try:
+        # One byte every 0.1 s: a per-read timeout would never fire; 100 bytes take 10 s.
+        sent, answer = trickle_until_cut(http.address, every_seconds=0.1, most_bytes=100)
+        assert status_line(answer) == "HTTP/1.1 408 Request Timeout"
+        assert b"request head not complete within 1 s" in answer
+        assert sent < 100
+        assert sample(http, "mds_http_connections_refused_total", {"reason": "header_deadline"})
+    finally:
+        http.stop()
+
+
+def test_a_long_request_line_gets_414(server: HttpServer) -> None:
+    status, _, body = raw_request(server.url, "GET", "/metrics?" + "a" * 9000)
+    assert status == "HTTP/1.1 414 URI Too Long"
+    assert body == b"request line over 8192 bytes\n"
+    # Just under the limit is served (an unknown query string is ignored).
+    assert raw_request(server.url, "GET", "/metrics?" + "a" * 8000)[0] == "HTTP/1.1 200 OK"
+    labels = {"reason": "request_line_too_long"}
+    assert sample(server, "mds_http_connections_refused_total", labels) == 1
+
+
+def test_large_header_fields_get_431(server: HttpServer) -> None:
+    status, _, body = raw_request(server.url, "GET", "/metrics", "X-Big: " + "b" * 40_000 + "\r\n")
+    assert status == "HTTP/1.1 431 Request Header Fields Too Large"
+    assert body == b"request header fields over 32768 bytes\n"
+    many = "".join(f"X-{i}: {'c' * 100}\r\n" for i in range(400))  # 40 KB in 400 fields
+    assert raw_request(server.url, "GET", "/metrics", many)[0].endswith(
+        "431 Request Header Fields Too Large"
+    )
+    assert raw_request(server.url, "GET", "/metrics", "X-Fine: " + "d" * 30_000 + "\r\n")[0] == (
+        "HTTP/1.1 200 OK"
+    )
+
+
+def test_a_100_mb_header_is_refused_after_its_first_bytes(server: HttpServer) -> None:
+    answer = send_huge_header(server.address, 100)
+    # 431, or a reset that came before the answer could be read: never a 200.
+    assert answer == b"" or status_line(answer).endswith("431 Request Header Fields Too Large")
+    assert get(f"{server.url}/healthz")[0] == 200
+
+
+def test_a_request_body_is_never_read(server: HttpServer) -> None:
+    # A gigabyte announced, ten bytes sent: the answer comes now and the connection closes.
+    with socket.create_connection(server.address, timeout=5) as sock:
+        sock.sendall(
+            b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n0123456789"
+        )
+        answer = b""
+        while data := sock.recv(65536):  # ends because the server closes
+            answer += data
+    assert status_line(answer) == "HTTP/1.1 405 Method Not Allowed"
+    assert b"\r\nConnection: close\r\n" in answer
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(server: HttpServer) -> None:
+    host, port = server.address
+    connection = http.client.HTTPConnection(host, port, timeout=5)
+    try:
+        for path in ("/metrics", "/healthz", "/nope"):
+            connection.request("GET", path)
+            response = connection.getresponse()
+            response.read()
+        assert response.status == 404
+        assert sample(server, "mds_http_connections_open") >= 1  # ours, still open
+    finally:
+        connection.close()
+
+
+def test_connections_over_the_limit_are_refused_with_503(
+    registry: CollectorRegistry, toy: ToyService
+) -> None:
+    http = serve(registry, [toy], limits=HttpLimits(max_connections=3))
+    try:
+        with SlowClients(http.address, 3, every_seconds=0.5):
+            status, _, body = get(f"{http.url}/healthz")
+            assert (status, body) == (503, b"too many connections\n")
+        wait_for(lambda: get(f"{http.url}/healthz")[0] == 200)
+        labels = {"reason": "connection_limit"}
+        assert sample(http, "mds_http_connections_refused_total", labels) >= 1
+    finally:
+        http.stop()
+
+
+def test_stop_returns_and_closes_slow_connections(
+    registry: CollectorRegistry, toy: ToyService
+) -> None:
+    http = serve(registry, [toy])
+    with socket.create_connection(http.address, timeout=5) as sock:
+        sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        stopper = threading.Thread(target=http.stop, kwargs={"timeout": 2.0})
+        stopper.start()
+        stopper.join(10)  # generous: this asserts it returns, not how fast
+        assert not stopper.is_alive()
+        # Closed by the server, not left open (a reset: it had unread bytes).
+        with contextlib.suppress(ConnectionResetError):
+            assert sock.recv(65536) == b""
+    with pytest.raises(OSError):
+        socket.create_connection(http.address, timeout=1).close()
+
+
 def test_basic_auth_guards_everything_but_healthz(
     registry: CollectorRegistry, toy: ToyService
 ) -> None:
@@ -414,6 +560,22 @@ def test_tls_serves_https_with_the_given_certificate(
         # Plain HTTP gets an error or a reset, never the metrics.
         with pytest.raises(OSError):
             urllib.request.urlopen(http.url.replace("https", "http") + "/metrics", timeout=5)
+    finally:
+        http.stop()
+
+
+def test_a_tls_client_that_never_handshakes_is_cut_at_the_deadline(
+    tmp_path: Path, registry: CollectorRegistry, toy: ToyService
+) -> None:
+    tls = make_certificate(tmp_path)
+    http = serve(registry, [toy], tls=tls, limits=HttpLimits(header_deadline_seconds=1.0))
+    try:
+        with socket.create_connection(http.address, timeout=5) as sock:
+            assert sock.recv(1) == b""  # closed by the server, before our 5 s timeout
+        context = ssl.create_default_context(cafile=tls.cert_file)
+        assert get(f"{http.url}/metrics", context=context)[0] == 200
+        body = get(f"{http.url}/metrics", context=context)[2].decode()
+        assert 'mds_http_connections_refused_total{reason="header_deadline"} 1.0' in body
     finally:
         http.stop()
 

@@ -26,6 +26,9 @@ REPORT: dict[str, Any] = {
             "recent_error_rate": "0.00%",
             "last_success": "2025-01-08T10:15:23.000Z",
             "reasons": [],
+            "symbols": ["EUR/USD", "GBP/USD", "USD/JPY"],
+            "owned_symbols": ["EUR/USD", "USD/JPY"],
+            "ownership": {"shared": True, "instances": 2, "unowned_symbols": []},
         },
         "SentimentAggregatorService": {
             "status": "degraded",
@@ -67,6 +70,7 @@ def test_status_prints_a_table_and_exits_1_when_degraded(
         "STATUS",
         "RUNNING",
         "BREAKER",
+        "SYMBOLS",
         "ITERATIONS",
         "ERRORS",
         "ERROR",
@@ -80,16 +84,20 @@ def test_status_prints_a_table_and_exits_1_when_degraded(
         "healthy",
         "yes",
         "closed",
+        "2/3",
         "1205",
         "3",
         "0.25%",
         "0.00%",
         "2025-01-08T10:15:23.000Z",
     ]
-    assert lines[2].split()[:4] == ["SentimentAggregatorService", "degraded", "yes", "open"]
+    assert lines[2].split()[:5] == ["SentimentAggregatorService", "degraded", "yes", "open", "-"]
     assert lines[2].split()[-1] == "never"
     assert "overall: degraded" in out
     assert "SentimentAggregatorService: circuit breaker open" in out
+    assert (
+        "AggregatorService: owns 2 of 3 symbols, shared by 2 instances: EUR/USD, USD/JPY"
+    ) in lines
 
 
 def test_status_json_passes_the_report_through(

@@ -334,6 +334,12 @@ def test_postgres_connections_get_keepalives_and_the_server_timeouts(postgres_ur
             name: connection.exec_driver_sql(f"SHOW {name}").scalar()
             for name in ("statement_timeout", "lock_timeout")
         }
+        # The server's end too: a client whose host vanished loses its session (and its
+        # symbol locks) after idle + interval * count seconds, not the kernel's two hours.
+        server_side = [
+            connection.exec_driver_sql(f"SHOW {name}").scalar()
+            for name in ("tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count")
+        ]
         fd = connection.connection.dbapi_connection.fileno()  # type: ignore[union-attr]
         with socket.socket(fileno=os.dup(fd)) as sock:
             keepalive = [
@@ -345,6 +351,7 @@ def test_postgres_connections_get_keepalives_and_the_server_timeouts(postgres_ur
     engine.dispose()
     assert shown == {"statement_timeout": "12s", "lock_timeout": "3s"}
     assert keepalive == [1, 7, 4, 2]
+    assert server_side == ["7", "4", "2"]
 
 
 @pytest.mark.postgres

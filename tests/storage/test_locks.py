@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from sqlalchemy import text
 
@@ -12,6 +19,8 @@ from market_data_services.storage.locks import (
     MIGRATE_LOCK_KEY,
     SENTIMENT_WRITE_LOCK_KEY,
     TICK_WRITE_LOCK_KEY,
+    SqliteRunLock,
+    SqliteRunLockError,
     hold_advisory_lock,
 )
 from tests.databases import DatabaseFactory
@@ -41,3 +50,52 @@ def test_every_table_has_its_own_key_and_the_tick_key_is_the_published_one() -> 
     assert len(keys) == 4
     # Programs that write ticks themselves take this number: it must not change.
     assert TICK_WRITE_LOCK_KEY == 1_576_837_435
+
+
+def test_a_second_run_on_one_sqlite_file_is_refused_naming_the_first(tmp_path: Path) -> None:
+    database = str(tmp_path / "mds.sqlite")
+    first = SqliteRunLock.acquire(database)
+    assert first is not None
+    try:
+        with pytest.raises(SqliteRunLockError) as refused:
+            SqliteRunLock.acquire(database)
+        message = str(refused.value)
+        assert f"pid {os.getpid()} on {socket.gethostname()}" in message
+        assert "one mds run per database file" in message and "PostgreSQL" in message
+    finally:
+        first.release()
+    again = SqliteRunLock.acquire(database)  # released: the next run starts
+    assert again is not None
+    again.release()
+
+
+def test_a_killed_runs_sqlite_lock_does_not_block_the_next(tmp_path: Path) -> None:
+    database = str(tmp_path / "mds.sqlite")
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from market_data_services.storage.locks import SqliteRunLock\n"
+            f"SqliteRunLock.acquire({database!r}); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(SqliteRunLockError, match=f"pid {holder.pid} "):
+            SqliteRunLock.acquire(database)
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(10)
+        lock = SqliteRunLock.acquire(database)
+        assert lock is not None
+        lock.release()
+    finally:
+        holder.kill()
+        holder.wait(10)
+
+
+def test_an_in_memory_sqlite_database_has_nothing_to_share() -> None:
+    assert SqliteRunLock.acquire(":memory:") is None
+    assert SqliteRunLock.acquire(None) is None

@@ -1,5 +1,6 @@
 """Derived data: one subpackage per service (``candles``, ``dom``, ``sentiment``), the book
-and sentiment services on ``PerSymbolService`` (``base.py``).
+and sentiment services on ``PerSymbolService`` (``base.py``), and ``retention``, which
+deletes old rows once they are aggregated.
 
 The ingestion names below (``ingest_ticks``, ``write_dom``, ``IngestReport``, ...) moved to
 ``market_data_services.ingest`` (issue 11); they are re-exported here so that imports
@@ -17,6 +18,7 @@ from market_data_services.aggregators.candles import (
     SettingsMismatchError,
 )
 from market_data_services.aggregators.dom import DOMAggregatorService
+from market_data_services.aggregators.retention import RetentionService
 from market_data_services.aggregators.sentiment import (
     ContrarianThresholds,
     SentimentAggregatorService,
@@ -55,6 +57,7 @@ __all__ = [
     "PassReport",
     "PerSymbolService",
     "Rejection",
+    "RetentionService",
     "SentimentAggregatorService",
     "SentimentReading",
     "SettingsMismatchError",

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from market_data_services.market.symbols import check_symbol
 from market_data_services.runtime import IterationOutcome, ThreadedBackgroundService
+from market_data_services.storage.arrival import arrival_horizon
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.progress import (
     forget_progress,
@@ -90,6 +91,9 @@ class PerSymbolService(ThreadedBackgroundService, Generic[M]):
         # Set and read on the thread calling catch_up (run_once refuses while the loop runs).
         self._catch_up: list[str] | None = None
         self._catch_up_error: Exception | None = None
+        # The iteration's arrival horizon, read at its first use; owned by the thread
+        # running iterations.
+        self._horizon: int | None = None
 
     @property
     def service_name(self) -> str:
@@ -114,6 +118,10 @@ class PerSymbolService(ThreadedBackgroundService, Generic[M]):
     def _symbol_failed(self, symbol: str) -> None:
         """Called after ``symbol``'s work raised: drop any state that may be ahead."""
 
+    def _symbol_released(self, symbol: str) -> None:
+        # Another instance may move the symbol's stored progress on: start again from it.
+        self._symbol_failed(symbol)
+
     def _settings_reset(self) -> None:
         """Called after the settings were (re)recorded: drop state of the old settings."""
 
@@ -126,6 +134,7 @@ class PerSymbolService(ThreadedBackgroundService, Generic[M]):
             return stored_symbols_of(connection, cls.source_table)
 
     def _process_iteration(self) -> None:
+        self._horizon = None
         request = self._catch_up
         try:
             if not self._prepared:
@@ -141,7 +150,7 @@ class PerSymbolService(ThreadedBackgroundService, Generic[M]):
                 self._catch_up_error = exc
             raise
         deadline = self._clock() + self.interval_seconds
-        self._for_each_symbol(self.get_symbols(), deadline)
+        self._for_each_symbol(self.owned_symbols(), deadline)
 
     def catch_up(self, symbols: Sequence[str] | None = None) -> None:
         """Work until every stored row of ``symbols`` (default: the service's) is done,
@@ -200,6 +209,14 @@ class PerSymbolService(ThreadedBackgroundService, Generic[M]):
 
     def _now_ms(self) -> int:
         return int(self._wall_clock() * 1000)
+
+    def _source_horizon(self, connection: Connection) -> int:
+        """``source_table``'s arrival horizon (``storage/arrival.py``), read once per
+        iteration instead of once per symbol: a horizon read earlier is only lower, so
+        rows above it are simply left for the next iteration."""
+        if self._horizon is None:
+            self._horizon = arrival_horizon(connection, self.source_table)
+        return self._horizon
 
     def _read_progress(self, connection: Connection, symbol: str) -> dict[str, int | None]:
         return read_progress(connection, self.SERVICE_NAME, symbol)

@@ -34,6 +34,9 @@ from market_data_services.aggregators.candles import (
 )
 from market_data_services.aggregators.dom import DEFAULT_BATCH_SIZE as DOM_BATCH_SIZE
 from market_data_services.aggregators.dom import DOMAggregatorService
+from market_data_services.aggregators.retention import DEFAULT_BATCH_SIZE as RETENTION_BATCH_SIZE
+from market_data_services.aggregators.retention import RetentionService
+from market_data_services.aggregators.retention.service import check_policies
 from market_data_services.aggregators.sentiment import (
     DEFAULT_HISTORY_MAX_READINGS,
     ContrarianThresholds,
@@ -48,6 +51,7 @@ from market_data_services.app.config.model import (
 )
 from market_data_services.demo import DEMO_SERVICE_SYMBOLS, DEMO_SYMBOLS, DemoFeedService
 from market_data_services.runtime import CircuitBreaker, ThreadedBackgroundService
+from market_data_services.runtime.ownership import SymbolOwnership
 from market_data_services.runtime.service import FailureClassifier
 from market_data_services.timeutil import format_ms, parse_day_start, parse_timestamp_ms, parse_zone
 
@@ -65,10 +69,18 @@ class ServiceContext:
     symbol_cache_ttl_seconds: float
     #: Recognises known conditions (a missing schema) among iteration errors.
     failure_classifier: FailureClassifier | None = None
+    #: Makes the ownership through which instances share a service's symbols (given the
+    #: service_name), or None: every instance works every symbol (SQLite, backfills).
+    ownership_factory: Callable[[str], SymbolOwnership] | None = None
 
     @property
     def options(self) -> Any:
         return self.config.options
+
+    def ownership(self) -> SymbolOwnership | None:
+        """The symbol ownership of a per-symbol service, for its ``ownership=`` keyword."""
+        factory = self.ownership_factory
+        return None if factory is None else factory(self.service_name)
 
     def base_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of ``ThreadedBackgroundService`` from the common settings."""
@@ -211,6 +223,7 @@ def _candles(ctx: ServiceContext) -> ThreadedBackgroundService:
         lateness_seconds=options.lateness_seconds,
         rebuild=options.rebuild,
         workers=options.workers,
+        ownership=ctx.ownership(),
         **ctx.base_kwargs(),
     )
 
@@ -328,7 +341,9 @@ class DomOptions:
 
 def _dom(ctx: ServiceContext) -> ThreadedBackgroundService:
     options: DomOptions = ctx.options
-    return DOMAggregatorService(ctx.engine, batch_size=options.batch_size, **ctx.base_kwargs())
+    return DOMAggregatorService(
+        ctx.engine, batch_size=options.batch_size, ownership=ctx.ownership(), **ctx.base_kwargs()
+    )
 
 
 # -- sentiment -----------------------------------------------------------------------------
@@ -397,7 +412,54 @@ class SentimentOptions:
 
 def _sentiment(ctx: ServiceContext) -> ThreadedBackgroundService:
     options: SentimentOptions = ctx.options
-    return SentimentAggregatorService(ctx.engine, **options.service_kwargs(), **ctx.base_kwargs())
+    return SentimentAggregatorService(
+        ctx.engine, **options.service_kwargs(), ownership=ctx.ownership(), **ctx.base_kwargs()
+    )
+
+
+# -- retention -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetentionOptions:
+    """Keys of ``[services.retention]``: per table, how old its rows may grow (seconds;
+    unset keeps them for ever). Raw rows go only once aggregated."""
+
+    ticks_drop_after_seconds: float | None = None
+    dom_snapshots_drop_after_seconds: float | None = None
+    sentiment_readings_drop_after_seconds: float | None = None
+    candles_1m_drop_after_seconds: float | None = None
+    #: Rows per delete transaction.
+    batch_size: int = RETENTION_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        for table, seconds in self.policies().items():
+            try:
+                check_policies({table: seconds})
+            except ValueError as exc:
+                raise ConfigError(f"{table}_drop_after_seconds", str(exc)) from None
+        if not 1 <= self.batch_size <= 1_000_000:
+            raise ConfigError("batch_size", f"must be 1..1000000, got {self.batch_size}")
+
+    def policies(self) -> dict[str, float]:
+        """Table -> seconds, for the tables with a retention."""
+        found = {
+            "ticks": self.ticks_drop_after_seconds,
+            "dom_snapshots": self.dom_snapshots_drop_after_seconds,
+            "sentiment_readings": self.sentiment_readings_drop_after_seconds,
+            "candles_1m": self.candles_1m_drop_after_seconds,
+        }
+        return {table: seconds for table, seconds in found.items() if seconds is not None}
+
+
+def _retention(ctx: ServiceContext) -> ThreadedBackgroundService:
+    options: RetentionOptions = ctx.options
+    return RetentionService(
+        ctx.engine,
+        drop_after_seconds=options.policies(),
+        batch_size=options.batch_size,
+        **ctx.base_kwargs(),
+    )
 
 
 # -- the demo feed -------------------------------------------------------------------------
@@ -470,6 +532,13 @@ SERVICES: dict[str, ServiceEntry] = {
             counter="mds_sentiment_readings_processed",
         ),
     ),
+    # Off by default: deleting is for ever, so a user chooses it, table by table.
+    "retention": ServiceEntry(
+        service_name="RetentionService",
+        factory=_retention,
+        defaults=ServiceConfig(enabled=False, interval_seconds=300.0, stop_timeout_seconds=10.0),
+        options=RetentionOptions,
+    ),
     "demo_feed": ServiceEntry(
         service_name="DemoFeedService",
         factory=_demo_feed,
@@ -534,6 +603,7 @@ __all__ = [
     "DemoOptions",
     "DomOptions",
     "PluginError",
+    "RetentionOptions",
     "SentimentOptions",
     "ServiceContext",
     "ServiceEntry",

@@ -139,6 +139,10 @@ def service_health(
         "last_success": None if m["last_success_time"] is None else utc_iso(m["last_success_time"]),
         "last_error": last_error,
         "symbols": m["symbols"],
+        # The symbols this instance works: all, unless shared with other instances
+        # (PostgreSQL), with how many share them and which had no owner at the last claim.
+        "owned_symbols": m["owned_symbols"],
+        "ownership": m["ownership"],
     }
     return healthy, entry
 

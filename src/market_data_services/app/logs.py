@@ -106,6 +106,4 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    # cheroot logs every connection error at INFO through its own logger; keep warnings.
-    logging.getLogger("cheroot").setLevel(max(logging.WARNING, root.level))
     return handler

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -19,11 +21,14 @@ from market_data_services.app.config import Config, ConfigSource, mask_url
 from market_data_services.app.health import HealthRule, health_report
 from market_data_services.app.probe import SingleFlightProbe
 from market_data_services.app.schema_watch import SchemaWatch, schema_condition
-from market_data_services.app.server import HttpServer, TlsFiles, make_app
+from market_data_services.app.server import HttpLimits, HttpServer, TlsFiles, make_app
 from market_data_services.app.webconfig import ServerTls, load_web_config
 from market_data_services.runtime import ThreadedBackgroundService
+from market_data_services.runtime.ownership import SymbolOwnership as Ownership
 from market_data_services.storage.engine import Timeouts, create_engine, is_sqlite
+from market_data_services.storage.locks import SqliteRunLock, SqliteRunLockError
 from market_data_services.storage.migrate import schema_status, upgrade
+from market_data_services.storage.ownership import SymbolOwnership
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +76,8 @@ class Application:
         self.engine: Any = None
         #: The HTTP API's own small pool, so readers never take the services' connections.
         self._api_engine: Any = None
+        self._timeouts: Timeouts | None = None
+        self._run_lock: SqliteRunLock | None = None  # held from start() to shutdown()
         self._schema: SchemaWatch | None = None  # set by start() before the server answers
         # Replaced whole (never mutated) by start(); HTTP threads read the reference.
         self.services: dict[str, ThreadedBackgroundService] = {}
@@ -89,6 +96,7 @@ class Application:
             {"version": __version__}
         )
         self.engine = self._create_engine()
+        self._claim_sqlite_file()
         self.http = self._create_http()
         try:
             self.http.start()
@@ -132,10 +140,37 @@ class Application:
             keepalives_interval_seconds=db.keepalives_interval_seconds,
             keepalives_count=db.keepalives_count,
         )
+        self._timeouts = timeouts
         try:
             return create_engine(db.url, timeouts=timeouts, **pool)
         except Exception as exc:
             raise StartupError(f"database.url: {exc}") from exc
+
+    def _claim_sqlite_file(self) -> None:
+        """One ``mds run`` per SQLite file: refuse to start beside another (see
+        ``SqliteRunLock`` for why refusing, not waiting)."""
+        if not is_sqlite(self.engine):
+            return
+        try:
+            self._run_lock = SqliteRunLock.acquire(self.engine.url.database)
+        except SqliteRunLockError as exc:
+            raise StartupError(str(exc)) from exc
+
+    def _ownership_factory(self) -> Any:
+        """On PostgreSQL, instances share the per-symbol services' symbols."""
+        if is_sqlite(self.engine):
+            return None
+        instance = f"mds run {socket.gethostname()}:{os.getpid()}"
+
+        def factory(service_name: str) -> Ownership:
+            return SymbolOwnership(
+                self.engine,
+                service_name,
+                timeouts=self._timeouts,
+                application_name=f"{instance} {service_name}",
+            )
+
+        return factory
 
     def _migrate(self) -> None:
         mode = self.config.database.migrate
@@ -185,6 +220,7 @@ class Application:
                 symbol_provider=_symbol_provider(self._source, name),
                 symbol_cache_ttl_seconds=self.config.symbol_cache_ttl_seconds,
                 failure_classifier=schema_condition,
+                ownership_factory=self._ownership_factory(),
             )
             services[name] = entry.factory(ctx)
         return services
@@ -218,7 +254,21 @@ class Application:
         app = make_app(
             registry=self.registry, health=self.health, ready=self.ready, auth=auth, api=api
         )
-        return HttpServer(app, host=http.host, port=http.port, threads=http.threads, tls=tls)
+        limits = HttpLimits(
+            header_deadline_seconds=http.header_deadline_seconds,
+            max_connections=http.max_connections,
+            max_request_line_bytes=http.max_request_line_bytes,
+            max_header_bytes=http.max_header_bytes,
+        )
+        return HttpServer(
+            app,
+            host=http.host,
+            port=http.port,
+            threads=http.threads,
+            tls=tls,
+            limits=limits,
+            registry=self.registry,
+        )
 
     # -- checks the HTTP server asks -----------------------------------------------------------
 
@@ -302,6 +352,8 @@ class Application:
             self.engine.dispose()
         if self._api_engine is not None:
             self._api_engine.dispose()
+        if self._run_lock is not None:
+            self._run_lock.release()
         late = [name for name in self.services if not results.get(name, False)]
         if late:
             logger.error("mds.services_did_not_stop", extra={"services": late})

@@ -1,4 +1,4 @@
-"""The HTTP side of ``mds run``: one small WSGI app served by cheroot.
+"""The HTTP side of ``mds run``: one small WSGI app, served by ``app/httpd.py``.
 
 Routes: ``/metrics`` (prometheus_client's own WSGI app: text or OpenMetrics by the
 scraper's Accept header, gzip when asked), ``/healthz`` (the process answers),
@@ -6,28 +6,24 @@ scraper's Accept header, gzip when asked), ``/healthz`` (the process answers),
 specification's JSON, 200 or 503), anything else 404. HEAD answers on every path as GET
 does, same status and headers, without the body.
 
-cheroot (CherryPy's server) parses HTTP for us: a thread pool so scrapes run
-concurrently, socket timeouts against slow clients, TLS through the standard ``ssl``
-module, and years of hardening against malformed requests.
+The server (``HttpServer``, re-exported here) holds connections on an event loop and
+runs this app on a bounded thread pool for complete requests only; its limits and why
+it is built on h11 are in that module.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cheroot import wsgi
-from cheroot.ssl.builtin import BuiltinSSLAdapter
 from prometheus_client import CollectorRegistry, Counter, make_wsgi_app
 
 from market_data_services._version import __version__
 from market_data_services.app.api import API_PREFIX
 from market_data_services.app.auth import BasicAuth
-from market_data_services.app.webconfig import ServerTls
+from market_data_services.app.httpd import HttpLimits, HttpServer, TlsFiles
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -182,8 +178,8 @@ def make_app(
             result: Iterable[bytes] = app(environ, start_response)
             return result
         except Exception:
-            # A failing health or readiness check must not take the server down; cheroot
-            # would answer 500 too, but without our log line.
+            # A failing health or readiness check must not take the server down; the
+            # server would answer 500 too, but without our log line.
             logger.exception("http.handler_failed", extra={"path": environ.get("PATH_INFO")})
             head = environ.get("REQUEST_METHOD") == "HEAD"
             return _respond(start_response, 500, b"internal error\n", _TEXT, [], head=head)
@@ -191,86 +187,4 @@ def make_app(
     return guarded
 
 
-class _Server(wsgi.Server):
-    """cheroot's server, logging through ``logging`` (it writes raw stderr by default)."""
-
-    def error_log(self, msg: str = "", level: int = logging.INFO, traceback: bool = False) -> None:
-        # Client mistakes (plain HTTP to TLS, resets) are INFO in cheroot; keep them quiet.
-        logger.log(
-            level if level >= logging.WARNING else logging.DEBUG,
-            "http.server_message",
-            exc_info=traceback,
-            extra={"detail": msg},
-        )
-
-
-@dataclass(frozen=True, kw_only=True)
-class TlsFiles:
-    cert_file: str
-    key_file: str
-
-
-class HttpServer:
-    """cheroot serving ``app`` on a named thread; ``start()`` binds, ``stop()`` ends it.
-
-    The constructor does no I/O. ``start()`` raises OSError when the address is taken.
-    """
-
-    def __init__(
-        self,
-        app: WSGIApplication,
-        *,
-        host: str = "127.0.0.1",
-        port: int = 0,
-        threads: int = 8,
-        tls: TlsFiles | ServerTls | None = None,
-        socket_timeout_seconds: int = 10,
-    ) -> None:
-        self._server = _Server(
-            (host, port),
-            app,
-            numthreads=threads,
-            server_name="mds",
-            timeout=socket_timeout_seconds,
-            shutdown_timeout=2,
-        )
-        self._tls = tls
-        self._thread: threading.Thread | None = None  # owned by the thread calling start/stop
-
-    def start(self) -> None:
-        if self._tls is not None:
-            adapter = BuiltinSSLAdapter(self._tls.cert_file, self._tls.key_file)
-            if isinstance(self._tls, ServerTls):
-                # A web config file's TLS: minimum version and client certificates.
-                adapter.context = self._tls.context()
-            self._server.ssl_adapter = adapter
-        self._server.prepare()
-        self._thread = threading.Thread(target=self._serve, name="mds-http", daemon=True)
-        self._thread.start()
-        logger.info("http.listening", extra={"url": self.url})
-
-    def _serve(self) -> None:
-        try:
-            self._server.serve()
-        except Exception:
-            logger.exception("http.server_failed")
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The bound host and port (the real port when 0 was asked for)."""
-        host, port = self._server.bind_addr[:2]
-        return str(host), int(port)
-
-    @property
-    def url(self) -> str:
-        host, port = self.address
-        if ":" in host:
-            host = f"[{host}]"
-        scheme = "https" if self._tls is not None else "http"
-        return f"{scheme}://{host}:{port}"
-
-    def stop(self) -> None:
-        self._server.stop()
-        if self._thread is not None:
-            self._thread.join(5.0)
-        logger.info("http.stopped")
+__all__ = ["HEALTH_PATH", "HttpLimits", "HttpServer", "TlsFiles", "make_app"]

@@ -22,6 +22,7 @@ from market_data_services.ingest.dom import (
 from market_data_services.ingest.files import (
     BadFileError,
     ImplausibleTimeError,
+    ReadLimits,
     WrongFileKindError,
 )
 from market_data_services.ingest.pipeline import IngestProgress, IngestReport, Rejection
@@ -49,6 +50,7 @@ __all__ = [
     "NotABookFileError",
     "NotASentimentFileError",
     "NotATickFileError",
+    "ReadLimits",
     "Rejection",
     "SentimentReading",
     "Tick",

@@ -28,7 +28,12 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
-from market_data_services.ingest.files import BadFileError, ImplausibleTimeError
+from market_data_services.ingest.files import (
+    BadFileError,
+    ImplausibleTimeError,
+    ReadLimits,
+    reading_with,
+)
 from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.books import (
     LAYOUTS,
@@ -78,6 +83,9 @@ REJECT_REASONS = (
     "future_timestamp",  # later than now + future_tolerance_seconds
     "unknown_symbol",  # not among the symbols being loaded
     "crossed",  # best ask below best bid, only with reject_crossed=True
+    "line_too_long",  # a line over ingest.max_line_bytes (not read)
+    "field_too_long",  # a CSV field over ingest.max_field_chars
+    "too_many_levels",  # a side of a message or rebuilt book over ingest.max_book_levels
 )
 
 #: After a load of this many new snapshots, PostgreSQL's statistics are refreshed.
@@ -216,6 +224,7 @@ def ingest_dom(
     progress: Callable[[IngestProgress], None] | None = None,
     wall_clock: Callable[[], float] = time.time,
     max_examples: int = 100,
+    limits: ReadLimits | None = None,
 ) -> IngestReport:
     """Load order-book files into ``dom_snapshots`` and report what was kept and rejected.
 
@@ -236,7 +245,8 @@ def ingest_dom(
     zone = parse_zone(tz) if isinstance(tz, str) else tz
     policy = QuotePolicy.of(symbols, reject_crossed, future_tolerance_seconds)
     latest_ms = int(wall_clock() * 1000) + policy.future_tolerance_ms
-    files = inspect_dom_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
+    with reading_with(limits or ReadLimits()):  # inspection skips the lines reading will
+        files = inspect_dom_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
     return ingest_chunks(
         engine,
         _Books(),
@@ -247,6 +257,7 @@ def ingest_dom(
         progress=progress,
         wall_clock=wall_clock,
         max_examples=max_examples,
+        limits=limits,
     )
 
 

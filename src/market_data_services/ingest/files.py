@@ -31,9 +31,10 @@ import time
 import zipfile
 import zlib
 from collections.abc import Generator, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import IO, ClassVar, cast
+from typing import IO, ClassVar, NamedTuple, cast
 
 from market_data_services.timeutil import (
     EARLIEST_MS,
@@ -123,6 +124,99 @@ def _stop_at(error: BadFileError, *, quiet: bool = False) -> None:
     if sink is None:
         raise error
     sink.append(error)
+
+
+# -- limits: a line, a field, a book's levels -------------------------------------------------
+
+#: The ``reason`` of a row refused by a limit (``ReadLimits``), beside each kind's own.
+LIMIT_REASONS = ("line_too_long", "field_too_long", "too_many_levels")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadLimits:
+    """The most one row may hold, so that no file, however built, takes memory in
+    proportion to its size: a longer line, field or book is one rejected row
+    (``LIMIT_REASONS``), and reading goes on after it.
+
+    ``max_line_bytes`` counts a line's bytes after decompression, its line end included;
+    ``max_field_chars`` the characters of one CSV field; ``max_book_levels`` the price
+    levels of one side of one book (a message, or a book rebuilt from deltas).
+    """
+
+    max_line_bytes: int = 1_048_576
+    max_field_chars: int = 65_536
+    max_book_levels: int = 10_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_line_bytes", "max_field_chars", "max_book_levels"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+#: The limits readers apply; the pipeline sets them for one ingestion (``reading_with``).
+_limits: contextvars.ContextVar[ReadLimits | None] = contextvars.ContextVar(
+    "mds_ingest_limits", default=None
+)
+_DEFAULT_LIMITS = ReadLimits()
+
+
+@contextlib.contextmanager
+def reading_with(limits: ReadLimits) -> Iterator[ReadLimits]:
+    """While open, the files read on this thread are read under ``limits``."""
+    token = _limits.set(limits)
+    try:
+        yield limits
+    finally:
+        _limits.reset(token)
+
+
+def read_limits() -> ReadLimits:
+    """The limits in force (``reading_with``; the defaults outside it)."""
+    return _limits.get() or _DEFAULT_LIMITS
+
+
+class RefusedLine(NamedTuple):
+    """A line a limit refused before any reader saw it: the pipeline rejects it."""
+
+    path: str
+    line: int
+    reason: str
+    message: str
+
+
+#: Where ``TextLines`` and ``csv_rows`` put the lines they refuse (``collect_refused``).
+_refused: contextvars.ContextVar[list[RefusedLine] | None] = contextvars.ContextVar(
+    "mds_ingest_refused", default=None
+)
+
+
+@contextlib.contextmanager
+def collect_refused() -> Iterator[list[RefusedLine]]:
+    """While open, a line over a limit is left out of what readers see and lands in the
+    list (the pipeline hands it on as a rejected row); outside it, such a line ends the
+    file as damage does."""
+    refused: list[RefusedLine] = []
+    token = _refused.set(refused)
+    try:
+        yield refused
+    finally:
+        _refused.reset(token)
+
+
+def _refuse(path: Path, line: int, reason: str, message: str, *, quiet: bool) -> None:
+    """Record one refused line, or stop the file there when nothing collects them."""
+    if quiet:
+        return
+    sink = _refused.get()
+    if sink is None:
+        _stop_at(BadFileError(path, line, "malformed", message))
+        raise _Stopped
+    sink.append(RefusedLine(str(path), line, reason, message))
+
+
+class _Stopped(Exception):
+    """A refused line ended the file (no ``collect_refused``)."""
 
 
 def describe_failure(path: Path | str, line: int | None, exc: BaseException) -> BadFileError:
@@ -265,6 +359,10 @@ class TextLines:
     ``collect_damage`` the error is recorded and iteration stops, so a reader hands on
     the rows it read before; otherwise it is raised as ``BadFileError``. ``quiet`` stops
     without recording (a look at a file's head, whose reading reports the damage later).
+
+    A line longer than ``ReadLimits.max_line_bytes`` is read past in pieces and never
+    handed out (``collect_refused`` gets it); ``line`` still counts it. There is no way
+    to read the whole file at once, on purpose: memory must not follow a file's size.
     """
 
     def __init__(self, path: Path, error: type[WrongFileKindError], *, quiet: bool = False):
@@ -274,6 +372,7 @@ class TextLines:
         self.line = 0
         self._stream = open_binary(path, error)
         self._ended = False
+        self._max_line = read_limits().max_line_bytes
 
     def __enter__(self) -> TextLines:
         return self
@@ -284,30 +383,55 @@ class TextLines:
     def close(self) -> None:
         self._stream.close()
 
+    def stop(self) -> None:
+        """Hand out no more lines (the file has ended at damage found by a caller)."""
+        self._ended = True
+
     def __iter__(self) -> Iterator[str]:
         return self
 
     def __next__(self) -> str:
-        if self._ended:
-            raise StopIteration
-        try:
-            raw = self._stream.readline()
-            if not raw:
+        while True:
+            if self._ended:
                 raise StopIteration
-            text = raw.decode("utf-8")
-        except StopIteration:
-            self._ended = True
-            raise
-        except FILE_ERRORS as exc:
-            self._ended = True
-            _stop_at(describe_failure(self.path, self.line + 1, exc), quiet=self.quiet)
-            raise StopIteration from None
-        self.line += 1
-        return text
+            try:
+                # At most one line over the limit is held: a file without line ends, or
+                # a bomb of one line, is read past in pieces of the limit's size.
+                raw = self._stream.readline(self._max_line + 1)
+                if not raw:
+                    raise StopIteration
+                if len(raw) > self._max_line:
+                    self._refuse_long_line(raw)
+                    continue
+                text = raw.decode("utf-8")
+            except StopIteration:
+                self._ended = True
+                raise
+            except _Stopped:
+                self._ended = True
+                raise StopIteration from None
+            except FILE_ERRORS as exc:
+                self._ended = True
+                _stop_at(describe_failure(self.path, self.line + 1, exc), quiet=self.quiet)
+                raise StopIteration from None
+            self.line += 1
+            return text
 
-    def read(self) -> str:
-        """The rest of the text, up to any damage."""
-        return "".join(self)
+    def _refuse_long_line(self, start: bytes) -> None:
+        """Read past the rest of the line that begins with ``start`` and refuse it."""
+        length = len(start)
+        piece = start
+        while not piece.endswith(b"\n"):
+            piece = self._stream.readline(self._max_line)
+            if not piece:
+                break
+            length += len(piece)
+        self.line += 1
+        message = (
+            f"line of {length:,} bytes is over the limit of {self._max_line:,} "
+            f"(ingest.max_line_bytes); not read"
+        )
+        _refuse(self.path, self.line, "line_too_long", message, quiet=self.quiet)
 
 
 def open_text(path: Path, error: type[WrongFileKindError], *, quiet: bool = False) -> TextLines:
@@ -318,29 +442,55 @@ def open_text(path: Path, error: type[WrongFileKindError], *, quiet: bool = Fals
 def csv_rows(lines: TextLines) -> Generator[tuple[int, list[str]], None, None]:
     """(line, cells) of every CSV record of ``lines``, one record per line.
 
-    A quoting error, an over-long field or a quoted field that runs over a line end (a
-    stray ``"``: no data file of ours holds a line break in a field, and the rest of the
-    file would silently become one field) ends the file there, as damage does
-    (``TextLines``), naming the line where the record starts.
+    A field over ``ReadLimits.max_field_chars`` is one refused line (``field_too_long``)
+    and the rows after it are read. A quoting error or a quoted field that runs over a
+    line end (a stray ``"``: no data file of ours holds a line break in a field, and the
+    rest of the file would silently become one field) ends the file there, as damage
+    does (``TextLines``), naming the line where the record starts.
     """
+    limit = read_limits().max_field_chars
+    if csv.field_size_limit() < limit:  # process-wide: only ever raised, to our limit
+        csv.field_size_limit(limit)
     reader = csv.reader(lines)
     while True:
-        start = reader.line_num + 1
+        before = reader.line_num
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
+            consumed = reader.line_num - before
+            start = lines.line - max(consumed, 1) + 1
+            if consumed <= 1 and "field larger than field limit" in str(exc):
+                _refuse_field(lines, start, None, limit)
+                continue
             _stop_at(describe_failure(lines.path, start, exc), quiet=lines.quiet)
             return
-        if reader.line_num > start:
+        consumed = reader.line_num - before
+        start = lines.line - consumed + 1
+        if consumed > 1:
             stray = csv.Error(
-                f"a quoted field runs from line {start} over {reader.line_num - start} line "
+                f"a quoted field runs from line {start} over {consumed - 1} line "
                 f"ends (a stray quote?)"
             )
             _stop_at(describe_failure(lines.path, start, stray), quiet=lines.quiet)
             return
+        if row and max(map(len, row)) > limit:
+            _refuse_field(lines, start, row, limit)
+            continue
         yield start, row
+
+
+def _refuse_field(lines: TextLines, line: int, row: list[str] | None, limit: int) -> None:
+    which = "a field"
+    if row is not None:
+        index = next(i for i, cell in enumerate(row) if len(cell) > limit)
+        which = f"field {index + 1} ({len(row[index]):,} characters)"
+    message = f"{which} is over the limit of {limit:,} characters (ingest.max_field_chars)"
+    try:
+        _refuse(lines.path, line, "field_too_long", message, quiet=lines.quiet)
+    except _Stopped:
+        lines.stop()
 
 
 def read_head(path: Path, error: type[WrongFileKindError], size: int = SNIFF_BYTES) -> str:
@@ -413,7 +563,8 @@ def first_json_values(
     """(line, value of ``key``) of the JSON-object lines of a file that have it, read
     lazily (use it in ``contextlib.closing`` when not read to the end)."""
     with open_text(path, error, quiet=True) as stream:
-        for number, raw in enumerate(stream, start=1):
+        for raw in stream:
+            number = stream.line
             try:
                 message = loads_json(raw) if raw.strip() else None
             except ValueError:
@@ -640,16 +791,20 @@ __all__ = [
     "FILE_ERRORS",
     "FILE_REASONS",
     "FIRST_TIME_ROWS",
+    "LIMIT_REASONS",
     "SNIFF_BYTES",
     "BadFileError",
     "FileTimes",
     "ImplausibleTimeError",
+    "ReadLimits",
+    "RefusedLine",
     "TextLines",
     "TimeOutOfRangeError",
     "WrongFileKindError",
     "check_regular",
     "check_time_unit",
     "collect_damage",
+    "collect_refused",
     "csv_data_rows",
     "csv_rows",
     "describe_failure",
@@ -663,4 +818,6 @@ __all__ = [
     "open_text",
     "parse_number",
     "read_head",
+    "read_limits",
+    "reading_with",
 ]

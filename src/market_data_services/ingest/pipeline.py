@@ -12,7 +12,7 @@ writer, nothing more.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
@@ -27,8 +27,12 @@ from market_data_services.ingest.files import (
     FILE_ERRORS,
     FILE_REASONS,
     BadFileError,
+    ReadLimits,
+    RefusedLine,
     collect_damage,
+    collect_refused,
     describe_failure,
+    reading_with,
 )
 from market_data_services.market.symbols import check_symbol, is_valid_symbol, symbol_rule
 from market_data_services.runtime.telemetry import families_for
@@ -159,6 +163,7 @@ __all__ = [
     "ingest_chunks",
     "inspect_files",
     "load_files",
+    "reject_rows",
     "store_chunk",
     "write_chunk",
 ]
@@ -518,9 +523,7 @@ def store_chunk(
     report.crossed += checked.crossed
     report.locked += checked.locked
     # In file order: parsing and checking find theirs separately.
-    for rejection in sorted([*raw.rejections, *checked.rejections], key=_line):
-        report._reject(rejection)
-        metrics.by_reason[rejection.reason].inc()
+    reject_rows(sorted([*raw.rejections, *checked.rejections], key=_line), report, metrics)
     metrics.written.inc(written)
     metrics.duplicates.inc(accepted - written)
     if metrics.crossed is not None:
@@ -529,8 +532,24 @@ def store_chunk(
         metrics.locked.inc(checked.locked)
 
 
+def reject_rows(
+    rejections: Iterable[Rejection], report: IngestReport, metrics: IngestFamilies
+) -> None:
+    """Report and count rejected rows, in the order given."""
+    for rejection in rejections:
+        report._reject(rejection)
+        metrics.by_reason[rejection.reason].inc()
+
+
 def _line(rejection: Rejection) -> int:
     return rejection.line or 0
+
+
+def _rejected(refused: list[RefusedLine]) -> list[Rejection]:
+    """The lines a limit refused (``collect_refused``) as rejected rows; the list is emptied."""
+    rows = [Rejection(r.path, r.line, r.reason, r.message) for r in refused]
+    refused.clear()
+    return rows
 
 
 def new_report(kind: IngestKind[R], max_examples: int) -> IngestReport:
@@ -548,31 +567,42 @@ def ingest_chunks(
     progress: Callable[[IngestProgress], None] | None,
     wall_clock: Callable[[], float],
     max_examples: int,
+    limits: ReadLimits | None = None,
 ) -> IngestReport:
-    """Read, check and store every chunk of every (inspected) file, in order."""
+    """Read, check and store every chunk of every (inspected) file, in order, under
+    ``limits`` (default: ``ReadLimits()``): a line, field or book over a limit is a
+    rejected row of its chunk."""
     metrics = kind.families(registry)
     report = new_report(kind, max_examples)
 
-    def chunks(data_file: F) -> Iterable[R]:
+    def chunks(data_file: F) -> Iterator[R]:
         kind.start_source()
-        return read(data_file)
+        with collect_refused() as refused:
+            for chunk in read(data_file):
+                chunk.rejections.extend(_rejected(refused))
+                yield chunk
+            # Refused after the file's last chunk: rejected on their own.
+            late = _rejected(refused)
+            report.rows += len(late)
+            reject_rows(late, report, metrics)
 
-    load_files(
-        files,
-        chunks,
-        lambda chunk: store_chunk(
-            engine,
-            kind,
-            chunk,
-            policy=policy,
-            now_ms=int(wall_clock() * 1000),
-            report=report,
-            metrics=metrics,
-        ),
-        report,
-        progress,
-        failed=lambda failure: count_file_failure(failure, kind.kind, registry),
-    )
+    with reading_with(limits or ReadLimits()):
+        load_files(
+            files,
+            chunks,
+            lambda chunk: store_chunk(
+                engine,
+                kind,
+                chunk,
+                policy=policy,
+                now_ms=int(wall_clock() * 1000),
+                report=report,
+                metrics=metrics,
+            ),
+            report,
+            progress,
+            failed=lambda failure: count_file_failure(failure, kind.kind, registry),
+        )
     if kind.analyze is not None and report.written >= kind.analyze[1]:
         # Fresh statistics, so the services' time-ordered batch reads use the (symbol, ts)
         # index at once instead of sorting the whole table until autovacuum analyzes it.

@@ -24,7 +24,12 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection
 from sqlalchemy.engine import Engine
 
-from market_data_services.ingest.files import BadFileError, ImplausibleTimeError
+from market_data_services.ingest.files import (
+    BadFileError,
+    ImplausibleTimeError,
+    ReadLimits,
+    reading_with,
+)
 from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.sentiment import (
     LAYOUTS,
@@ -67,6 +72,8 @@ REJECT_REASONS = (
     "timestamp_out_of_range",  # before 1990 (in a file's unit) or 1970, after year 9999
     "future_timestamp",  # later than now + future_tolerance_seconds
     "unknown_symbol",  # not among the symbols being loaded
+    "line_too_long",  # a line over ingest.max_line_bytes (not read)
+    "field_too_long",  # a CSV field over ingest.max_field_chars
 )
 _READING_COLUMNS = ("symbol", "ts", "source", "long_share", "short_share")
 _READING_KEY = ("symbol", "ts", "source")
@@ -217,6 +224,7 @@ def ingest_sentiment(
     progress: Callable[[IngestProgress], None] | None = None,
     wall_clock: Callable[[], float] = time.time,
     max_examples: int = 100,
+    limits: ReadLimits | None = None,
 ) -> IngestReport:
     """Load sentiment files into ``sentiment_readings`` and report what was kept.
 
@@ -233,7 +241,10 @@ def ingest_sentiment(
     zone = parse_zone(tz) if isinstance(tz, str) else tz
     policy = QuotePolicy.of(symbols, False, future_tolerance_seconds, sum_tolerance)
     latest_ms = int(wall_clock() * 1000) + policy.future_tolerance_ms
-    files = inspect_sentiment_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
+    with reading_with(limits or ReadLimits()):  # inspection skips the lines reading will
+        files = inspect_sentiment_files(
+            paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms
+        )
     return ingest_chunks(
         engine,
         _Readings(),
@@ -244,6 +255,7 @@ def ingest_sentiment(
         progress=progress,
         wall_clock=wall_clock,
         max_examples=max_examples,
+        limits=limits,
     )
 
 

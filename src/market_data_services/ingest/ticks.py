@@ -36,7 +36,12 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import Engine
 
-from market_data_services.ingest.files import BadFileError, ImplausibleTimeError
+from market_data_services.ingest.files import (
+    BadFileError,
+    ImplausibleTimeError,
+    ReadLimits,
+    reading_with,
+)
 from market_data_services.ingest.layouts.base import layout_names
 from market_data_services.ingest.layouts.ticks import (
     LAYOUTS,
@@ -79,6 +84,8 @@ REJECT_REASONS = (
     "future_timestamp",  # later than now + future_tolerance_seconds
     "unknown_symbol",  # not among the symbols being ingested
     "crossed",  # ask < bid, only with reject_crossed=True
+    "line_too_long",  # a line over ingest.max_line_bytes (not read)
+    "field_too_long",  # a CSV field over ingest.max_field_chars
 )
 
 _TICK_COLUMNS = ("symbol", "ts", "seq", "bid", "ask")
@@ -370,6 +377,7 @@ def ingest_ticks(
     progress: Callable[[IngestProgress], None] | None = None,
     wall_clock: Callable[[], float] = time.time,
     max_examples: int = 100,
+    limits: ReadLimits | None = None,
 ) -> IngestReport:
     """Load tick files into the ``ticks`` table and report what was accepted and rejected.
 
@@ -397,7 +405,8 @@ def ingest_ticks(
         allowed = [symbol]
     policy = QuotePolicy.of(allowed, reject_crossed, future_tolerance_seconds)
     latest_ms = int(wall_clock() * 1000) + policy.future_tolerance_ms
-    files = inspect_tick_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
+    with reading_with(limits or ReadLimits()):  # inspection skips the lines reading will
+        files = inspect_tick_files(paths, layout=layout, time_unit=time_unit, latest_ms=latest_ms)
     if symbol is None:
         missing = [f for f in files if not f.has_symbol_column]
         if missing:
@@ -414,6 +423,7 @@ def ingest_ticks(
         progress=progress,
         wall_clock=wall_clock,
         max_examples=max_examples,
+        limits=limits,
     )
 
 

@@ -29,6 +29,7 @@ from prometheus_client.samples import Exemplar
 
 from market_data_services.runtime import validate
 from market_data_services.runtime.breaker import CircuitBreaker, Permit
+from market_data_services.runtime.ownership import OwnershipState, OwnershipStats, SymbolOwnership
 from market_data_services.runtime.symbols import (
     DEFAULT_SYMBOL_TTL_SECONDS,
     SymbolProvider,
@@ -109,6 +110,7 @@ class ThreadedBackgroundService(ABC):
         first_start_jitter_seconds: float | timedelta = 0.0,
         stuck_after_seconds: float | timedelta | None = None,
         failure_classifier: FailureClassifier | None = None,
+        ownership: SymbolOwnership | None = None,
         registry: CollectorRegistry | None = None,
         tracer: trace.Tracer | None = None,
         clock: Any = time.monotonic,
@@ -158,6 +160,10 @@ class ThreadedBackgroundService(ABC):
         self._outcomes: deque[tuple[float, bool]] = deque(maxlen=RECENT_OUTCOMES)
         self._iteration_numbers = itertools.count(1)  # next() is atomic under the GIL
 
+        # Claimed and closed by the thread running iterations; None: owns every symbol.
+        self._ownership = ownership
+        self._ownership_stats = OwnershipStats()
+
         self._tracing = Tracing(tracer)
         self._telemetry = ServiceTelemetry(
             name,
@@ -168,6 +174,8 @@ class ThreadedBackgroundService(ABC):
             is_running=self.is_running,
             in_progress_seconds=self.current_iteration_seconds,
             is_stuck=self.is_stuck,
+            ownership=self._ownership_stats,
+            owned_count=self._owned_count,
         )
 
     # -- what a subclass provides ----------------------------------------------------------
@@ -221,6 +229,8 @@ class ThreadedBackgroundService(ABC):
             self._stop_event.set()
             thread = self._thread
         if thread is None or thread is threading.current_thread():
+            if thread is None:
+                self._close_ownership()  # claimed by run_once() only, on the caller's thread
             return thread is None
         thread.join(max(0.0, timeout))
         stopped = not thread.is_alive()
@@ -260,20 +270,42 @@ class ThreadedBackgroundService(ABC):
         """The constructor's symbols, or configuration's (cached for 300 s by default)."""
         return self._symbols.get()
 
+    def owned_symbols(self) -> list[str]:
+        """The symbols this instance works: all of ``get_symbols()``, or, when they are
+        shared with other instances (``ownership``), this instance's share as of the
+        latest iteration's claim."""
+        if self._ownership is None:
+            return self.get_symbols()
+        return list(self._ownership_stats.state.owned)
+
+    def ownership_state(self) -> OwnershipState:
+        """The latest claim's result (one owning all, when the symbols are not shared)."""
+        if self._ownership is None:
+            return OwnershipState(owned=tuple(self._safe_symbols()))
+        with self._ownership_stats.lock:
+            return self._ownership_stats.state
+
     def reset_circuit_breaker(self) -> None:
         """Close the breaker (an operator's action); does nothing without one."""
         if self._circuit_breaker is not None:
             self._circuit_breaker.reset()
             logger.info("service.circuit_breaker_reset", extra={"service": self._name})
 
+    def _safe_symbols(self) -> list[str]:
+        try:
+            return self.get_symbols()
+        except Exception as exc:
+            logger.debug("service.symbols_unavailable", extra={"service": self._name, "err": exc})
+            return []
+
+    def _owned_count(self) -> int:
+        return len(self.ownership_state().owned)
+
     def get_metrics(self) -> dict[str, Any]:
         """The specification's metrics dict, plus skipped/overrun counts and the heartbeat."""
         breaker = self._circuit_breaker
-        try:
-            symbols = self.get_symbols()
-        except Exception as exc:
-            symbols = []
-            logger.debug("service.symbols_unavailable", extra={"service": self._name, "err": exc})
+        symbols = self._safe_symbols()
+        ownership = self.ownership_state()
         in_progress = self.current_iteration_seconds()
         condition = self._condition
         stats = self._stats
@@ -297,6 +329,12 @@ class ThreadedBackgroundService(ABC):
             "recent_errors": counts["recent_errors"],
             "interval_seconds": self._interval,
             "symbols": symbols,
+            "owned_symbols": list(ownership.owned),
+            "ownership": {
+                "shared": ownership.shared,
+                "instances": ownership.instances,
+                "unowned_symbols": list(ownership.unowned),
+            },
             "circuit_breaker_enabled": breaker is not None,
             "skipped_count": counts["skipped_count"],
             "overrun_count": counts["overrun_count"],
@@ -343,9 +381,64 @@ class ThreadedBackgroundService(ABC):
         """Whether stop() was called; long iterations may check it to end early."""
         return self._stop_event.is_set()
 
+    def _symbol_released(self, symbol: str) -> None:  # noqa: B027 (a hook, empty by default)
+        """Called when another instance may now work ``symbol``: drop what is kept of it
+        in memory, since that instance will move its stored progress on."""
+
+    # -- sharing the symbols -------------------------------------------------------------------
+
+    def _claim_symbols(self) -> None:
+        """Claim this instance's share before the iteration's work (thread running it)."""
+        ownership = self._ownership
+        if ownership is None:
+            return
+        before = set(self._ownership_stats.state.owned)
+        symbols = self.get_symbols()
+        try:
+            claim = ownership.claim(symbols)
+        except Exception:
+            self._let_go(before)  # nothing is owned that is not known to be
+            raise
+        state = self._ownership_stats.record(claim, symbols, self._wall_clock())
+        for symbol in before.difference(state.owned):
+            self._symbol_released(symbol)
+        if claim.acquired or claim.released:
+            logger.info(
+                "service.ownership_changed",
+                extra={
+                    "service": self._name,
+                    "acquired": list(claim.acquired),
+                    "released": list(claim.released),
+                    "owned": len(state.owned),
+                    "instances": state.instances,
+                },
+            )
+
+    def _let_go(self, owned: set[str]) -> None:
+        self._ownership_stats.lost()
+        for symbol in owned:
+            self._symbol_released(symbol)
+
+    def _close_ownership(self) -> None:
+        """Release every symbol (the loop ended): other instances take them at once."""
+        ownership = self._ownership
+        if ownership is None:
+            return
+        before = set(self._ownership_stats.state.owned)
+        try:
+            ownership.close()
+        finally:
+            self._let_go(before)
+
     # -- the loop ----------------------------------------------------------------------------------
 
     def _run(self, stop: threading.Event) -> None:
+        try:
+            self._loop(stop)
+        finally:
+            self._close_ownership()
+
+    def _loop(self, stop: threading.Event) -> None:
         if self._jitter and stop.wait(self._random() * self._jitter):
             return
         clock = self._clock
@@ -393,6 +486,7 @@ class ThreadedBackgroundService(ABC):
                         "mds.symbol_count": len(self.get_symbols()),
                     },
                 )
+            self._claim_symbols()
             self._process_iteration()
         except Exception as exc:
             error = exc

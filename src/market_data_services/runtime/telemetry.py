@@ -32,6 +32,7 @@ from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 
 from market_data_services.runtime.breaker import CircuitBreakerState, StateChange
+from market_data_services.runtime.ownership import OwnershipStats
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,10 @@ def _weak(function: Callable[[], Any]) -> Callable[[], Callable[[], Any] | None]
     return lambda: function
 
 
+#: is_running, in_progress_seconds, is_stuck, owned_count of a live service.
+_Readers = tuple[Callable[[], bool], Callable[[], float], Callable[[], bool], Callable[[], int]]
+
+
 @dataclass(frozen=True, slots=True)
 class _Source:
     stats: IterationStats
@@ -124,13 +129,16 @@ class _Source:
     is_running: Callable[[], Callable[[], bool] | None]
     in_progress_seconds: Callable[[], Callable[[], float] | None]
     is_stuck: Callable[[], Callable[[], bool] | None]
+    ownership: OwnershipStats
+    owned_count: Callable[[], Callable[[], int] | None]
 
-    def readers(self) -> tuple[Callable[[], bool], Callable[[], float], Callable[[], bool]] | None:
-        """The service's three callables, or None once the service is gone."""
+    def readers(self) -> _Readers | None:
+        """The service's four callables, or None once the service is gone."""
         running, in_progress, stuck = self.is_running(), self.in_progress_seconds(), self.is_stuck()
-        if running is None or in_progress is None or stuck is None:
+        owned = self.owned_count()
+        if running is None or in_progress is None or stuck is None or owned is None:
             return None
-        return running, in_progress, stuck
+        return running, in_progress, stuck, owned
 
 
 class _ServiceCollector(Collector):
@@ -234,7 +242,34 @@ class _ServiceCollector(Collector):
             "Circuit-breaker listener calls that raised (each was logged).",
             labels=labels,
         )
-        for service, source, (is_running, in_progress_seconds, is_stuck) in self._live_sources():
+        owned = GaugeMetricFamily(
+            "mds_service_symbols_owned",
+            "Symbols this instance works (all configured ones unless shared with others).",
+            labels=labels,
+        )
+        changes = CounterMetricFamily(
+            "mds_service_symbol_ownership_changes",
+            "Symbols this instance started (acquired) or stopped (released) owning.",
+            labels=["service", "change"],
+        )
+        instances = GaugeMetricFamily(
+            "mds_service_instances",
+            "Live instances sharing the service's symbols, this one included (1: not shared).",
+            labels=labels,
+        )
+        unowned = GaugeMetricFamily(
+            "mds_service_symbols_unowned",
+            "Configured symbols no live instance owned at this instance's latest claim.",
+            labels=labels,
+        )
+        unowned_since = GaugeMetricFamily(
+            "mds_service_symbol_unowned_since_timestamp_seconds",
+            "Unix time since which this instance has seen a configured symbol without an "
+            "owner at every claim (0: every symbol has one).",
+            labels=labels,
+        )
+        for service, source, readers in self._live_sources():
+            is_running, in_progress_seconds, is_stuck, owned_count = readers
             label = [service]
             breaker = source.breaker
             # Reading the state applies transitions that time caused; the transition
@@ -257,6 +292,15 @@ class _ServiceCollector(Collector):
             running.add_metric(label, 1.0 if is_running() else 0.0)
             in_progress.add_metric(label, in_progress_seconds())
             stuck.add_metric(label, 1.0 if is_stuck() else 0.0)
+            owned.add_metric(label, owned_count())
+            with source.ownership.lock:
+                shared = source.ownership.state
+                acquired, released = source.ownership.acquired, source.ownership.released
+            changes.add_metric([service, "acquired"], acquired)
+            changes.add_metric([service, "released"], released)
+            instances.add_metric(label, shared.instances)
+            unowned.add_metric(label, len(shared.unowned))
+            unowned_since.add_metric(label, shared.unowned_since)
         yield from (
             state,
             iterations,
@@ -270,6 +314,11 @@ class _ServiceCollector(Collector):
             stuck,
             in_progress,
             listener_errors,
+            owned,
+            changes,
+            instances,
+            unowned,
+            unowned_since,
         )
 
 
@@ -332,6 +381,8 @@ class ServiceTelemetry:
         is_running: Callable[[], bool],
         in_progress_seconds: Callable[[], float],
         is_stuck: Callable[[], bool],
+        ownership: OwnershipStats | None = None,
+        owned_count: Callable[[], int] | None = None,
     ) -> None:
         families = families_for(registry, _Families)
         self._transitions = {
@@ -347,6 +398,8 @@ class ServiceTelemetry:
                 _weak(is_running),
                 _weak(in_progress_seconds),
                 _weak(is_stuck),
+                OwnershipStats() if ownership is None else ownership,
+                _weak(owned_count or (lambda: 0)),
             ),
         )
         if breaker is not None:

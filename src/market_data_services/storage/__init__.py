@@ -1,8 +1,9 @@
 """SQL, and the only package that reads the database's dialect: schema, engine creation,
 migrations, upserts and bulk writes, advisory locks (``locks``), what a service remembers
-(``progress``), the services' reads (``reads``), and derived data read back
-(``derived``; as pandas DataFrames: ``read_candles``, ``read_book_metrics``,
-``read_sentiment`` and their ``iter_*`` forms).
+(``progress``), the services' reads (``reads``), the arrival order of raw rows that their
+watermarks follow (``arrival``), batched deletes for the retention (``retention``), and
+derived data read back (``derived``; as pandas DataFrames: ``read_candles``,
+``read_book_metrics``, ``read_sentiment`` and their ``iter_*`` forms).
 
 ::
 

@@ -77,7 +77,8 @@ class Timeouts:
     statement_seconds: float | None = None
     #: PostgreSQL: opening a connection (libpq counts whole seconds, at least 2).
     connect_seconds: int = 10
-    #: PostgreSQL: TCP keepalives, so that an idle connection's dead peer is noticed.
+    #: PostgreSQL: TCP keepalives, so that an idle connection's dead peer is noticed, on
+    #: both ends (the server's ``tcp_keepalives_*`` too: a dead client's session ends).
     keepalives_idle_seconds: int = 10
     keepalives_interval_seconds: int = 5
     keepalives_count: int = 3
@@ -158,7 +159,14 @@ def _configure_postgres(engine: Engine, timeouts: Timeouts) -> None:
         "keepalives_interval": timeouts.keepalives_interval_seconds,
         "keepalives_count": timeouts.keepalives_count,
     }
-    settings = {}
+    # The server's side of the keepalives (user-settable, per session): a client whose
+    # host vanished is noticed in seconds, its session ended and its advisory locks
+    # (symbol ownership) released, instead of after the kernel's two hours.
+    settings = {
+        "tcp_keepalives_idle": timeouts.keepalives_idle_seconds,
+        "tcp_keepalives_interval": timeouts.keepalives_interval_seconds,
+        "tcp_keepalives_count": timeouts.keepalives_count,
+    }
     if timeouts.statement_seconds is not None:
         settings["statement_timeout"] = max(1, int(timeouts.statement_seconds * 1000))
     if timeouts.lock_seconds is not None:

@@ -18,6 +18,8 @@ import numpy.typing as npt
 from sqlalchemy import Connection, Table, select, text
 
 from market_data_services.market.candles import MinuteCandles
+from market_data_services.storage.arrival import arrival_horizon, position_name
+from market_data_services.storage.schema import ticks
 
 IntArray = npt.NDArray[np.int64]
 
@@ -118,17 +120,19 @@ def read_minute_candles(
 def new_tick_minutes(
     connection: Connection, symbols: list[str], after_id: int, up_to_id: int
 ) -> dict[str, IntArray]:
-    """Per symbol, the minute starts of ticks with ``after_id < id <= up_to_id``.
+    """Per symbol, the minute starts of ticks with ``after_id < position <= up_to_id``,
+    where the position is the arrival order of ``storage/arrival.py`` (the id on SQLite).
 
-    Reads the id range of the primary key: the cost follows the new ticks, not the table.
+    Reads a range of the position's index: the cost follows the new ticks, not the table.
     """
     if not symbols or up_to_id <= after_id:
         return {}
     # No symbol condition in SQL: given one, a planner may walk the (symbol, ts) index,
-    # which is the whole table, instead of the id range. Others' rows are dropped here.
+    # which is the whole table, instead of the position range. Others' rows are dropped here.
+    position = position_name(connection)
     sql = text(
         "SELECT symbol, ts / 60000 AS m FROM ticks "
-        "WHERE id > :after AND id <= :upto GROUP BY symbol, ts / 60000"
+        f"WHERE {position} > :after AND {position} <= :upto GROUP BY symbol, ts / 60000"
     )
     wanted = set(symbols)
     found: dict[str, list[int]] = {}
@@ -152,8 +156,9 @@ def tick_time_range(connection: Connection, symbol: str) -> tuple[int, int] | No
 
 
 def max_tick_id(connection: Connection) -> int:
-    value = connection.execute(text("SELECT max(id) FROM ticks")).scalar()
-    return 0 if value is None else int(value)
+    """The arrival position up to which ticks are settled (``arrival_horizon``): the
+    newest id on SQLite, just below the oldest transaction in flight on PostgreSQL."""
+    return arrival_horizon(connection, ticks)
 
 
 def stored_symbols(connection: Connection) -> list[str]:

@@ -66,10 +66,12 @@ SOURCE_LENGTH = 32
 # reused after deletes, which the aggregator's arrival watermark relies on.
 _ID = BigInteger().with_variant(Integer(), "sqlite")
 
-#: Raw quotes. ``id`` is the arrival order: the aggregator reads what arrived since its
-#: watermark as an ``id`` range of the primary key. A tick's identity is (symbol, ts, seq),
-#: where ``seq`` numbers ticks with equal ``ts`` in arrival order, so ingesting the same
-#: file twice adds nothing; that unique index also serves reads by time.
+#: Raw quotes. ``id`` is the arrival order on SQLite: the aggregator reads what arrived
+#: since its watermark as an ``id`` range of the primary key. On PostgreSQL each raw table
+#: also has an ``arrival`` column, not declared here (``storage/arrival.py``). A tick's
+#: identity is (symbol, ts, seq), where ``seq`` numbers ticks with equal ``ts`` in arrival
+#: order, so ingesting the same file twice adds nothing; that unique index also serves
+#: reads by time.
 ticks = Table(
     "ticks",
     metadata,

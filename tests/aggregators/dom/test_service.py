@@ -10,7 +10,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.engine import Engine
 
 from market_data_services import DOMAggregatorService
@@ -18,6 +18,7 @@ from market_data_services.ingest.dom import BookSnapshot, ingest_dom, write_dom
 from market_data_services.market.book import pack_levels
 from market_data_services.runtime import IterationOutcome
 from market_data_services.storage import dom_metrics, dom_snapshots, service_progress
+from market_data_services.storage.arrival import position_of
 from tests.books import (
     Book,
     assert_metrics_equal,
@@ -274,7 +275,8 @@ def test_a_failing_database_fails_the_iteration_and_the_service_recovers(
     assert_metrics_equal(stored_metrics(engine, "EUR/USD"), expected_metrics(books))
 
 
-def test_the_stored_progress_is_the_newest_id(engine: Engine) -> None:
+def test_the_stored_progress_is_the_newest_arrival_position(engine: Engine) -> None:
+    """The id on SQLite, the inserting transaction on PostgreSQL (storage/arrival.py)."""
     write(engine, random_books(16, 12))
     service(engine, ["EUR/USD"]).run_once()
     with engine.connect() as connection:
@@ -286,7 +288,7 @@ def test_the_stored_progress_is_the_newest_id(engine: Engine) -> None:
             ).all()
         )
         newest = connection.execute(
-            select(dom_snapshots.c.id).order_by(dom_snapshots.c.id.desc())
-        ).first()
+            select(func.max(position_of(connection, dom_snapshots)))
+        ).scalar()
     assert newest is not None
-    assert progress == {"arrival_id": newest[0], "target_id": None, "cursor_ts": None}
+    assert progress == {"arrival_id": newest, "target_id": None, "cursor_ts": None}

@@ -346,7 +346,7 @@ class AggregatorService(ThreadedBackgroundService):
 
     def _run_pass(self, request: _Backfill | None) -> None:
         engine: Engine = self.engine
-        symbols = self.get_symbols()
+        symbols = self.owned_symbols()  # all of them, unless shared with other instances
         self._ensure_settings(engine)
         now_ms = self._now_ms()
         cutoff = now_ms - self._lateness_ms

@@ -33,6 +33,7 @@ from market_data_services.market.book import (
 from market_data_services.market.book import select as select_books
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.runtime.validate import positive_int
+from market_data_services.storage.arrival import position_name, position_of
 from market_data_services.storage.bulk import upsert_columns
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.reads import fetch_tuples
@@ -120,9 +121,10 @@ class _SymbolMetrics:
 class _Pass(NamedTuple):
     """A symbol's work in progress, as stored in ``service_progress``.
 
-    Rows with ``id <= arrival_id`` have their metrics. ``target_id`` (when a pass runs)
-    is the newest id the pass covers, and ``cursor_ts`` the time from which its new
-    rows still wait.
+    Rows with arrival position ``<= arrival_id`` have their metrics (the position is the id
+    on SQLite, the inserting transaction on PostgreSQL: ``storage/arrival.py``).
+    ``target_id`` (when a pass runs) is the newest position the pass covers, and
+    ``cursor_ts`` the time from which its new rows still wait.
     """
 
     arrival_id: int
@@ -182,9 +184,14 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
                 stored.get("arrival_id") or 0, stored.get("target_id"), stored.get("cursor_ts")
             )
             if state.target_id is None or state.cursor_ts is None:
+                # Only up to the horizon: on PostgreSQL a row below it can no longer appear.
+                position = position_of(connection, dom_snapshots)
+                horizon = self._source_horizon(connection)
                 first_ts, last_id = connection.execute(
-                    select(func.min(dom_snapshots.c.ts), func.max(dom_snapshots.c.id)).where(
-                        dom_snapshots.c.symbol == symbol, dom_snapshots.c.id > state.arrival_id
+                    select(func.min(dom_snapshots.c.ts), func.max(position)).where(
+                        dom_snapshots.c.symbol == symbol,
+                        position > state.arrival_id,
+                        position <= horizon,
                     )
                 ).one()
                 if last_id is None:
@@ -202,11 +209,16 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
         assert state.target_id is not None and state.cursor_ts is not None
         limit = self._batch_size
         with self.engine.connect() as connection, connection.begin():
+            position = position_name(connection)
             rows = fetch_tuples(
-                connection, _ROWS_SQL, (symbol, state.cursor_ts, state.target_id, limit)
+                connection,
+                _ROWS_SQL.format(position=position),
+                (symbol, state.cursor_ts, state.target_id, limit),
             )
             before = fetch_tuples(
-                connection, _BEFORE_SQL, (symbol, state.cursor_ts, state.target_id)
+                connection,
+                _BEFORE_SQL.format(position=position),
+                (symbol, state.cursor_ts, state.target_id),
             )
             full = len(rows) == limit
             dirty_last = bool(rows) and rows[-1][0] > state.arrival_id
@@ -218,7 +230,7 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
             elif full:
                 found = fetch_tuples(
                     connection,
-                    _NEXT_NEW_SQL,
+                    _NEXT_NEW_SQL.format(position=position),
                     (symbol, rows[-1][1], state.arrival_id, state.target_id),
                 )[0][0]
                 next_cursor = None if found is None else int(found)
@@ -311,16 +323,18 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
 # The service's reads, with ``?`` placeholders (see ``fetch_tuples``). Rows of a pass are read in
 # time order through the (symbol, ts) index; ``id <= target`` keeps rows that arrive
 # during the pass for the next one.
+# ``{position}`` is the arrival order's column (``storage/arrival.py``).
 _ROWS_SQL = (
-    "SELECT id, ts, bids, asks FROM dom_snapshots "
-    "WHERE symbol = ? AND ts >= ? AND id <= ? ORDER BY ts LIMIT ?"
+    "SELECT {position}, ts, bids, asks FROM dom_snapshots "
+    "WHERE symbol = ? AND ts >= ? AND {position} <= ? ORDER BY ts LIMIT ?"
 )
 _BEFORE_SQL = (
     "SELECT bids, asks FROM dom_snapshots "
-    "WHERE symbol = ? AND ts < ? AND id <= ? ORDER BY ts DESC LIMIT 8"
+    "WHERE symbol = ? AND ts < ? AND {position} <= ? ORDER BY ts DESC LIMIT 8"
 )
 _NEXT_NEW_SQL = (
-    "SELECT MIN(ts) FROM dom_snapshots WHERE symbol = ? AND ts > ? AND id > ? AND id <= ?"
+    "SELECT MIN(ts) FROM dom_snapshots "
+    "WHERE symbol = ? AND ts > ? AND {position} > ? AND {position} <= ?"
 )
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 from market_data_services.aggregators.base import PerSymbolService, SettingsMismatchError
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.runtime.validate import fraction, positive_int, seconds
+from market_data_services.storage.arrival import position_of
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.schema import SOURCE_LENGTH, sentiment_metrics, sentiment_readings
 from market_data_services.storage.upsert import upsert
@@ -340,9 +341,12 @@ class SentimentAggregatorService(PerSymbolService[_SymbolMetrics]):
             stored = self._read_progress(connection, symbol)
             arrival_id = stored.get("arrival_id") or 0
             pending = stored.get("pending_ts")
+            # Only up to the horizon: on PostgreSQL a row below it can no longer appear.
+            position = position_of(connection, table)
+            horizon = self._source_horizon(connection)
             first_ts, last_id, count = connection.execute(
-                select(func.min(table.c.ts), func.max(table.c.id), func.count()).where(
-                    *self._readings_filter(symbol), table.c.id > arrival_id
+                select(func.min(table.c.ts), func.max(position), func.count()).where(
+                    *self._readings_filter(symbol), position > arrival_id, position <= horizon
                 )
             ).one()
         if last_id is not None:
@@ -383,7 +387,7 @@ class SentimentAggregatorService(PerSymbolService[_SymbolMetrics]):
                 select(r.c.ts, func.avg(r.c.long_share))
                 .where(
                     *self._readings_filter(symbol),
-                    r.c.id <= arrival_id,
+                    position_of(connection, r) <= arrival_id,
                     r.c.ts > last_ts - self._window_ms,
                     r.c.ts <= last_ts,
                 )
@@ -406,7 +410,11 @@ class SentimentAggregatorService(PerSymbolService[_SymbolMetrics]):
             history = self._history_before(connection, symbol, arrival_id, start)
             readings = connection.execute(
                 select(r.c.ts, func.avg(r.c.long_share))
-                .where(*self._readings_filter(symbol), r.c.id <= arrival_id, r.c.ts >= start)
+                .where(
+                    *self._readings_filter(symbol),
+                    position_of(connection, r) <= arrival_id,
+                    r.c.ts >= start,
+                )
                 .group_by(r.c.ts)
                 .order_by(r.c.ts)
                 .limit(self._batch_size)

@@ -41,6 +41,7 @@ from market_data_services.app.commands.db import describe_db_error
 from market_data_services.app.config import Config, Override
 from market_data_services.market.symbols import check_symbol
 from market_data_services.storage.migrate import SchemaNotCurrentError, ensure_current
+from market_data_services.storage.ownership import symbols_for_backfill
 
 
 def _backfillable() -> dict[str, ServiceEntry]:
@@ -175,17 +176,26 @@ def _backfill_one(args: argparse.Namespace, config: Config, name: str, entry: Se
         def progress_bar(total: int, unit: str) -> Any:
             return ProgressBar(total, unit=unit, enabled=False if args.no_progress else None)
 
-        line = backfill.run(
-            BackfillRequest(
-                service=service,
-                symbols=symbols,
-                registry=registry,
-                args=args,
-                options=settings.options,
-                started=started,
-                progress_bar=progress_bar,
+        def waiting(count: int) -> None:
+            print(
+                f"{command}: waiting for running instances to hand over {count} "
+                f"{name} symbol(s) (they do at their next iteration)",
+                file=sys.stderr,
             )
-        )
+
+        # Never beside a running instance on the same symbol: they let it go meanwhile.
+        with symbols_for_backfill(engine, entry.service_name, symbols, on_wait=waiting):
+            line = backfill.run(
+                BackfillRequest(
+                    service=service,
+                    symbols=symbols,
+                    registry=registry,
+                    args=args,
+                    options=settings.options,
+                    started=started,
+                    progress_bar=progress_bar,
+                )
+            )
     except (SettingsMismatchError, SchemaNotCurrentError, ValueError) as exc:
         print(f"{command}: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -13,9 +13,10 @@ rejected, the rest loaded; 2 nothing usable (every file failed, or every row was
 rejected) or a usage error (a bad option, a path that does not exist, no files found).
 A database error exits 1.
 
-The database and the ingest policy come from the configuration (``database.url``,
-``ingest.reject_crossed``), as for every command; ``--db`` and ``--reject-crossed``
-override them.
+The database, the ingest policy and the limits on one row come from the configuration
+(``database.url``, ``ingest.reject_crossed``, ``ingest.max_line_bytes``,
+``ingest.max_field_chars``, ``ingest.max_book_levels``), as for every command; ``--db``
+and ``--reject-crossed`` override the first two.
 """
 
 from __future__ import annotations
@@ -44,11 +45,13 @@ from market_data_services.ingest import (
     BadFileError,
     IngestProgress,
     IngestReport,
+    ReadLimits,
     WrongFileKindError,
     dom,
     sentiment,
     ticks,
 )
+from market_data_services.ingest.files import reading_with
 from market_data_services.ingest.layouts import LayoutPluginError, layouts, load_plugins
 from market_data_services.ingest.pipeline import count_file_failure
 from market_data_services.storage.migrate import SchemaNotCurrentError, ensure_current
@@ -100,6 +103,7 @@ class _Kind:
         return self.ingest(
             engine,
             paths,
+            limits=read_limits(config),
             tz=args.tz,
             layout=args.layout,
             time_unit=args.time_unit,
@@ -157,6 +161,15 @@ _KINDS = (
         ingest=sentiment.ingest_sentiment,
     ),
 )
+
+
+def read_limits(config: Config) -> ReadLimits:
+    """The limits on one row that ``[ingest]`` sets."""
+    return ReadLimits(
+        max_line_bytes=config.ingest.max_line_bytes,
+        max_field_chars=config.ingest.max_field_chars,
+        max_book_levels=config.ingest.max_book_levels,
+    )
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -248,9 +261,10 @@ def _run(kind: _Kind, problems: list[str], args: argparse.Namespace) -> int:
         return EXIT_USAGE
     failures: list[BadFileError] = []
     try:
-        files = kind.inspect(
-            args.paths, layout=args.layout, time_unit=args.time_unit, failures=failures
-        )
+        with reading_with(read_limits(config)):  # inspection skips the lines reading will
+            files = kind.inspect(
+                args.paths, layout=args.layout, time_unit=args.time_unit, failures=failures
+            )
         engine = open_engine(config)
     except (WrongFileKindError, FileNotFoundError, ValueError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)

@@ -39,6 +39,7 @@ COLUMNS = (
     "STATUS",
     "RUNNING",
     "BREAKER",
+    "SYMBOLS",
     "ITERATIONS",
     "ERRORS",
     "ERROR RATE",
@@ -110,6 +111,7 @@ def render(report: dict[str, Any]) -> str:
                 str(svc.get("status", "?")),
                 "yes" if svc.get("running") else "no",
                 str(svc.get("circuit_breaker", "?")),
+                _symbols_cell(svc),
                 str(svc.get("iterations", "?")),
                 str(svc.get("errors", "?")),
                 str(svc.get("error_rate", "?")),
@@ -127,7 +129,40 @@ def render(report: dict[str, Any]) -> str:
     for name, svc in report.get("services", {}).items():
         for reason in svc.get("reasons", []):
             lines.append(f"  {name}: {reason}")
+    lines.extend(_ownership_lines(report))
     return "\n".join(lines) + "\n"
+
+
+def _symbols_cell(svc: dict[str, Any]) -> str:
+    """Owned/configured symbols ("10/30"), or "-" from an instance that does not say."""
+    owned = svc.get("owned_symbols")
+    if owned is None:
+        return "-"
+    return f"{len(owned)}/{len(svc.get('symbols', []))}"
+
+
+def _instances(count: Any) -> str:
+    return "alone" if count == 1 else f"shared by {count} instances"
+
+
+def _ownership_lines(report: dict[str, Any]) -> list[str]:
+    """Which symbols this instance works, for services shared with other instances."""
+    lines: list[str] = []
+    for name, svc in report.get("services", {}).items():
+        ownership = svc.get("ownership") or {}
+        if not ownership.get("shared"):
+            continue
+        owned = svc.get("owned_symbols", [])
+        lines.append(
+            f"{name}: owns {len(owned)} of {len(svc.get('symbols', []))} symbols, "
+            f"{_instances(ownership.get('instances'))}: {', '.join(owned) or '(none)'}"
+        )
+        unowned = ownership.get("unowned_symbols") or []
+        if unowned:
+            lines.append(f"  {name}: without an owner at the last claim: {', '.join(unowned)}")
+    if lines:
+        lines.insert(0, "")
+    return lines
 
 
 def status(args: argparse.Namespace) -> int:

@@ -118,7 +118,16 @@ class HttpConfig:
     """The HTTP server: /metrics, /healthz, /readyz, /api/health/aggregators."""
 
     listen: str = DEFAULT_LISTEN
+    #: Threads running requests; connections themselves are held by one event loop.
     threads: int = 8
+    #: A request's whole head must arrive within this (from connect or the last answer).
+    header_deadline_seconds: float = 10.0
+    #: Open connections at most; more are refused at once.
+    max_connections: int = 512
+    #: Longer request lines are answered 414.
+    max_request_line_bytes: int = 8192
+    #: Larger header fields (all together) are answered 431.
+    max_header_bytes: int = 32768
     basic_auth_username: str | None = None
     basic_auth_password: str | None = None
     #: ``pbkdf2_sha256$<iterations>$<salt>$<hash>`` from ``mds config hash-password``.
@@ -132,6 +141,19 @@ class HttpConfig:
     def __post_init__(self) -> None:
         parse_listen(self.listen)
         _check(1 <= self.threads <= 256, "threads", f"must be 1..256, got {self.threads}")
+        _check(
+            0 < self.header_deadline_seconds <= 3600,
+            "header_deadline_seconds",
+            f"must be > 0 and <= 3600, got {self.header_deadline_seconds}",
+        )
+        _check(
+            1 <= self.max_connections <= 100_000,
+            "max_connections",
+            f"must be 1..100000, got {self.max_connections}",
+        )
+        for key in ("max_request_line_bytes", "max_header_bytes"):
+            value = getattr(self, key)
+            _check(256 <= value <= 1 << 20, key, f"must be 256..1048576, got {value}")
         if self.web_config_file is not None:
             both = [key for key in _HTTP_AUTH_TLS_KEYS if getattr(self, key) is not None]
             _check(
@@ -248,6 +270,22 @@ class IngestConfig:
     #: Reject crossed quotes and books (ask below bid) instead of keeping and counting
     #: them; ``--reject-crossed`` sets it for one command.
     reject_crossed: bool = False
+    #: The most one row may hold, so memory never grows with a file (or a decompression
+    #: bomb): a longer line (bytes after decompression, line end included), CSV field
+    #: (characters) or side of a book (price levels) is one rejected row, and the rest
+    #: of the file is read.
+    max_line_bytes: int = 1_048_576
+    max_field_chars: int = 65_536
+    max_book_levels: int = 10_000
+
+    def __post_init__(self) -> None:
+        for key in ("max_line_bytes", "max_field_chars", "max_book_levels"):
+            value = getattr(self, key)
+            _check(
+                not isinstance(value, bool) and isinstance(value, int) and value >= 1,
+                key,
+                f"must be a whole number >= 1, got {value!r}",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

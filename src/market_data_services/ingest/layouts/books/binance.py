@@ -23,6 +23,8 @@ from market_data_services.ingest.layouts.books.common import (
     Collector,
     NotABookFileError,
     RawBooks,
+    TooManyLevelsError,
+    check_depth,
     check_update,
     csv_header,
 )
@@ -91,6 +93,13 @@ def read_binance(book_file: BookFile) -> Iterator[RawBooks]:
             return
         else:
             book.apply(bids, asks)
+            try:
+                book.check_depth(symbol)
+            except TooManyLevelsError as exc:
+                # Dropped, so it stays bounded: 'set' updates wait for the next 'snap'.
+                del books[symbol]
+                chunk.reject(first_line_no, "too_many_levels", f"set not applied: {exc}")
+                return
         book_bids, book_asks = book.arrays()
         chunk.add(symbol, stamp_ms, first_line_no, book_bids, book_asks)
 
@@ -99,6 +108,9 @@ def read_binance(book_file: BookFile) -> Iterator[RawBooks]:
             finish()
             key, broken = None, None
             chunk.reject(number, "malformed", f"expected {width} fields, got {len(row)}")
+            if chunk.full():  # rejected rows count too
+                yield chunk.arrays()
+                chunk = Collector(source, symbols, codes)
             continue
         kind = row[position["update_type"]].strip().lower()
         row_key = (
@@ -129,12 +141,16 @@ def read_binance(book_file: BookFile) -> Iterator[RawBooks]:
         try:
             if side not in ("b", "a"):
                 raise ValueError(f"side must be 'b' or 'a', got {row[position['side']]!r}")
+            # One message's levels are held until it ends: refused past the limit.
+            check_depth(len(levels[side]) + 1, f"{'bids' if side == 'b' else 'asks'}")
             levels[side].append(
                 (
                     parse_number(row[position["price"]], "price"),
                     parse_number(row[position["qty"]], "qty"),
                 )
             )
+        except TooManyLevelsError as exc:
+            broken, broken_reason = f"line {number}: {exc}", "too_many_levels"
         except ValueError as exc:
             broken = f"line {number}: {exc}"
     finish()

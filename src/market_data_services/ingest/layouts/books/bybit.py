@@ -18,6 +18,7 @@ from market_data_services.ingest.layouts.books.common import (
     Collector,
     NotABookFileError,
     RawBooks,
+    TooManyLevelsError,
     check_update,
     levels,
 )
@@ -31,7 +32,11 @@ def read_bybit(book_file: BookFile) -> Iterator[RawBooks]:
     books: dict[str, Book] = {}
     chunk = Collector(source, symbols, codes)
     with open_text(book_file.path, NotABookFileError) as stream:
-        for number, raw in enumerate(stream, start=1):
+        for raw in stream:
+            number = stream.line  # not counted here: lines a limit refused are skipped
+            if chunk.full():  # rejected lines count too
+                yield chunk.arrays()
+                chunk = Collector(source, symbols, codes)
             line = raw.strip()
             if not line:
                 continue
@@ -54,6 +59,9 @@ def read_bybit(book_file: BookFile) -> Iterator[RawBooks]:
             except TimeOutOfRangeError as exc:
                 chunk.reject(number, "timestamp_out_of_range", str(exc))
                 continue
+            except TooManyLevelsError as exc:
+                chunk.reject(number, "too_many_levels", str(exc))
+                continue
             except ValueError as exc:
                 chunk.reject(number, "malformed", f"{exc}; line {line[:80]!r}")
                 continue
@@ -74,11 +82,15 @@ def read_bybit(book_file: BookFile) -> Iterator[RawBooks]:
                 continue
             else:
                 book.apply(bids, asks)
+                try:
+                    book.check_depth(symbol)
+                except TooManyLevelsError as exc:
+                    # Dropped, so it stays bounded: deltas wait for the next snapshot.
+                    del books[symbol]
+                    chunk.reject(number, "too_many_levels", f"delta not applied: {exc}")
+                    continue
             book_bids, book_asks = book.arrays()
             chunk.add(symbol, ts, number, book_bids, book_asks)
-            if chunk.full():
-                yield chunk.arrays()
-                chunk = Collector(source, symbols, codes)
     yield chunk.arrays()
 
 

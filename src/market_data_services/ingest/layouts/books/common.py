@@ -21,6 +21,7 @@ from market_data_services.ingest.files import (
     first_csv_cells,
     first_json_values,
     parse_number,
+    read_limits,
 )
 from market_data_services.ingest.layouts.base import Layout
 from market_data_services.ingest.pipeline import Rejection
@@ -163,7 +164,9 @@ class Collector:
         self.rejections.append(Rejection(self.source, line, reason, message))
 
     def full(self) -> bool:
-        return len(self.ts) >= CHUNK_BOOKS or self.levels >= CHUNK_LEVELS
+        """Books, levels or rejected rows enough for one chunk (rejections count too, so
+        a file of bad lines is held a chunk at a time)."""
+        return len(self) >= CHUNK_BOOKS or self.levels >= CHUNK_LEVELS
 
     def __len__(self) -> int:
         return len(self.ts) + len(self.rejections)
@@ -187,10 +190,25 @@ class Collector:
         )
 
 
+class TooManyLevelsError(ValueError):
+    """A side of a book with more levels than ``ReadLimits.max_book_levels``."""
+
+
+def check_depth(count: int, name: str) -> None:
+    """Raise ``TooManyLevelsError`` when ``count`` levels of ``name`` are over the limit."""
+    limit = read_limits().max_book_levels
+    if count > limit:
+        raise TooManyLevelsError(
+            f"{name} has {count:,} levels, over the limit of {limit:,} (ingest.max_book_levels)"
+        )
+
+
 def levels(value: Any, name: str) -> FloatArray:
-    """``[[price, size], ...]`` (numbers or numeric strings) as a ``(k, 2)`` array."""
+    """``[[price, size], ...]`` (numbers or numeric strings) as a ``(k, 2)`` array; more
+    pairs than ``max_book_levels`` raise ``TooManyLevelsError`` before any is read."""
     if not isinstance(value, list):
         raise ValueError(f"{name} must be a list of [price, size] pairs, got {value!r:.60}")
+    check_depth(len(value), name)
     if not value:
         return np.empty((0, 2))
     try:
@@ -227,6 +245,11 @@ class Book:
                     side.pop(price, None)
                 else:
                     side[price] = size
+
+    def check_depth(self, symbol: str) -> None:
+        """Raise ``TooManyLevelsError`` when updates have grown a side over the limit."""
+        check_depth(len(self.bids), f"{symbol}: the rebuilt book's bids")
+        check_depth(len(self.asks), f"{symbol}: the rebuilt book's asks")
 
     def arrays(self) -> tuple[FloatArray, FloatArray]:
         bids = np.array(sorted(self.bids.items(), reverse=True), dtype=np.float64)
@@ -265,6 +288,8 @@ __all__ = [
     "Collector",
     "NotABookFileError",
     "RawBooks",
+    "TooManyLevelsError",
+    "check_depth",
     "check_update",
     "csv_header",
     "find_book_files",

@@ -22,6 +22,7 @@ from market_data_services.ingest.layouts.books.common import (
     Collector,
     NotABookFileError,
     RawBooks,
+    TooManyLevelsError,
     levels,
 )
 
@@ -33,7 +34,11 @@ def read_jsonl(book_file: BookFile, zone: tzinfo) -> Iterator[RawBooks]:
     codes: dict[str, int] = {}
     chunk = Collector(source, symbols, codes)
     with open_text(book_file.path, NotABookFileError) as stream:
-        for number, raw in enumerate(stream, start=1):
+        for raw in stream:
+            number = stream.line  # not counted here: lines a limit refused are skipped
+            if chunk.full():  # rejected lines count too
+                yield chunk.arrays()
+                chunk = Collector(source, symbols, codes)
             line = raw.strip()
             if not line:
                 continue
@@ -53,13 +58,13 @@ def read_jsonl(book_file: BookFile, zone: tzinfo) -> Iterator[RawBooks]:
             except TimeOutOfRangeError as exc:
                 chunk.reject(number, "timestamp_out_of_range", str(exc))
                 continue
+            except TooManyLevelsError as exc:
+                chunk.reject(number, "too_many_levels", str(exc))
+                continue
             except ValueError as exc:  # json.JSONDecodeError is a ValueError
                 chunk.reject(number, "malformed", f"{exc}; line {line[:80]!r}")
                 continue
             chunk.add(symbol, ts, number, bids, asks)
-            if chunk.full():
-                yield chunk.arrays()
-                chunk = Collector(source, symbols, codes)
     yield chunk.arrays()
 
 

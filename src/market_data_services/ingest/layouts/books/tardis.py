@@ -24,6 +24,8 @@ from market_data_services.ingest.layouts.books.common import (
     Collector,
     NotABookFileError,
     RawBooks,
+    TooManyLevelsError,
+    check_depth,
     csv_header,
 )
 from market_data_services.market.book import FloatArray
@@ -103,6 +105,9 @@ def read_tardis(book_file: BookFile) -> Iterator[RawBooks]:
     codes: dict[str, int] = {}
     chunk = Collector(source, symbols, codes)
     for number, row in csv_data_rows(book_file.path, NotABookFileError):
+        if chunk.full():  # rejected rows count too
+            yield chunk.arrays()
+            chunk = Collector(source, symbols, codes)
         try:
             if len(row) != width:
                 raise ValueError(f"expected {width} fields, got {len(row)}")
@@ -112,17 +117,19 @@ def read_tardis(book_file: BookFile) -> Iterator[RawBooks]:
             ts = times.parse(row[layout.timestamp])
             bids = _tardis_side(row, layout.bid_price, layout.bid_amount, "bids")
             asks = _tardis_side(row, layout.ask_price, layout.ask_amount, "asks")
+            check_depth(bids.shape[0], "bids")
+            check_depth(asks.shape[0], "asks")
         except TimeOutOfRangeError as exc:
             chunk.reject(number, "timestamp_out_of_range", str(exc))
+            continue
+        except TooManyLevelsError as exc:
+            chunk.reject(number, "too_many_levels", str(exc))
             continue
         except ValueError as exc:
             text = ",".join(row)
             chunk.reject(number, "malformed", f"{exc}; row {text[:80]!r}")
             continue
         chunk.add(symbol, ts, number, bids, asks)
-        if chunk.full():
-            yield chunk.arrays()
-            chunk = Collector(source, symbols, codes)
     yield chunk.arrays()
 
 

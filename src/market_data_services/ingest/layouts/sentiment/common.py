@@ -183,6 +183,9 @@ def read_rows(
     width = len(sentiment_file.columns)
     times = sentiment_file.times(zone)
     for number, row in csv_data_rows(sentiment_file.path, NotASentimentFileError):
+        # Rejected rows count too, so a file of bad rows is held a chunk at a time.
+        if len(reader.chunk) >= CHUNK_READINGS:
+            yield reader.arrays()
         if len(row) != width:
             text = ",".join(row)
             reader.reject(
@@ -198,8 +201,6 @@ def read_rows(
             reader.reject(number, "malformed", str(exc))
             continue
         add_row(reader, row, number, ts)
-        if len(reader.chunk) >= CHUNK_READINGS:
-            yield reader.arrays()
     yield reader.arrays()
 
 

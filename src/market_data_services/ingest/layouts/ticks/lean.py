@@ -109,28 +109,63 @@ def _lean_epoch_ms(day: date, ms: IntArray, zone: tzinfo) -> IntArray:
     return result
 
 
-def read_lean(tick_file: TickFile, symbol: str, zone: tzinfo) -> RawTicks:
-    source = str(tick_file.path)
+#: Lines per chunk of a LEAN file when the reader is not told (``ReadOptions.chunk_rows``).
+LEAN_CHUNK_ROWS = 250_000
+
+
+def read_lean(
+    tick_file: TickFile, symbol: str, zone: tzinfo, chunk_rows: int = LEAN_CHUNK_ROWS
+) -> Iterator[RawTicks]:
+    """The rows of a LEAN file in chunks of ``chunk_rows`` lines: memory is that of one
+    chunk, whatever the file's size (or a gzip's ratio)."""
     with open_tick_text(tick_file.path) as stream:
-        text = stream.read().lstrip("\ufeff")
+        batch: list[str] = []
+        numbers: list[int] = []
+        yielded = False
+        for line in stream:
+            batch.append(line.lstrip("\ufeff") if stream.line == 1 else line)
+            numbers.append(stream.line)
+            if len(batch) >= chunk_rows:
+                yield _lean_chunk(tick_file, symbol, zone, batch, numbers)
+                yielded = True
+        if batch or not yielded:
+            yield _lean_chunk(tick_file, symbol, zone, batch, numbers)
+
+
+def _lean_chunk(
+    tick_file: TickFile, symbol: str, zone: tzinfo, batch: list[str], numbers: list[int]
+) -> RawTicks:
+    """The ticks of the lines ``batch``, whose line numbers are ``numbers``. Both lists are
+    emptied, so the reader holds no text while the chunk is stored."""
+    try:
+        return _parse_lean(tick_file, symbol, zone, batch, numbers)
+    finally:
+        batch.clear()
+        numbers.clear()
+
+
+def _parse_lean(
+    tick_file: TickFile, symbol: str, zone: tzinfo, batch: list[str], numbers: list[int]
+) -> RawTicks:
+    source = str(tick_file.path)
+    text = "".join(batch)
     rejections: list[Rejection] = []
-    line_count = text.count("\n") + (0 if not text or text.endswith("\n") else 1)
     values: FloatArray | None = None
-    if line_count and _PLAIN_LEAN.fullmatch(text):
+    if batch and _PLAIN_LEAN.fullmatch(text):
         try:
             parsed = np.loadtxt(
                 io.StringIO(text), delimiter=",", dtype=np.float64, comments=None, ndmin=2
             )
-            if parsed.shape == (line_count, 3):
+            if parsed.shape == (len(batch), 3):
                 values = parsed
         except ValueError:
             values = None
     if values is not None:
-        lines: IntArray = np.arange(1, line_count + 1, dtype=np.int64)
+        lines: IntArray = np.array(numbers, dtype=np.int64)
         ms_float = values[:, 0]
         bid, ask = values[:, 1].copy(), values[:, 2].copy()
     else:
-        lines, ms_float, bid, ask = _read_lean_slowly(text, source, rejections)
+        lines, ms_float, bid, ask = _read_lean_slowly(batch, numbers, source, rejections)
     # Milliseconds must be whole and within the day (25 h on a DST day).
     with np.errstate(invalid="ignore"):
         whole = (np.floor(ms_float) == ms_float) & (ms_float >= 0) & (ms_float <= MAX_LEAN_MS)
@@ -164,14 +199,14 @@ def read_lean(tick_file: TickFile, symbol: str, zone: tzinfo) -> RawTicks:
 
 
 def _read_lean_slowly(
-    text: str, source: str, rejections: list[Rejection]
+    batch: list[str], numbers: list[int], source: str, rejections: list[Rejection]
 ) -> tuple[IntArray, FloatArray, FloatArray, FloatArray]:
     """Row by row, so each bad row is named and the good ones kept."""
     lines: list[int] = []
     ms: list[float] = []
     bids: list[float] = []
     asks: list[float] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in zip(numbers, batch, strict=True):
         line = raw.strip()
         if not line:
             continue
@@ -243,10 +278,11 @@ class LeanTicks(Layout[TickFile, RawTicks]):
     def read(self, data_file: TickFile, options: ReadOptions) -> Iterator[RawTicks]:
         if options.symbol is None:
             raise ValueError(f"{data_file.path}: lean files have no symbol column; give a symbol")
-        yield read_lean(data_file, options.symbol, options.zone)
+        yield from read_lean(data_file, options.symbol, options.zone, options.chunk_rows)
 
 
 __all__ = [
+    "LEAN_CHUNK_ROWS",
     "MAX_LEAN_MS",
     "LeanTicks",
     "judge_lean_day",
