@@ -16,7 +16,10 @@ EXPORTED_BEFORE = {
     "market_data_services": (
         "AggregatorService CircuitBreaker CircuitBreakerError CircuitBreakerState "
         "DOMAggregatorService IterationOutcome SentimentAggregatorService StateChange "
-        "ThreadedBackgroundService WebhookNotifier __version__"
+        "ThreadedBackgroundService WebhookNotifier __version__ "
+        # Issue 15: derived data read back.
+        "UnknownSymbolError read_candles read_book_metrics read_sentiment iter_candles "
+        "iter_book_metrics iter_sentiment"
     ),
     "market_data_services.aggregators": (
         "PRICE_BASES REJECT_REASONS TF_RULES TIMEFRAMES AggregatorService BackfillProgress "
@@ -54,7 +57,9 @@ EXPORTED_BEFORE = {
     "market_data_services.storage": (
         "DeadlineExceeded Timeouts candles create_engine current dom_metrics dom_snapshots "
         "is_sqlite metadata normalise_url sentiment_metrics sentiment_readings service_progress "
-        "settings ticks upgrade upsert upsert_sql"
+        "settings ticks upgrade upsert upsert_sql "
+        "UnknownSymbolError read_candles read_book_metrics read_sentiment iter_candles "
+        "iter_book_metrics iter_sentiment"
     ),
 }
 

@@ -3,6 +3,7 @@
 The public API is re-exported here::
 
     from market_data_services import AggregatorService, CircuitBreaker, ThreadedBackgroundService
+    from market_data_services import read_candles, read_book_metrics, read_sentiment
 
 The re-exports are resolved on first use (PEP 562 ``__getattr__``), not at import: every
 ``mds`` command imports this package first, and ``mds --version`` should not pay for
@@ -31,6 +32,15 @@ if TYPE_CHECKING:
         ThreadedBackgroundService,
         WebhookNotifier,
     )
+    from market_data_services.storage import (
+        UnknownSymbolError,
+        iter_book_metrics,
+        iter_candles,
+        iter_sentiment,
+        read_book_metrics,
+        read_candles,
+        read_sentiment,
+    )
 
 # A library logs; the application decides where to (``mds`` configures handlers).
 logging.getLogger(__name__).addHandler(logging.NullHandler())
@@ -48,6 +58,13 @@ _EXPORTS = {
     "StateChange": "market_data_services.runtime",
     "ThreadedBackgroundService": "market_data_services.runtime",
     "WebhookNotifier": "market_data_services.runtime",
+    "UnknownSymbolError": "market_data_services.storage",
+    "iter_book_metrics": "market_data_services.storage",
+    "iter_candles": "market_data_services.storage",
+    "iter_sentiment": "market_data_services.storage",
+    "read_book_metrics": "market_data_services.storage",
+    "read_candles": "market_data_services.storage",
+    "read_sentiment": "market_data_services.storage",
 }
 
 
@@ -75,6 +92,13 @@ __all__ = [
     "SentimentAggregatorService",
     "StateChange",
     "ThreadedBackgroundService",
+    "UnknownSymbolError",
     "WebhookNotifier",
     "__version__",
+    "iter_book_metrics",
+    "iter_candles",
+    "iter_sentiment",
+    "read_book_metrics",
+    "read_candles",
+    "read_sentiment",
 ]

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY, CollectorRegistry, Info
 
 from market_data_services._version import __version__
+from market_data_services.app.api import API_POOL_SIZE, DEFAULT_TIMEOUT_SECONDS, make_api
 from market_data_services.app.auth import BasicAuth
 from market_data_services.app.catalog import ServiceContext, ServiceEntry
 from market_data_services.app.catalog import catalog as default_catalog
@@ -73,6 +74,8 @@ class Application:
             error_rate_min_iterations=config.health.error_rate_min_iterations,
         )
         self.engine: Any = None
+        #: The HTTP API's own small pool, so readers never take the services' connections.
+        self._api_engine: Any = None
         self._timeouts: Timeouts | None = None
         self._run_lock: SqliteRunLock | None = None  # held from start() to shutdown()
         self._schema: SchemaWatch | None = None  # set by start() before the server answers
@@ -125,8 +128,9 @@ class Application:
             extra={"url": self.http.url, "services": list(self.services), "version": __version__},
         )
 
-    def _create_engine(self) -> Any:
-        """The one engine of every service and probe, each of its calls bounded."""
+    def _create_engine(self, **pool: Any) -> Any:
+        """The one engine of every service and probe, each of its calls bounded (and,
+        with ``pool`` settings, the API's)."""
         db = self.config.database
         timeouts = Timeouts(
             lock_seconds=db.busy_timeout_seconds,
@@ -138,7 +142,7 @@ class Application:
         )
         self._timeouts = timeouts
         try:
-            return create_engine(db.url, timeouts=timeouts)
+            return create_engine(db.url, timeouts=timeouts, **pool)
         except Exception as exc:
             raise StartupError(f"database.url: {exc}") from exc
 
@@ -221,6 +225,11 @@ class Application:
             services[name] = entry.factory(ctx)
         return services
 
+    def _api_timeout_seconds(self) -> float:
+        """An API request's statements: the configured statement timeout, at most 10 s."""
+        configured = self.config.database.statement_timeout_seconds
+        return min(configured, DEFAULT_TIMEOUT_SECONDS) if configured else DEFAULT_TIMEOUT_SECONDS
+
     def _create_http(self) -> HttpServer:
         http = self.config.http
         auth = None
@@ -237,7 +246,14 @@ class Application:
             web = load_web_config(http.web_config_file)
             tls = web.tls
             auth = BasicAuth.from_hashes(web.users) if web.users else None
-        app = make_app(registry=self.registry, health=self.health, ready=self.ready, auth=auth)
+        api_timeout = self._api_timeout_seconds()
+        self._api_engine = self._create_engine(
+            pool_size=API_POOL_SIZE, max_overflow=0, pool_timeout=api_timeout
+        )
+        api = make_api(self._api_engine, timeout_seconds=api_timeout)
+        app = make_app(
+            registry=self.registry, health=self.health, ready=self.ready, auth=auth, api=api
+        )
         limits = HttpLimits(
             header_deadline_seconds=http.header_deadline_seconds,
             max_connections=http.max_connections,
@@ -334,6 +350,8 @@ class Application:
             self._schema.stop(1.0)
         if self.engine is not None:
             self.engine.dispose()
+        if self._api_engine is not None:
+            self._api_engine.dispose()
         if self._run_lock is not None:
             self._run_lock.release()
         late = [name for name in self.services if not results.get(name, False)]

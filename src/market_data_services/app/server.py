@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, make_wsgi_app
 
 from market_data_services._version import __version__
+from market_data_services.app.api import API_PREFIX
 from market_data_services.app.auth import BasicAuth
 from market_data_services.app.httpd import HttpLimits, HttpServer, TlsFiles
 
@@ -75,8 +76,12 @@ def make_app(
     health: HealthCheck,
     ready: ReadyCheck,
     auth: BasicAuth | None = None,
+    api: WSGIApplication | None = None,
 ) -> WSGIApplication:
-    """The WSGI app. ``/healthz`` answers without credentials (it tells nothing but "up")."""
+    """The WSGI app. ``/healthz`` answers without credentials (it tells nothing but "up").
+
+    ``api`` (``app/api.py``) answers every path under ``/api/v1/``, after the same auth.
+    """
     metrics_app = make_wsgi_app(registry)
     refusals = None
     if auth is not None:
@@ -118,7 +123,8 @@ def make_app(
         path = environ.get("PATH_INFO", "") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
         head = method == "HEAD"
-        if path not in ("/metrics", "/healthz", "/readyz", HEALTH_PATH, "/"):
+        is_api = api is not None and path.startswith(API_PREFIX)
+        if path not in ("/metrics", "/healthz", "/readyz", HEALTH_PATH, "/") and not is_api:
             return _respond(start_response, 404, b"not found\n", _TEXT, head=head)
         if method not in ("GET", "HEAD"):
             return _respond(
@@ -151,6 +157,9 @@ def make_app(
                     [("WWW-Authenticate", 'Basic realm="mds", charset="UTF-8"')],
                     head=head,
                 )
+        if is_api:
+            assert api is not None
+            return api(environ, start_response)
         if path == "/metrics":
             return metrics(environ, start_response, head=head)
         if path == HEALTH_PATH:

@@ -1,7 +1,9 @@
 """SQL, and the only package that reads the database's dialect: schema, engine creation,
 migrations, upserts and bulk writes, advisory locks (``locks``), what a service remembers
 (``progress``), the services' reads (``reads``), the arrival order of raw rows that their
-watermarks follow (``arrival``) and batched deletes for the retention (``retention``).
+watermarks follow (``arrival``), batched deletes for the retention (``retention``), and
+derived data read back (``derived``; as pandas DataFrames: ``read_candles``,
+``read_book_metrics``, ``read_sentiment`` and their ``iter_*`` forms).
 
 ::
 
@@ -12,7 +14,16 @@ watermarks follow (``arrival``) and batched deletes for the retention (``retenti
 """
 
 from market_data_services.storage._deadline import DeadlineExceeded
+from market_data_services.storage.derived import UnknownSymbolError
 from market_data_services.storage.engine import Timeouts, create_engine, is_sqlite, normalise_url
+from market_data_services.storage.frames import (
+    iter_book_metrics,
+    iter_candles,
+    iter_sentiment,
+    read_book_metrics,
+    read_candles,
+    read_sentiment,
+)
 from market_data_services.storage.migrate import current, upgrade
 from market_data_services.storage.schema import (
     candles,
@@ -30,14 +41,21 @@ from market_data_services.storage.upsert import upsert, upsert_sql
 __all__ = [
     "DeadlineExceeded",
     "Timeouts",
+    "UnknownSymbolError",
     "candles",
     "create_engine",
     "current",
     "dom_metrics",
     "dom_snapshots",
     "is_sqlite",
+    "iter_book_metrics",
+    "iter_candles",
+    "iter_sentiment",
     "metadata",
     "normalise_url",
+    "read_book_metrics",
+    "read_candles",
+    "read_sentiment",
     "sentiment_metrics",
     "sentiment_readings",
     "service_progress",

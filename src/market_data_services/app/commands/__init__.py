@@ -61,6 +61,12 @@ COMMANDS: tuple[Command, ...] = (
         name="backfill",
         summary="build candles, book metrics and sentiment metrics for the stored history",
     ),
+    Command(
+        name="export",
+        summary=(
+            "write candles, book metrics or sentiment of a symbol to CSV, JSON lines or Parquet"
+        ),
+    ),
 )
 
 __all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "Command", "Register"]

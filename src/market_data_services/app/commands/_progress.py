@@ -32,6 +32,11 @@ class ProgressBar:
         self._last_draw = 0.0
         self._drawn = False
 
+    @property
+    def enabled(self) -> bool:
+        """Whether the bar is drawn (stderr is a terminal, unless told)."""
+        return self._enabled
+
     def update(self, done: int, detail: str = "", *, force: bool = False) -> None:
         if not self._enabled:
             return
