@@ -16,6 +16,7 @@ from market_data_services.app.catalog import ServiceContext, ServiceEntry
 from market_data_services.app.catalog import catalog as default_catalog
 from market_data_services.app.config import Config, ConfigSource, mask_url
 from market_data_services.app.health import HealthRule, health_report
+from market_data_services.app.landing import LandingPage
 from market_data_services.app.probe import SingleFlightProbe
 from market_data_services.app.schema_watch import SchemaWatch, schema_condition
 from market_data_services.app.server import HttpServer, TlsFiles, make_app
@@ -201,7 +202,10 @@ class Application:
             web = load_web_config(http.web_config_file)
             tls = web.tls
             auth = BasicAuth.from_hashes(web.users) if web.users else None
-        app = make_app(registry=self.registry, health=self.health, ready=self.ready, auth=auth)
+        landing = LandingPage(database_url=self.config.database.url)
+        app = make_app(
+            registry=self.registry, health=self.health, ready=self.ready, auth=auth, landing=landing
+        )
         return HttpServer(app, host=http.host, port=http.port, threads=http.threads, tls=tls)
 
     # -- checks the HTTP server asks -----------------------------------------------------------

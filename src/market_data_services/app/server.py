@@ -3,7 +3,8 @@
 Routes: ``/metrics`` (prometheus_client's own WSGI app: text or OpenMetrics by the
 scraper's Accept header, gzip when asked), ``/healthz`` (the process answers),
 ``/readyz`` (database reachable, services started), ``/api/health/aggregators`` (the
-specification's JSON, 200 or 503), anything else 404. HEAD answers on every path as GET
+specification's JSON, 200 or 503), ``/`` and ``/static/...`` (the landing page, when
+given), anything else 404. HEAD answers on every path as GET
 does, same status and headers, without the body.
 
 cheroot (CherryPy's server) parses HTTP for us: a thread pool so scrapes run
@@ -79,8 +80,12 @@ def make_app(
     health: HealthCheck,
     ready: ReadyCheck,
     auth: BasicAuth | None = None,
+    landing: WSGIApplication | None = None,
 ) -> WSGIApplication:
-    """The WSGI app. ``/healthz`` answers without credentials (it tells nothing but "up")."""
+    """The WSGI app. ``/healthz`` answers without credentials (it tells nothing but "up").
+
+    ``landing`` (app/landing.py) answers ``/`` and ``/static/...`` behind the same auth.
+    """
     metrics_app = make_wsgi_app(registry)
     refusals = None
     if auth is not None:
@@ -122,7 +127,8 @@ def make_app(
         path = environ.get("PATH_INFO", "") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
         head = method == "HEAD"
-        if path not in ("/metrics", "/healthz", "/readyz", HEALTH_PATH, "/"):
+        to_landing = landing is not None and (path == "/" or path.startswith("/static/"))
+        if path not in ("/metrics", "/healthz", "/readyz", HEALTH_PATH, "/") and not to_landing:
             return _respond(start_response, 404, b"not found\n", _TEXT, head=head)
         if method not in ("GET", "HEAD"):
             return _respond(
@@ -155,6 +161,8 @@ def make_app(
                     [("WWW-Authenticate", 'Basic realm="mds", charset="UTF-8"')],
                     head=head,
                 )
+        if to_landing and landing is not None:
+            return landing(environ, start_response)
         if path == "/metrics":
             return metrics(environ, start_response, head=head)
         if path == HEALTH_PATH:
