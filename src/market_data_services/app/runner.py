@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from prometheus_client import REGISTRY, CollectorRegistry, Info
 
 from market_data_services._version import __version__
+from market_data_services.app.api import DEFAULT_TIMEOUT_SECONDS, make_api
 from market_data_services.app.auth import BasicAuth
 from market_data_services.app.catalog import ServiceContext, ServiceEntry
 from market_data_services.app.catalog import catalog as default_catalog
@@ -186,6 +187,11 @@ class Application:
             services[name] = entry.factory(ctx)
         return services
 
+    def _api_timeout_seconds(self) -> float:
+        """An API request's statements: the configured statement timeout, at most 10 s."""
+        configured = self.config.database.statement_timeout_seconds
+        return min(configured, DEFAULT_TIMEOUT_SECONDS) if configured else DEFAULT_TIMEOUT_SECONDS
+
     def _create_http(self) -> HttpServer:
         http = self.config.http
         auth = None
@@ -202,9 +208,15 @@ class Application:
             web = load_web_config(http.web_config_file)
             tls = web.tls
             auth = BasicAuth.from_hashes(web.users) if web.users else None
+        api = make_api(self.engine, timeout_seconds=self._api_timeout_seconds())
         landing = LandingPage(database_url=self.config.database.url)
         app = make_app(
-            registry=self.registry, health=self.health, ready=self.ready, auth=auth, landing=landing
+            registry=self.registry,
+            health=self.health,
+            ready=self.ready,
+            auth=auth,
+            api=api,
+            landing=landing,
         )
         return HttpServer(app, host=http.host, port=http.port, threads=http.threads, tls=tls)
 

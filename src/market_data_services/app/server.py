@@ -26,6 +26,7 @@ from cheroot.ssl.builtin import BuiltinSSLAdapter
 from prometheus_client import CollectorRegistry, Counter, make_wsgi_app
 
 from market_data_services._version import __version__
+from market_data_services.app.api import API_PREFIX
 from market_data_services.app.auth import BasicAuth
 from market_data_services.app.webconfig import ServerTls
 
@@ -80,11 +81,13 @@ def make_app(
     health: HealthCheck,
     ready: ReadyCheck,
     auth: BasicAuth | None = None,
+    api: WSGIApplication | None = None,
     landing: WSGIApplication | None = None,
 ) -> WSGIApplication:
     """The WSGI app. ``/healthz`` answers without credentials (it tells nothing but "up").
 
-    ``landing`` (app/landing.py) answers ``/`` and ``/static/...`` behind the same auth.
+    ``api`` (``app/api.py``) answers every path under ``/api/v1/``, after the same auth.
+    ``landing`` (``app/landing.py``) answers ``/`` and ``/static/...``, after the same auth.
     """
     metrics_app = make_wsgi_app(registry)
     refusals = None
@@ -127,8 +130,10 @@ def make_app(
         path = environ.get("PATH_INFO", "") or "/"
         method = environ.get("REQUEST_METHOD", "GET")
         head = method == "HEAD"
+        is_api = api is not None and path.startswith(API_PREFIX)
         to_landing = landing is not None and (path == "/" or path.startswith("/static/"))
-        if path not in ("/metrics", "/healthz", "/readyz", HEALTH_PATH, "/") and not to_landing:
+        known = path in ("/metrics", "/healthz", "/readyz", HEALTH_PATH, "/")
+        if not (known or is_api or to_landing):
             return _respond(start_response, 404, b"not found\n", _TEXT, head=head)
         if method not in ("GET", "HEAD"):
             return _respond(
@@ -161,6 +166,9 @@ def make_app(
                     [("WWW-Authenticate", 'Basic realm="mds", charset="UTF-8"')],
                     head=head,
                 )
+        if is_api:
+            assert api is not None
+            return api(environ, start_response)
         if to_landing and landing is not None:
             return landing(environ, start_response)
         if path == "/metrics":

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from market_data_services.market.timeframes import Bucketing
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
@@ -130,4 +132,22 @@ class MinuteCandles:
         )
 
 
-__all__ = ["MinuteCandles"]
+def roll_up(bucketing: Bucketing, timeframe: str, base: MinuteCandles) -> MinuteCandles:
+    """Candles of ``timeframe`` from one-minute candles sorted by time."""
+    if not len(base):
+        return MinuteCandles.empty()
+    starts = bucketing.starts(timeframe, base.ts_open)
+    first = np.flatnonzero(np.concatenate(([True], starts[1:] != starts[:-1])))
+    last = np.concatenate((first[1:], [len(starts)])) - 1
+    return MinuteCandles(
+        ts_open=starts[first],
+        open=base.open[first],
+        high=np.maximum.reduceat(base.high, first),
+        low=np.minimum.reduceat(base.low, first),
+        close=base.close[last],
+        volume=np.add.reduceat(base.volume, first),
+        count=np.add.reduceat(base.count, first),
+    )
+
+
+__all__ = ["MinuteCandles", "roll_up"]

@@ -40,7 +40,7 @@ from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.engine import Engine
 
 from market_data_services.aggregators.base import SettingsMismatchError
-from market_data_services.market.candles import MinuteCandles
+from market_data_services.market.candles import MinuteCandles, roll_up
 from market_data_services.market.timeframes import (
     HIGHER_TIMEFRAMES,
     MINUTE_MS,
@@ -730,21 +730,8 @@ def _merge_pending(items: list[dict[str, int | None]]) -> dict[str, int | None]:
 def _roll_up(
     bucketing: Bucketing, timeframe: str, base: MinuteCandles
 ) -> tuple[MinuteCandles, IntArray]:
-    """Candles of ``timeframe`` from one-minute candles sorted by time."""
-    if not len(base):
-        return MinuteCandles.empty(), np.empty(0, dtype=np.int64)
-    starts = bucketing.starts(timeframe, base.ts_open)
-    first = np.flatnonzero(np.concatenate(([True], starts[1:] != starts[:-1])))
-    last = np.concatenate((first[1:], [len(starts)])) - 1
-    rolled = MinuteCandles(
-        ts_open=starts[first],
-        open=base.open[first],
-        high=np.maximum.reduceat(base.high, first),
-        low=np.minimum.reduceat(base.low, first),
-        close=base.close[last],
-        volume=np.add.reduceat(base.volume, first),
-        count=np.add.reduceat(base.count, first),
-    )
+    """Candles of ``timeframe`` from one-minute candles sorted by time, and their starts."""
+    rolled = roll_up(bucketing, timeframe, base)
     return rolled, rolled.ts_open
 
 
