@@ -125,17 +125,22 @@
   const status = $("chart-status");
   let shown = ""; // the symbol and timeframe on the chart, to fit the view once per change
 
-  // Decimals enough for every price shown (forex has 5, crypto varies), at most 8.
+  // Decimals enough for every price shown (forex has 5 or 6, crypto varies), at most 8. A
+  // price comes as a binary float (1.3946100000000001): its decimals are the fewest that
+  // give back the same number, not the digits of its text.
+  function decimals(value) {
+    for (let digits = 0; digits < 8; digits++) {
+      if (Math.abs(value - Number(value.toFixed(digits))) <= Math.abs(value) * 1e-12) return digits;
+    }
+    return 8;
+  }
+
   function precision(candles) {
     let digits = 2;
     for (const c of candles) {
-      for (const v of [c.open, c.high, c.low, c.close]) {
-        const text = String(v);
-        const dot = text.indexOf(".");
-        if (dot >= 0 && !text.includes("e")) digits = Math.max(digits, text.length - dot - 1);
-      }
+      for (const v of [c.open, c.high, c.low, c.close]) digits = Math.max(digits, decimals(v));
     }
-    return Math.min(digits, 8);
+    return digits;
   }
 
   function toBar(c) {
