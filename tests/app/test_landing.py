@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import http.client
 import re
+import ssl
 import subprocess
 import sys
 import zipfile
@@ -22,7 +23,8 @@ from prometheus_client import CollectorRegistry
 from market_data_services._version import __version__
 from market_data_services.app.auth import BasicAuth
 from market_data_services.app.landing import LandingPage, static_files
-from market_data_services.app.server import HttpServer, make_app
+from market_data_services.app.server import HttpServer, TlsFiles, make_app
+from tests.pki import make_pki
 
 REPO = Path(__file__).resolve().parents[2]
 CHARTS = "lightweight-charts/lightweight-charts.standalone.production.js"
@@ -36,7 +38,9 @@ class Clock:
         return self.now
 
 
-def serve(landing: LandingPage, auth: BasicAuth | None = None) -> HttpServer:
+def serve(
+    landing: LandingPage, auth: BasicAuth | None = None, tls: TlsFiles | None = None
+) -> HttpServer:
     app = make_app(
         registry=CollectorRegistry(),
         health=lambda: (200, {"overall_status": "healthy", "services": {}}),
@@ -44,7 +48,7 @@ def serve(landing: LandingPage, auth: BasicAuth | None = None) -> HttpServer:
         auth=auth,
         landing=landing,
     )
-    server = HttpServer(app, port=0)
+    server = HttpServer(app, port=0, tls=tls)
     server.start()
     return server
 
@@ -180,6 +184,31 @@ def test_the_page_and_its_files_need_the_credentials_metrics_needs(clock: Clock)
         assert request(server, "/static/missing.js", headers=good)[0] == 404
     finally:
         server.stop()
+
+
+def test_the_page_and_its_files_are_served_over_tls_like_metrics(
+    tmp_path: Path, clock: Clock
+) -> None:
+    pki = make_pki(tmp_path)
+    tls = TlsFiles(cert_file=str(pki.server_cert), key_file=str(pki.server_key))
+    server = serve(LandingPage(database_url="sqlite:///mds.sqlite", clock=clock), tls=tls)
+    try:
+        host, port = server.address
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        for path in ("/", "/static/landing.js"):
+            connection = http.client.HTTPSConnection(host, port, timeout=5, context=context)
+            connection.request("GET", path)
+            assert connection.getresponse().status == 200
+            connection.close()
+    finally:
+        server.stop()
+
+
+def test_the_database_url_is_escaped_into_the_page(clock: Clock) -> None:
+    landing = LandingPage(database_url="sqlite:////data/<script>alert(1)</script>.db", clock=clock)
+    page = landing.render()
+    assert "<script>alert" not in page
+    assert "sqlite:////data/&lt;script&gt;alert(1)&lt;/script&gt;.db" in page
 
 
 def test_other_methods_on_the_page_get_405(server: HttpServer) -> None:

@@ -84,7 +84,11 @@ def _walk(folder: Traversable, prefix: str = "") -> Iterator[tuple[str, Traversa
 
 @functools.cache
 def static_files() -> Mapping[str, StaticFile]:
-    """Every file of the package's ``static/`` folder by its path there, read once."""
+    """Every file of the package's ``static/`` folder by its path there, read once.
+
+    Read at the first request, not at import or construction (no I/O there). Two server
+    threads may both read on that first call; each builds the same table and one is kept.
+    """
     files = {}
     for name, entry in _walk(resources.files(__package__ or __name__) / "static"):
         body = entry.read_bytes()
