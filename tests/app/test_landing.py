@@ -98,6 +98,7 @@ def test_page_names_version_masked_database_uptime_and_endpoints(
     assert '<dd id="uptime" data-seconds="183845.000">2d 03:04:05</dd>' in page
     for path in ("/metrics", "/healthz", "/readyz", "/api/health/aggregators"):
         assert f'<a href="{path}">' in page
+    assert '<a href="/api/v1/openapi.json">' in page
     assert "<option>1m</option>" in page
     assert "<option>1d</option>" in page
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.slow
 
+LINKS = ("/metrics", "/healthz", "/readyz", "/api/health/aggregators", "/api/v1/openapi.json")
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "landing.png"
 DEMO_SERVICES = {
     "AggregatorService",
@@ -119,8 +120,9 @@ def test_demo_landing_page_shows_the_process_its_services_and_a_drawn_candle_cha
 
     assert page.title().startswith("mds ")
     assert page.inner_text("#database") == "sqlite:///mds.sqlite"
-    for path in ("/metrics", "/healthz", "/readyz", "/api/health/aggregators"):
+    for path in LINKS:
         assert page.locator(f'a[href="{path}"]').count() == 1
+        assert demo.get(path)[0] == 200, path
 
     page.wait_for_function(
         "() => document.querySelectorAll('#services tbody tr').length === 4", timeout=30_000

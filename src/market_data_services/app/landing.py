@@ -51,6 +51,7 @@ _LINKS = (
     ("/healthz", "liveness"),
     ("/readyz", "readiness (JSON)"),
     ("/api/health/aggregators", "service health (JSON)"),
+    ("/api/v1/openapi.json", "the data API (OpenAPI)"),
 )
 
 
@@ -100,6 +101,28 @@ def static_files() -> Mapping[str, StaticFile]:
     return files
 
 
+_NOSNIFF = ("X-Content-Type-Options", "nosniff")
+_PAGE_HEADERS = [
+    ("Content-Type", "text/html; charset=utf-8"),
+    ("Cache-Control", "no-store"),
+    ("Content-Security-Policy", _CSP),
+    _NOSNIFF,
+]
+_NOT_FOUND_HEADERS = [("Content-Type", "text/plain; charset=utf-8"), ("Cache-Control", "no-store")]
+
+
+def _send(
+    start_response: StartResponse,
+    status: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    head: bool,
+) -> list[bytes]:
+    """The answer with its length; HEAD gets the same headers and no body."""
+    start_response(status, [*headers, ("Content-Length", str(len(body)))])
+    return [] if head else [body]
+
+
 def _duration(seconds: float) -> str:
     """``3d 04:05:06`` or ``04:05:06``; the page's script keeps it counting."""
     whole = int(seconds)
@@ -131,48 +154,18 @@ class LandingPage:
         path = environ.get("PATH_INFO", "") or "/"
         head = environ.get("REQUEST_METHOD") == "HEAD"
         if path == "/":
-            body = self.render().encode()
-            start_response(
-                "200 OK",
-                [
-                    ("Content-Type", "text/html; charset=utf-8"),
-                    ("Content-Length", str(len(body))),
-                    ("Cache-Control", "no-store"),
-                    ("Content-Security-Policy", _CSP),
-                    ("X-Content-Type-Options", "nosniff"),
-                ],
-            )
-            return [] if head else [body]
-        static = (
-            static_files().get(path[len(STATIC_PREFIX) :])
-            if path.startswith(STATIC_PREFIX)
-            else None
-        )
+            return _send(start_response, "200 OK", _PAGE_HEADERS, self.render().encode(), head)
+        name = path.removeprefix(STATIC_PREFIX) if path.startswith(STATIC_PREFIX) else None
+        static = None if name is None else static_files().get(name)
         if static is None:
-            body = b"not found\n"
-            start_response(
-                "404 Not Found",
-                [
-                    ("Content-Type", "text/plain; charset=utf-8"),
-                    ("Content-Length", str(len(body))),
-                    ("Cache-Control", "no-store"),
-                ],
-            )
-            return [] if head else [body]
+            return _send(start_response, "404 Not Found", _NOT_FOUND_HEADERS, b"not found\n", head)
         cache = [("ETag", static.etag), ("Cache-Control", _IMMUTABLE)]
-        if static.etag in environ.get("HTTP_IF_NONE_MATCH", ""):
+        wanted = environ.get("HTTP_IF_NONE_MATCH", "")
+        if wanted.strip() == "*" or static.etag in wanted:
             start_response("304 Not Modified", cache)
             return []
-        start_response(
-            "200 OK",
-            [
-                ("Content-Type", static.content_type),
-                ("Content-Length", str(len(static.body))),
-                ("X-Content-Type-Options", "nosniff"),
-                *cache,
-            ],
-        )
-        return [] if head else [static.body]
+        headers = [("Content-Type", static.content_type), _NOSNIFF, *cache]
+        return _send(start_response, "200 OK", headers, static.body, head)
 
     def render(self) -> str:
         """The page: process facts filled in here, the rest drawn by ``landing.js``."""
