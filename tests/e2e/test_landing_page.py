@@ -12,7 +12,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from market_data_services.app.landing import LandingPage
+from market_data_services.app.server import HttpServer, make_app
 from tests.conftest import require_executable, unavailable
 from tests.e2e.mds_process import MdsProcess
 
@@ -223,3 +226,46 @@ def test_behind_basic_auth_the_page_and_its_requests_use_the_browsers_credential
         context.close()
     finally:
         process.close()
+
+
+def test_a_degraded_service_and_a_missing_data_api_are_shown_not_hidden(browser: Browser) -> None:
+    """In-process server whose health is 503 and which has no /api/v1: the page says so."""
+    degraded = {
+        "overall_status": "degraded",
+        "services": {
+            "AggregatorService": {
+                "status": "degraded",
+                "circuit_breaker": "open",
+                "reasons": ["circuit breaker open", "the last 5 iterations failed"],
+                "iterations": 9,
+                "errors": 5,
+                "last_error": "OperationalError: database is locked",
+                "last_success": None,
+                "symbols": ["EUR/USD"],
+            }
+        },
+    }
+    app = make_app(
+        registry=CollectorRegistry(),
+        health=lambda: (503, degraded),
+        ready=lambda: (False, {}),
+        landing=LandingPage(database_url="sqlite:///mds.sqlite"),
+    )
+    server = HttpServer(app, port=0)
+    server.start()
+    try:
+        page = browser.new_page()
+        page.goto(server.url)
+        page.wait_for_function("() => document.querySelectorAll('#services tbody tr').length === 1")
+        row = page.locator('#services tr[data-service="AggregatorService"]')
+        assert row.locator("td.status").inner_text() == "degraded"
+        assert row.locator("td.status").get_attribute("title") == (
+            "circuit breaker open; the last 5 iterations failed"
+        )
+        assert row.locator("td.breaker").inner_text() == "open"
+        assert row.locator("td").nth(3).inner_text() == "never"
+        assert page.inner_text("#overall") == "degraded"
+        page.wait_for_function("() => document.getElementById('chart-status').textContent")
+        assert page.inner_text("#chart-status") == "symbols: HTTP 404 (not found)"
+    finally:
+        server.stop()
