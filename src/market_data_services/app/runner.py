@@ -19,6 +19,7 @@ from market_data_services.app.catalog import ServiceContext, ServiceEntry
 from market_data_services.app.catalog import catalog as default_catalog
 from market_data_services.app.config import Config, ConfigSource, mask_url
 from market_data_services.app.health import HealthRule, health_report
+from market_data_services.app.landing import LandingPage
 from market_data_services.app.probe import SingleFlightProbe
 from market_data_services.app.schema_watch import SchemaWatch, schema_condition
 from market_data_services.app.server import HttpLimits, HttpServer, TlsFiles, make_app
@@ -251,8 +252,14 @@ class Application:
             pool_size=API_POOL_SIZE, max_overflow=0, pool_timeout=api_timeout
         )
         api = make_api(self._api_engine, timeout_seconds=api_timeout)
+        landing = LandingPage(database_url=self.config.database.url)
         app = make_app(
-            registry=self.registry, health=self.health, ready=self.ready, auth=auth, api=api
+            registry=self.registry,
+            health=self.health,
+            ready=self.ready,
+            auth=auth,
+            api=api,
+            landing=landing,
         )
         limits = HttpLimits(
             header_deadline_seconds=http.header_deadline_seconds,

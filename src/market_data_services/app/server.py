@@ -3,7 +3,8 @@
 Routes: ``/metrics`` (prometheus_client's own WSGI app: text or OpenMetrics by the
 scraper's Accept header, gzip when asked), ``/healthz`` (the process answers),
 ``/readyz`` (database reachable, services started), ``/api/health/aggregators`` (the
-specification's JSON, 200 or 503), anything else 404. HEAD answers on every path as GET
+specification's JSON, 200 or 503), ``/`` and ``/static/...`` (the landing page, when
+given), anything else 404. HEAD answers on every path as GET
 does, same status and headers, without the body.
 
 The server (``HttpServer``, re-exported here) holds connections on an event loop and
@@ -77,10 +78,12 @@ def make_app(
     ready: ReadyCheck,
     auth: BasicAuth | None = None,
     api: WSGIApplication | None = None,
+    landing: WSGIApplication | None = None,
 ) -> WSGIApplication:
     """The WSGI app. ``/healthz`` answers without credentials (it tells nothing but "up").
 
     ``api`` (``app/api.py``) answers every path under ``/api/v1/``, after the same auth.
+    ``landing`` (``app/landing.py``) answers ``/`` and ``/static/...``, after the same auth.
     """
     metrics_app = make_wsgi_app(registry)
     refusals = None
@@ -124,7 +127,9 @@ def make_app(
         method = environ.get("REQUEST_METHOD", "GET")
         head = method == "HEAD"
         is_api = api is not None and path.startswith(API_PREFIX)
-        if path not in ("/metrics", "/healthz", "/readyz", HEALTH_PATH, "/") and not is_api:
+        to_landing = landing is not None and (path == "/" or path.startswith("/static/"))
+        known = path in ("/metrics", "/healthz", "/readyz", HEALTH_PATH, "/")
+        if not (known or is_api or to_landing):
             return _respond(start_response, 404, b"not found\n", _TEXT, head=head)
         if method not in ("GET", "HEAD"):
             return _respond(
@@ -160,6 +165,8 @@ def make_app(
         if is_api:
             assert api is not None
             return api(environ, start_response)
+        if to_landing and landing is not None:
+            return landing(environ, start_response)
         if path == "/metrics":
             return metrics(environ, start_response, head=head)
         if path == HEALTH_PATH:
