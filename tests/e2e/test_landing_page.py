@@ -2,11 +2,14 @@
 against a real ``mds run --demo``.
 
 Playwright is given the system's Chromium (``executable_path``), so it downloads no browser.
-The first test saves the screenshot the README shows (docs/landing.png).
+The first test saves a screenshot into its temporary folder; with
+``MDS_UPDATE_SCREENSHOT=1`` it writes the one the README shows (docs/landing.png), so a
+test run leaves the checkout as it found it.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.slow
 
 LINKS = ("/metrics", "/healthz", "/readyz", "/api/health/aggregators", "/api/v1/openapi.json")
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "landing.png"
+README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "landing.png"
 DEMO_SERVICES = {
     "AggregatorService",
     "DOMAggregatorService",
@@ -115,7 +118,7 @@ def wait_for_candles(page: Page) -> list[dict[str, Any]]:
 
 
 def test_demo_landing_page_shows_the_process_its_services_and_a_drawn_candle_chart(
-    browser: Browser, demo: MdsProcess
+    browser: Browser, demo: MdsProcess, tmp_path: Path
 ) -> None:
     page = browser.new_page(viewport={"width": 1200, "height": 960})
     problems = Problems(page)
@@ -161,8 +164,10 @@ def test_demo_landing_page_shows_the_process_its_services_and_a_drawn_candle_cha
     )
     assert page.inner_text("#overall") in {"healthy", "degraded"}
 
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    update = os.environ.get("MDS_UPDATE_SCREENSHOT") == "1"
+    screenshot = README_SCREENSHOT if update else tmp_path / "landing.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000  # a page was drawn, not an empty image
     assert problems.seen == []
 
 
