@@ -23,7 +23,17 @@ on both databases and stored in ``service_progress`` as before.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, ColumnElement, Connection, Table, column, func, select
+from sqlalchemy import (
+    DDL,
+    BigInteger,
+    ColumnElement,
+    Connection,
+    Table,
+    column,
+    event,
+    func,
+    select,
+)
 
 #: The PostgreSQL-only column of each raw table holding the inserting transaction's id.
 ARRIVAL_COLUMN = "arrival"
@@ -40,6 +50,20 @@ _IN_FLIGHT_SQL = (
 _PREPARED_SQL = (
     "SELECT EXISTS (SELECT 1 FROM pg_prepared_xacts WHERE database = current_database())"
 )
+
+
+def declare_arrival(table: Table, *index_columns: str) -> None:
+    """On PostgreSQL, give ``table`` its ``arrival`` column and index whenever it is created
+    from the metadata (``table.create(engine)``), as revision 0004 gives a migrated
+    database; on SQLite nothing is added."""
+    index = f"ix_{table.name}_{'_'.join(index_columns)}"
+    statements = (
+        f"ALTER TABLE {table.name} ADD COLUMN {ARRIVAL_COLUMN} bigint NOT NULL "
+        f"DEFAULT {ARRIVAL_DEFAULT_SQL}",
+        f"CREATE INDEX {index} ON {table.name} ({', '.join(index_columns)})",
+    )
+    for statement in statements:
+        event.listen(table, "after_create", DDL(statement).execute_if(dialect="postgresql"))
 
 
 def position_name(connection: Connection) -> str:

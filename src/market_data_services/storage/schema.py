@@ -48,6 +48,7 @@ from sqlalchemy import (
 )
 
 from market_data_services.market.symbols import SYMBOL_LENGTH
+from market_data_services.storage.arrival import declare_arrival
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -85,6 +86,7 @@ ticks = Table(
     UniqueConstraint("symbol", "ts", "seq"),
     sqlite_autoincrement=True,
 )
+declare_arrival(ticks, "arrival")
 
 #: OHLC candles; the contract other tools read (see README "Storage").
 candles = Table(
@@ -143,6 +145,7 @@ dom_snapshots = Table(
     Index(None, "symbol", "id"),
     sqlite_autoincrement=True,
 )
+declare_arrival(dom_snapshots, "symbol", "arrival")
 
 #: Book metrics, one row per snapshot; the contract other tools read (README "Order book").
 dom_metrics = Table(
@@ -180,6 +183,7 @@ sentiment_readings = Table(
     Index(None, "symbol", "id"),
     sqlite_autoincrement=True,
 )
+declare_arrival(sentiment_readings, "symbol", "arrival")
 
 #: Derived sentiment, one row per (symbol, reading time); the contract other tools read.
 sentiment_metrics = Table(
