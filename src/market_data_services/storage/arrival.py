@@ -63,7 +63,8 @@ def declare_arrival(table: Table, *index_columns: str) -> None:
         f"CREATE INDEX {index} ON {table.name} ({', '.join(index_columns)})",
     )
     for statement in statements:
-        event.listen(table, "after_create", DDL(statement).execute_if(dialect="postgresql"))
+        ddl = DDL(statement).execute_if(dialect="postgresql")  # type: ignore[no-untyped-call]
+        event.listen(table, "after_create", ddl)
 
 
 def position_name(connection: Connection) -> str:
