@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from market_data_services.aggregators.base import PerSymbolService
 from market_data_services.ingest.dom import dom_ingest_metrics
@@ -34,7 +34,7 @@ from market_data_services.market.book import select as select_books
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.runtime.validate import positive_int
 from market_data_services.storage.arrival import position_name, position_of
-from market_data_services.storage.bulk import upsert_columns
+from market_data_services.storage.bulk import insert_columns, upsert_columns
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.reads import fetch_tuples
 from market_data_services.storage.schema import dom_metrics, dom_snapshots
@@ -274,7 +274,7 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
         columns: dict[str, Any] = {"symbol": symbol, "ts": good_ts[index]}
         columns.update((name, values[name][index]) for name in METRIC_COLUMNS)
         with begin_write(self.engine) as connection:
-            upsert_columns(connection, dom_metrics, columns)
+            _store_metrics(connection, symbol, columns)
             self._write_progress(connection, symbol, after._asdict())
         metrics = self._metrics_of(symbol)
         metrics.processed.inc(int(good_dirty.sum()))
@@ -336,6 +336,34 @@ _NEXT_NEW_SQL = (
     "SELECT MIN(ts) FROM dom_snapshots "
     "WHERE symbol = ? AND ts > ? AND {position} > ? AND {position} <= ?"
 )
+
+
+def _store_metrics(connection: Connection, symbol: str, columns: dict[str, Any]) -> None:
+    """Write the rows of ``columns`` (times ascending), overwriting stored ones.
+
+    When no metrics are stored in the batch's time range (a first pass, the usual case)
+    the rows are inserted plainly: on PostgreSQL a binary ``COPY`` straight into
+    ``dom_metrics``, where the upsert's staging and conflict checks were most of the
+    iteration's time. On SQLite the write lock is held from the check on. On PostgreSQL
+    two instances working on one symbol at once (no ownership configured) could both find
+    the range empty: the second insert then fails on the key, its transaction (metrics and
+    progress) rolls back, and the next iteration redoes the batch with an upsert.
+    """
+    stamps = columns["ts"]
+    if not len(stamps):
+        return
+    stored = connection.execute(
+        select(dom_metrics.c.ts)
+        .where(
+            dom_metrics.c.symbol == symbol,
+            dom_metrics.c.ts.between(int(stamps[0]), int(stamps[-1])),
+        )
+        .limit(1)
+    ).first()
+    if stored is None:
+        insert_columns(connection, dom_metrics, columns)
+    else:
+        upsert_columns(connection, dom_metrics, columns)
 
 
 def _previous_top(rows: Sequence[Any]) -> Top | None:
