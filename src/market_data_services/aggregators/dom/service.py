@@ -36,7 +36,7 @@ from market_data_services.runtime.validate import positive_int
 from market_data_services.storage.arrival import position_name, position_of
 from market_data_services.storage.bulk import insert_columns, upsert_columns
 from market_data_services.storage.engine import begin_write
-from market_data_services.storage.reads import fetch_tuples
+from market_data_services.storage.reads import fetch_tuples, read_joined_books
 from market_data_services.storage.schema import dom_metrics, dom_snapshots
 from market_data_services.timeutil import format_ms
 
@@ -210,28 +210,24 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
         limit = self._batch_size
         with self.engine.connect() as connection, connection.begin():
             position = position_name(connection)
-            rows = fetch_tuples(
-                connection,
-                _ROWS_SQL.format(position=position),
-                (symbol, state.cursor_ts, state.target_id, limit),
-            )
+            books = _read_books(connection, symbol, state.cursor_ts, state.target_id, limit)
             before = fetch_tuples(
                 connection,
                 _BEFORE_SQL.format(position=position),
                 (symbol, state.cursor_ts, state.target_id),
             )
-            full = len(rows) == limit
-            dirty_last = bool(rows) and rows[-1][0] > state.arrival_id
+            full = len(books) == limit
+            dirty_last = full and int(books.ids[-1]) > state.arrival_id
             next_cursor: int | None = None
             if full and dirty_last:
                 # The last row is new: it starts the next batch, which reads its successor.
-                next_cursor = int(rows[-1][1])
-                rows = rows[:-1]
+                next_cursor = int(books.stamps[-1])
+                books = books.without_last()
             elif full:
                 found = fetch_tuples(
                     connection,
                     _NEXT_NEW_SQL.format(position=position),
-                    (symbol, rows[-1][1], state.arrival_id, state.target_id),
+                    (symbol, int(books.stamps[-1]), state.arrival_id, state.target_id),
                 )[0][0]
                 next_cursor = None if found is None else int(found)
         done = next_cursor is None
@@ -240,28 +236,22 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
             if done
             else _Pass(state.arrival_id, state.target_id, next_cursor)
         )
-        self._compute_and_write(symbol, rows, _previous_top(before), state.arrival_id, after)
+        self._compute_and_write(symbol, books, _previous_top(before), state.arrival_id, after)
         return after
 
     def _compute_and_write(
         self,
         symbol: str,
-        rows: Sequence[Any],
+        books: _Books,
         previous: Top | None,
         arrival_id: int,
         after: _Pass,
     ) -> None:
-        if rows:
-            id_column, ts_column, bid_blobs, ask_blobs = zip(*rows, strict=True)
-        else:
-            id_column, ts_column, bid_blobs, ask_blobs = (), (), (), ()
-        ids = np.array(id_column, dtype=np.int64)
-        stamps = np.array(ts_column, dtype=np.int64)
-        batch, whole = BookBatch.from_blobs(list(bid_blobs), list(ask_blobs))
+        ids, stamps, batch = books.ids, books.stamps, books.batch
         valid, problems = check_books(batch)
-        valid &= whole
+        valid &= books.whole
         dirty = ids > arrival_id
-        self._count_rejected(symbol, stamps, dirty, whole, problems)
+        self._count_rejected(symbol, stamps, dirty, books.whole, problems)
 
         good = select_books(batch, valid)
         good_ts = stamps[valid]
@@ -320,14 +310,44 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
             )
 
 
-# The service's reads, with ``?`` placeholders (see ``fetch_tuples``). Rows of a pass are read in
-# time order through the (symbol, ts) index; ``id <= target`` keeps rows that arrive
-# during the pass for the next one.
+class _Books(NamedTuple):
+    """A batch of stored snapshots in time order, as arrays."""
+
+    ids: npt.NDArray[np.int64]  # arrival positions
+    stamps: npt.NDArray[np.int64]
+    batch: BookBatch
+    whole: npt.NDArray[np.bool_]  # both sides' blobs are whole levels
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def without_last(self) -> _Books:
+        """The batch without its last book (views, no copy)."""
+        b = self.batch
+        bids_kept = b.bids.shape[0] - int(b.bid_counts[-1])
+        asks_kept = b.asks.shape[0] - int(b.ask_counts[-1])
+        batch = BookBatch(
+            b.bid_counts[:-1], b.bids[:bids_kept], b.ask_counts[:-1], b.asks[:asks_kept]
+        )
+        return _Books(self.ids[:-1], self.stamps[:-1], batch, self.whole[:-1])
+
+
+def _read_books(
+    connection: Connection, symbol: str, cursor_ts: int, target_id: int, limit: int
+) -> _Books:
+    """The first ``limit`` snapshots of ``symbol`` from ``cursor_ts`` on, up to position
+    ``target_id``, in time order, decoded without a Python object per book."""
+    joined = read_joined_books(
+        connection, symbol, from_ts=cursor_ts, up_to_position=target_id, limit=limit
+    )
+    batch, whole = BookBatch.from_joined(
+        joined.bids, joined.bid_lengths, joined.asks, joined.ask_lengths
+    )
+    return _Books(joined.positions, joined.stamps, batch, whole)
+
+
+# The service's reads, with ``?`` placeholders (see ``fetch_tuples``).
 # ``{position}`` is the arrival order's column (``storage/arrival.py``).
-_ROWS_SQL = (
-    "SELECT {position}, ts, bids, asks FROM dom_snapshots "
-    "WHERE symbol = ? AND ts >= ? AND {position} <= ? ORDER BY ts LIMIT ?"
-)
 _BEFORE_SQL = (
     "SELECT bids, asks FROM dom_snapshots "
     "WHERE symbol = ? AND ts < ? AND {position} <= ? ORDER BY ts DESC LIMIT 8"
