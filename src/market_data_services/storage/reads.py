@@ -279,20 +279,24 @@ def read_joined_books(
     """The first ``limit`` snapshots of ``symbol`` in ``dom_snapshots`` at or after
     ``from_ts`` with an arrival position up to ``up_to_position``, in time order.
 
-    One row comes back, each column aggregated into one string (the numbers) or one blob
-    (the sides), so the driver builds a few objects per batch instead of five per book.
-    All the aggregates of a query see its rows in one order, so the columns agree with
-    each other; PostgreSQL's aggregates order by ``ts``, and the time order of SQLite's
-    ``group_concat`` (no ``ORDER BY`` before SQLite 3.44; it follows the ordered subquery)
-    is checked.
+    On SQLite one row comes back, each column aggregated into one string (the numbers)
+    or one blob (the sides), so the driver builds a few objects per batch instead of five
+    per book. The aggregates take the rows in the order of the subquery that sorts them
+    by time (SQLite has no ``ORDER BY`` in aggregates before 3.44; this is its usual
+    behaviour, not a documented guarantee), so that order is checked; all the aggregates
+    of a query see the rows in one order, so the columns agree with each other.
+    On PostgreSQL the rows come in binary and are joined here: its ``string_agg`` of the
+    sides took 15 to 30 ms a batch of 5,000 on the server, more than the rows' transfer.
     """
-    sql = _JOINED_BOOKS_SQL[connection.dialect.name].format(position=position_name(connection))
+    params = (symbol, from_ts, up_to_position, limit)
+    position = position_name(connection)
+    if connection.dialect.name == "postgresql":
+        return _joined_rows(fetch_tuples(connection, _BOOKS_SQL.format(position=position), params))
     count, positions, stamps, bid_lengths, ask_lengths, bids, asks = fetch_tuples(
-        connection, sql, (symbol, from_ts, up_to_position, limit)
+        connection, _JOINED_BOOKS_SQL.format(position=position), params
     )[0]
     if not count:
-        empty = np.zeros(0, dtype=np.int64)
-        return JoinedBooks(empty, empty, empty, empty, b"", b"")
+        return _joined_rows([])
     stamp_array = _integers(stamps)
     if count > 1 and not bool((np.diff(stamp_array) > 0).all()):
         raise RuntimeError(f"dom_snapshots of {symbol} did not come back in time order")
@@ -303,6 +307,22 @@ def read_joined_books(
         _integers(ask_lengths),
         bytes(bids),
         bytes(asks),
+    )
+
+
+def _joined_rows(rows: list[tuple[Any, ...]]) -> JoinedBooks:
+    """``JoinedBooks`` of (position, ts, bids, asks) rows."""
+    if not rows:
+        empty = np.zeros(0, dtype=np.int64)
+        return JoinedBooks(empty, empty, empty, empty, b"", b"")
+    positions, stamps, bids, asks = zip(*rows, strict=True)
+    return JoinedBooks(
+        np.array(positions, dtype=np.int64),
+        np.array(stamps, dtype=np.int64),
+        np.fromiter(map(len, bids), dtype=np.int64, count=len(bids)),
+        np.fromiter(map(len, asks), dtype=np.int64, count=len(asks)),
+        b"".join(bids),
+        b"".join(asks),
     )
 
 
@@ -317,22 +337,13 @@ _BOOKS_SQL = (
     "SELECT {position} AS arrival_position, ts, bids, asks FROM dom_snapshots "
     "WHERE symbol = ? AND ts >= ? AND {position} <= ? ORDER BY ts LIMIT ?"
 )
-_JOINED_BOOKS_SQL = {
-    "sqlite": (
-        "SELECT count(*), group_concat(arrival_position), group_concat(ts),"
-        " group_concat(length(bids)), group_concat(length(asks)),"
-        " CAST(group_concat(bids, '') AS BLOB), CAST(group_concat(asks, '') AS BLOB) "
-        f"FROM ({_BOOKS_SQL})"
-    ),
-    "postgresql": (
-        "SELECT count(*), string_agg(arrival_position::text, ',' ORDER BY ts),"
-        " string_agg(ts::text, ',' ORDER BY ts),"
-        " string_agg(length(bids)::text, ',' ORDER BY ts),"
-        " string_agg(length(asks)::text, ',' ORDER BY ts),"
-        " string_agg(bids, ''::bytea ORDER BY ts), string_agg(asks, ''::bytea ORDER BY ts) "
-        f"FROM ({_BOOKS_SQL}) AS batch"
-    ),
-}
+#: SQLite: one batch as one row (see ``read_joined_books``).
+_JOINED_BOOKS_SQL = (
+    "SELECT count(*), group_concat(arrival_position), group_concat(ts),"
+    " group_concat(length(bids)), group_concat(length(asks)),"
+    " CAST(group_concat(bids, '') AS BLOB), CAST(group_concat(asks, '') AS BLOB) "
+    f"FROM ({_BOOKS_SQL})"
+)
 
 
 __all__ = [
