@@ -7,7 +7,10 @@ would build one tuple per row only for the driver to take them apart again. Here
   numpy structured array (big-endian values, each behind its length), streamed into a
   temporary table, and upserted from it in one statement. A batch of 5,000 rows costs a
   few milliseconds of Python instead of a ``write_row`` per row.
-- SQLite: one ``executemany`` of the rows (SQLite is in-process; binding is the cost).
+- SQLite: the rows of one float matrix in multi-row ``INSERT ... VALUES ... ON CONFLICT
+  DO UPDATE`` statements, as ``insert_columns`` below does (``executemany`` of one row per
+  statement cost twice as much: 0.47 s against 0.20 s for the 100,000 rows of a DOM
+  catch-up).
 
 ``insert_columns`` is the bulk load of raw rows (``mds ingest``), where the rows are new
 or already stored and nothing is overwritten:

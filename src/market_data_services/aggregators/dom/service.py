@@ -136,12 +136,13 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
     """Book metrics for every new order-book snapshot, into ``dom_metrics``.
 
     Each iteration, per symbol: the snapshots that arrived since the last one (by id,
-    the arrival order) are read in time order in batches of ``batch_size``, decoded in
-    one ``numpy.frombuffer`` per batch, computed with array arithmetic, and written with
-    one multi-row upsert together with the progress. A snapshot that arrives late (older
-    than ones already done) gets its metrics, and the snapshot after it gets its OFI
-    recomputed. An iteration works for about ``interval_seconds`` and then yields; the
-    stored progress resumes where it stopped. ``catch_up()`` works until done.
+    the arrival order) are read in time order in batches of ``batch_size`` (as arrays:
+    ``read_joined_books``), decoded in one ``numpy.frombuffer`` per side, computed with
+    array arithmetic, and written together with the progress (``_store_metrics``). A
+    snapshot that arrives late (older than ones already done) gets its metrics, and the
+    snapshot after it gets its OFI recomputed. An iteration works for about
+    ``interval_seconds`` and then yields; the stored progress resumes where it stopped.
+    ``catch_up()`` works until done.
 
     Memory: one batch, i.e. about ``batch_size`` x levels per book x 32 bytes.
     """
