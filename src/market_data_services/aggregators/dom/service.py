@@ -206,10 +206,16 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
                 return
 
     def _batch(self, symbol: str, state: _Pass) -> _Pass:
-        """Process one batch of the pass ``state``; returns the state after it."""
+        """Process one batch of the pass ``state``; returns the state after it.
+
+        Read, compute and write in one write transaction (on SQLite the write lock is
+        taken at its start, for the few milliseconds of a batch): a read transaction of
+        its own cost a connection checkout and a commit per batch, about a numpy compute
+        of the whole data set over a catch-up.
+        """
         assert state.target_id is not None and state.cursor_ts is not None
         limit = self._batch_size
-        with self.engine.connect() as connection, connection.begin():
+        with begin_write(self.engine) as connection:
             position = position_name(connection)
             books = _read_books(connection, symbol, state.cursor_ts, state.target_id, limit)
             before = fetch_tuples(
@@ -231,23 +237,25 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
                     (symbol, int(books.stamps[-1]), state.arrival_id, state.target_id),
                 )[0][0]
                 next_cursor = None if found is None else int(found)
-        done = next_cursor is None
-        after = (
-            _Pass(state.target_id, None, None)
-            if done
-            else _Pass(state.arrival_id, state.target_id, next_cursor)
-        )
-        self._compute_and_write(symbol, books, _previous_top(before), state.arrival_id, after)
+            done = next_cursor is None
+            after = (
+                _Pass(state.target_id, None, None)
+                if done
+                else _Pass(state.arrival_id, state.target_id, next_cursor)
+            )
+            columns, processed = self._compute(
+                symbol, books, _previous_top(before), state.arrival_id
+            )
+            _store_metrics(connection, symbol, columns)
+            self._write_progress(connection, symbol, after._asdict())
+        self._publish(symbol, columns, processed)
         return after
 
-    def _compute_and_write(
-        self,
-        symbol: str,
-        books: _Books,
-        previous: Top | None,
-        arrival_id: int,
-        after: _Pass,
-    ) -> None:
+    def _compute(
+        self, symbol: str, books: _Books, previous: Top | None, arrival_id: int
+    ) -> tuple[dict[str, Any], int]:
+        """The rows to write (the new books and their successors), and how many new
+        valid books they hold; rejected new books are counted and logged."""
         ids, stamps, batch = books.ids, books.stamps, books.batch
         valid, problems = check_books(batch)
         valid &= books.whole
@@ -264,22 +272,23 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
         index = np.flatnonzero(write)
         columns: dict[str, Any] = {"symbol": symbol, "ts": good_ts[index]}
         columns.update((name, values[name][index]) for name in METRIC_COLUMNS)
-        with begin_write(self.engine) as connection:
-            _store_metrics(connection, symbol, columns)
-            self._write_progress(connection, symbol, after._asdict())
+        return columns, int(good_dirty.sum())
+
+    def _publish(self, symbol: str, columns: dict[str, Any], processed: int) -> None:
+        """After the commit: count the books, and show the newest written one's metrics."""
         metrics = self._metrics_of(symbol)
-        metrics.processed.inc(int(good_dirty.sum()))
-        if len(index):
-            last = int(index[-1])
-            newest = int(good_ts[last])
-            if newest >= self._latest_ts.get(symbol, -1):
-                self._latest_ts[symbol] = newest
-                metrics.spread.set(float(values["spread"][last]))
-                metrics.spread_bps.set(float(values["spread_bps"][last]))
-                metrics.microprice.set(float(values["microprice"][last]))
-                metrics.imbalance_1.set(float(values["imbalance_1"][last]))
-                metrics.imbalance_5.set(float(values["imbalance_5"][last]))
-                metrics.last_snapshot.set(newest / 1000.0)
+        metrics.processed.inc(processed)
+        if not len(columns["ts"]):
+            return
+        newest = int(columns["ts"][-1])
+        if newest >= self._latest_ts.get(symbol, -1):
+            self._latest_ts[symbol] = newest
+            metrics.spread.set(float(columns["spread"][-1]))
+            metrics.spread_bps.set(float(columns["spread_bps"][-1]))
+            metrics.microprice.set(float(columns["microprice"][-1]))
+            metrics.imbalance_1.set(float(columns["imbalance_1"][-1]))
+            metrics.imbalance_5.set(float(columns["imbalance_5"][-1]))
+            metrics.last_snapshot.set(newest / 1000.0)
 
     def _count_rejected(
         self,
