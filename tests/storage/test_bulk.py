@@ -38,7 +38,8 @@ def read(engine: Engine, symbol: str) -> list[tuple[object, ...]]:
         return [tuple(row) for row in rows]
 
 
-@pytest.mark.parametrize("count", [3, COPY_THRESHOLD + 1])
+# 250: several multi-row statements and a remainder on SQLite.
+@pytest.mark.parametrize("count", [3, COPY_THRESHOLD + 1, 250])
 def test_columns_are_stored_to_the_bit_and_updated_on_conflict(engine: Engine, count: int) -> None:
     ts = np.arange(count, dtype=np.int64) * 1000 + 1_700_000_000_000
     first = metric_columns(count, 1)
@@ -55,6 +56,31 @@ def test_columns_are_stored_to_the_bit_and_updated_on_conflict(engine: Engine, c
     assert read(engine, "EUR/USD") == [
         ("EUR/USD", t, *(float(second[m][i]) for m in METRICS)) for i, t in enumerate(ts.tolist())
     ]
+
+
+def test_an_upsert_overlapping_stored_rows_overwrites_those_and_keeps_the_others(
+    engine: Engine,
+) -> None:
+    ts = np.arange(300, dtype=np.int64) * 1000 + 1_700_000_000_000
+    first, second = metric_columns(300, 1), metric_columns(300, 2)
+    with begin_write(engine) as connection:
+        upsert_columns(
+            connection, dom_metrics, {"symbol": "EUR/USD", "ts": ts[:200]} | cut(first, 0, 200)
+        )
+    with begin_write(engine) as connection:
+        written = upsert_columns(
+            connection, dom_metrics, {"symbol": "EUR/USD", "ts": ts[100:]} | cut(second, 100, 300)
+        )
+    assert written == 200  # 100 overwritten, 100 new
+    expected = [
+        ("EUR/USD", t, *(float((first if i < 100 else second)[m][i]) for m in METRICS))
+        for i, t in enumerate(ts.tolist())
+    ]
+    assert read(engine, "EUR/USD") == expected
+
+
+def cut(columns: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
+    return {name: values[start:stop] for name, values in columns.items()}
 
 
 def test_small_integers_and_an_empty_text_go_through_binary_copy(engine: Engine) -> None:

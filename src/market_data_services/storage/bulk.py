@@ -7,7 +7,10 @@ would build one tuple per row only for the driver to take them apart again. Here
   numpy structured array (big-endian values, each behind its length), streamed into a
   temporary table, and upserted from it in one statement. A batch of 5,000 rows costs a
   few milliseconds of Python instead of a ``write_row`` per row.
-- SQLite: one ``executemany`` of the rows (SQLite is in-process; binding is the cost).
+- SQLite: the rows of one float matrix in multi-row ``INSERT ... VALUES ... ON CONFLICT
+  DO UPDATE`` statements, as ``insert_columns`` below does (``executemany`` of one row per
+  statement cost twice as much: 0.47 s against 0.20 s for the 100,000 rows of a DOM
+  catch-up).
 
 ``insert_columns`` is the bulk load of raw rows (``mds ingest``), where the rows are new
 or already stored and nothing is overwritten:
@@ -120,6 +123,11 @@ def upsert_columns(
     count = lengths.pop() if lengths else 0
     if count == 0:
         return 0
+    if connection.dialect.name == "sqlite":
+        key_names, update_names = _key_and_update(table, names, key, update)
+        return _sqlite_insert_matrix(
+            connection, table, columns, count, conflict=(key_names, update_names)
+        )
     if connection.dialect.name == "postgresql" and count >= COPY_THRESHOLD:
         return _binary_copy_upsert(connection, table, columns, count, key=key, update=update)
     values = [
@@ -222,7 +230,8 @@ def insert_columns(
                 connection, table, columns, count, key=skip_existing, update=()
             )
         return _binary_copy_insert(connection, table, columns, count)
-    return _sqlite_insert_matrix(connection, table, columns, count, skip_existing=skip_existing)
+    conflict = None if skip_existing is None else (skip_existing, ())
+    return _sqlite_insert_matrix(connection, table, columns, count, conflict=conflict)
 
 
 def _has_nan(columns: Mapping[str, ColumnValues]) -> bool:
@@ -287,10 +296,11 @@ def _sqlite_insert_matrix(
     columns: Mapping[str, ColumnValues],
     count: int,
     *,
-    skip_existing: Sequence[str] | None,
+    conflict: tuple[Sequence[str], Sequence[str]] | None,
 ) -> int:
     """SQLite: constants as the first parameters (``?1``...), the arrays as the rows of
-    one float matrix, ``per_statement`` rows per ``INSERT``."""
+    one float matrix, ``per_statement`` rows per ``INSERT``. ``conflict`` is the key and
+    the columns to overwrite when a row's key is stored (none: the row is skipped)."""
     preparer = connection.dialect.identifier_preparer
     constants = [v for v in columns.values() if isinstance(v, str)]
     arrays: list[npt.NDArray[Any]] = [v for v in columns.values() if not isinstance(v, str)]
@@ -313,8 +323,16 @@ def _sqlite_insert_matrix(
     column_list = ", ".join(preparer.quote(c) for c in columns)
     head = f"INSERT INTO {preparer.format_table(table)} ({column_list}) VALUES "
     tail = ""
-    if skip_existing is not None:
-        tail = f" ON CONFLICT ({', '.join(preparer.quote(c) for c in skip_existing)}) DO NOTHING"
+    if conflict is not None:
+        key_names, update_names = conflict
+        tail = f" ON CONFLICT ({', '.join(preparer.quote(c) for c in key_names)}) "
+        if update_names:
+            assignments = (
+                f"{preparer.quote(c)} = excluded.{preparer.quote(c)}" for c in update_names
+            )
+            tail += f"DO UPDATE SET {', '.join(assignments)}"
+        else:
+            tail += "DO NOTHING"
     per_statement = max(1, (_SQLITE_MAX_PARAMETERS - len(constants)) // max(1, len(arrays)))
     full = count - count % per_statement
     written = 0

@@ -15,7 +15,7 @@ Also: the symbols stored in each raw table, for backfills over the whole databas
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -261,13 +261,104 @@ def fetch_tuples(
         cursor.close()
 
 
+class JoinedBooks(NamedTuple):
+    """Order-book snapshots as columns: arrival positions and times, and each side's
+    blobs joined end to end with their lengths in bytes."""
+
+    positions: npt.NDArray[np.int64]
+    stamps: npt.NDArray[np.int64]
+    bid_lengths: npt.NDArray[np.int64]
+    ask_lengths: npt.NDArray[np.int64]
+    bids: bytes
+    asks: bytes
+
+
+def read_joined_books(
+    connection: Connection, symbol: str, *, from_ts: int, up_to_position: int, limit: int
+) -> JoinedBooks:
+    """The first ``limit`` snapshots of ``symbol`` in ``dom_snapshots`` at or after
+    ``from_ts`` with an arrival position up to ``up_to_position``, in time order.
+
+    On SQLite one row comes back, each column aggregated into one string (the numbers)
+    or one blob (the sides), so the driver builds a few objects per batch instead of five
+    per book. The aggregates take the rows in the order of the subquery that sorts them
+    by time (SQLite has no ``ORDER BY`` in aggregates before 3.44; this is its usual
+    behaviour, not a documented guarantee), so that order is checked; all the aggregates
+    of a query see the rows in one order, so the columns agree with each other.
+    On PostgreSQL the rows come in binary and are joined here: its ``string_agg`` of the
+    sides took 15 to 30 ms a batch of 5,000 on the server, more than the rows' transfer.
+    """
+    params = (symbol, from_ts, up_to_position, limit)
+    position = position_name(connection)
+    if connection.dialect.name == "postgresql":
+        return _joined_rows(fetch_tuples(connection, _BOOKS_SQL.format(position=position), params))
+    count, positions, stamps, bid_lengths, ask_lengths, bids, asks = fetch_tuples(
+        connection, _JOINED_BOOKS_SQL.format(position=position), params
+    )[0]
+    if not count:
+        return _joined_rows([])
+    stamp_array = _integers(stamps, count)
+    if count > 1 and not bool((np.diff(stamp_array) > 0).all()):
+        raise RuntimeError(f"dom_snapshots of {symbol} did not come back in time order")
+    return JoinedBooks(
+        _integers(positions, count),
+        stamp_array,
+        _integers(bid_lengths, count),
+        _integers(ask_lengths, count),
+        bytes(bids),
+        bytes(asks),
+    )
+
+
+def _joined_rows(rows: list[tuple[Any, ...]]) -> JoinedBooks:
+    """``JoinedBooks`` of (position, ts, bids, asks) rows."""
+    if not rows:
+        empty = np.zeros(0, dtype=np.int64)
+        return JoinedBooks(empty, empty, empty, empty, b"", b"")
+    positions, stamps, bids, asks = zip(*rows, strict=True)
+    return JoinedBooks(
+        np.array(positions, dtype=np.int64),
+        np.array(stamps, dtype=np.int64),
+        np.fromiter(map(len, bids), dtype=np.int64, count=len(bids)),
+        np.fromiter(map(len, asks), dtype=np.int64, count=len(asks)),
+        b"".join(bids),
+        b"".join(asks),
+    )
+
+
+def _integers(joined: str, count: int) -> npt.NDArray[np.int64]:
+    """The ``count`` comma-separated integers of a string aggregate (parsed by numpy's
+    text reader: a seventh of the time of ``split`` and a conversion per string)."""
+    values = np.fromstring(joined, dtype=np.int64, sep=",")
+    if values.shape[0] != count:
+        raise RuntimeError(f"expected {count} integers in a string aggregate, read {len(values)}")
+    return values
+
+
+# Rows are read in time order through the (symbol, ts) index; ``{position} <= ?`` keeps
+# rows that arrive during a pass for the next one. ``{position}``: storage/arrival.py.
+_BOOKS_SQL = (
+    "SELECT {position} AS arrival_position, ts, bids, asks FROM dom_snapshots "
+    "WHERE symbol = ? AND ts >= ? AND {position} <= ? ORDER BY ts LIMIT ?"
+)
+#: SQLite: one batch as one row (see ``read_joined_books``).
+_JOINED_BOOKS_SQL = (
+    "SELECT count(*), group_concat(arrival_position), group_concat(ts),"
+    " group_concat(length(bids)), group_concat(length(asks)),"
+    " CAST(group_concat(bids, '') AS BLOB), CAST(group_concat(asks, '') AS BLOB) "
+    f"FROM ({_BOOKS_SQL})"
+)
+
+
 __all__ = [
     "PRICE_SCALE",
     "PRICE_SQL",
+    "JoinedBooks",
     "aggregate_minutes",
     "fetch_tuples",
     "max_tick_id",
     "new_tick_minutes",
+    "read_joined_books",
     "read_minute_candles",
     "stored_symbols",
     "stored_symbols_of",

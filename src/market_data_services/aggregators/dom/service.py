@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from market_data_services.aggregators.base import PerSymbolService
 from market_data_services.ingest.dom import dom_ingest_metrics
@@ -34,9 +34,9 @@ from market_data_services.market.book import select as select_books
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.runtime.validate import positive_int
 from market_data_services.storage.arrival import position_name, position_of
-from market_data_services.storage.bulk import upsert_columns
+from market_data_services.storage.bulk import insert_columns, upsert_columns
 from market_data_services.storage.engine import begin_write
-from market_data_services.storage.reads import fetch_tuples
+from market_data_services.storage.reads import fetch_tuples, read_joined_books
 from market_data_services.storage.schema import dom_metrics, dom_snapshots
 from market_data_services.timeutil import format_ms
 
@@ -136,12 +136,13 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
     """Book metrics for every new order-book snapshot, into ``dom_metrics``.
 
     Each iteration, per symbol: the snapshots that arrived since the last one (by id,
-    the arrival order) are read in time order in batches of ``batch_size``, decoded in
-    one ``numpy.frombuffer`` per batch, computed with array arithmetic, and written with
-    one multi-row upsert together with the progress. A snapshot that arrives late (older
-    than ones already done) gets its metrics, and the snapshot after it gets its OFI
-    recomputed. An iteration works for about ``interval_seconds`` and then yields; the
-    stored progress resumes where it stopped. ``catch_up()`` works until done.
+    the arrival order) are read in time order in batches of ``batch_size`` (as arrays:
+    ``read_joined_books``), decoded in one ``numpy.frombuffer`` per side, computed with
+    array arithmetic, and written together with the progress (``_store_metrics``). A
+    snapshot that arrives late (older than ones already done) gets its metrics, and the
+    snapshot after it gets its OFI recomputed. An iteration works for about
+    ``interval_seconds`` and then yields; the stored progress resumes where it stopped.
+    ``catch_up()`` works until done.
 
     Memory: one batch, i.e. about ``batch_size`` x levels per book x 32 bytes.
     """
@@ -205,63 +206,61 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
                 return
 
     def _batch(self, symbol: str, state: _Pass) -> _Pass:
-        """Process one batch of the pass ``state``; returns the state after it."""
+        """Process one batch of the pass ``state``; returns the state after it.
+
+        Read, compute and write in one write transaction (on SQLite the write lock is
+        taken at its start, for the few milliseconds of a batch): a read transaction of
+        its own cost a connection checkout and a commit per batch, about a numpy compute
+        of the whole data set over a catch-up.
+        """
         assert state.target_id is not None and state.cursor_ts is not None
         limit = self._batch_size
-        with self.engine.connect() as connection, connection.begin():
+        with begin_write(self.engine) as connection:
             position = position_name(connection)
-            rows = fetch_tuples(
-                connection,
-                _ROWS_SQL.format(position=position),
-                (symbol, state.cursor_ts, state.target_id, limit),
-            )
+            books = _read_books(connection, symbol, state.cursor_ts, state.target_id, limit)
             before = fetch_tuples(
                 connection,
                 _BEFORE_SQL.format(position=position),
                 (symbol, state.cursor_ts, state.target_id),
             )
-            full = len(rows) == limit
-            dirty_last = bool(rows) and rows[-1][0] > state.arrival_id
+            full = len(books) == limit
+            dirty_last = full and int(books.ids[-1]) > state.arrival_id
             next_cursor: int | None = None
             if full and dirty_last:
                 # The last row is new: it starts the next batch, which reads its successor.
-                next_cursor = int(rows[-1][1])
-                rows = rows[:-1]
+                next_cursor = int(books.stamps[-1])
+                books = books.without_last()
             elif full:
                 found = fetch_tuples(
                     connection,
                     _NEXT_NEW_SQL.format(position=position),
-                    (symbol, rows[-1][1], state.arrival_id, state.target_id),
+                    (symbol, int(books.stamps[-1]), state.arrival_id, state.target_id),
                 )[0][0]
                 next_cursor = None if found is None else int(found)
-        done = next_cursor is None
-        after = (
-            _Pass(state.target_id, None, None)
-            if done
-            else _Pass(state.arrival_id, state.target_id, next_cursor)
-        )
-        self._compute_and_write(symbol, rows, _previous_top(before), state.arrival_id, after)
+            done = next_cursor is None
+            after = (
+                _Pass(state.target_id, None, None)
+                if done
+                else _Pass(state.arrival_id, state.target_id, next_cursor)
+            )
+            columns, processed = self._compute(
+                symbol, books, _previous_top(before), state.arrival_id
+            )
+            _store_metrics(connection, symbol, columns)
+            self._write_progress(connection, symbol, after._asdict())
+        self._publish(symbol, columns, processed)
         return after
 
-    def _compute_and_write(
-        self,
-        symbol: str,
-        rows: Sequence[Any],
-        previous: Top | None,
-        arrival_id: int,
-        after: _Pass,
-    ) -> None:
-        if rows:
-            id_column, ts_column, bid_blobs, ask_blobs = zip(*rows, strict=True)
-        else:
-            id_column, ts_column, bid_blobs, ask_blobs = (), (), (), ()
-        ids = np.array(id_column, dtype=np.int64)
-        stamps = np.array(ts_column, dtype=np.int64)
-        batch, whole = BookBatch.from_blobs(list(bid_blobs), list(ask_blobs))
+    def _compute(
+        self, symbol: str, books: _Books, previous: Top | None, arrival_id: int
+    ) -> tuple[dict[str, Any], int]:
+        """The rows to write (the new books and their successors), and how many new
+        valid books they hold; rejected new books are counted and logged."""
+        ids, stamps, batch = books.ids, books.stamps, books.batch
         valid, problems = check_books(batch)
-        valid &= whole
+        valid &= books.whole
         dirty = ids > arrival_id
-        self._count_rejected(symbol, stamps, dirty, whole, problems)
+        self._count_rejected(symbol, stamps, dirty, books.whole, problems)
 
         good = select_books(batch, valid)
         good_ts = stamps[valid]
@@ -273,22 +272,23 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
         index = np.flatnonzero(write)
         columns: dict[str, Any] = {"symbol": symbol, "ts": good_ts[index]}
         columns.update((name, values[name][index]) for name in METRIC_COLUMNS)
-        with begin_write(self.engine) as connection:
-            upsert_columns(connection, dom_metrics, columns)
-            self._write_progress(connection, symbol, after._asdict())
+        return columns, int(good_dirty.sum())
+
+    def _publish(self, symbol: str, columns: dict[str, Any], processed: int) -> None:
+        """After the commit: count the books, and show the newest written one's metrics."""
         metrics = self._metrics_of(symbol)
-        metrics.processed.inc(int(good_dirty.sum()))
-        if len(index):
-            last = int(index[-1])
-            newest = int(good_ts[last])
-            if newest >= self._latest_ts.get(symbol, -1):
-                self._latest_ts[symbol] = newest
-                metrics.spread.set(float(values["spread"][last]))
-                metrics.spread_bps.set(float(values["spread_bps"][last]))
-                metrics.microprice.set(float(values["microprice"][last]))
-                metrics.imbalance_1.set(float(values["imbalance_1"][last]))
-                metrics.imbalance_5.set(float(values["imbalance_5"][last]))
-                metrics.last_snapshot.set(newest / 1000.0)
+        metrics.processed.inc(processed)
+        if not len(columns["ts"]):
+            return
+        newest = int(columns["ts"][-1])
+        if newest >= self._latest_ts.get(symbol, -1):
+            self._latest_ts[symbol] = newest
+            metrics.spread.set(float(columns["spread"][-1]))
+            metrics.spread_bps.set(float(columns["spread_bps"][-1]))
+            metrics.microprice.set(float(columns["microprice"][-1]))
+            metrics.imbalance_1.set(float(columns["imbalance_1"][-1]))
+            metrics.imbalance_5.set(float(columns["imbalance_5"][-1]))
+            metrics.last_snapshot.set(newest / 1000.0)
 
     def _count_rejected(
         self,
@@ -320,14 +320,44 @@ class DOMAggregatorService(PerSymbolService[_SymbolMetrics]):
             )
 
 
-# The service's reads, with ``?`` placeholders (see ``fetch_tuples``). Rows of a pass are read in
-# time order through the (symbol, ts) index; ``id <= target`` keeps rows that arrive
-# during the pass for the next one.
+class _Books(NamedTuple):
+    """A batch of stored snapshots in time order, as arrays."""
+
+    ids: npt.NDArray[np.int64]  # arrival positions
+    stamps: npt.NDArray[np.int64]
+    batch: BookBatch
+    whole: npt.NDArray[np.bool_]  # both sides' blobs are whole levels
+
+    def __len__(self) -> int:
+        return int(self.ids.shape[0])
+
+    def without_last(self) -> _Books:
+        """The batch without its last book (views, no copy)."""
+        b = self.batch
+        bids_kept = b.bids.shape[0] - int(b.bid_counts[-1])
+        asks_kept = b.asks.shape[0] - int(b.ask_counts[-1])
+        batch = BookBatch(
+            b.bid_counts[:-1], b.bids[:bids_kept], b.ask_counts[:-1], b.asks[:asks_kept]
+        )
+        return _Books(self.ids[:-1], self.stamps[:-1], batch, self.whole[:-1])
+
+
+def _read_books(
+    connection: Connection, symbol: str, cursor_ts: int, target_id: int, limit: int
+) -> _Books:
+    """The first ``limit`` snapshots of ``symbol`` from ``cursor_ts`` on, up to position
+    ``target_id``, in time order, decoded without a Python object per book."""
+    joined = read_joined_books(
+        connection, symbol, from_ts=cursor_ts, up_to_position=target_id, limit=limit
+    )
+    batch, whole = BookBatch.from_joined(
+        joined.bids, joined.bid_lengths, joined.asks, joined.ask_lengths
+    )
+    return _Books(joined.positions, joined.stamps, batch, whole)
+
+
+# The service's reads, with ``?`` placeholders (see ``fetch_tuples``).
 # ``{position}`` is the arrival order's column (``storage/arrival.py``).
-_ROWS_SQL = (
-    "SELECT {position}, ts, bids, asks FROM dom_snapshots "
-    "WHERE symbol = ? AND ts >= ? AND {position} <= ? ORDER BY ts LIMIT ?"
-)
 _BEFORE_SQL = (
     "SELECT bids, asks FROM dom_snapshots "
     "WHERE symbol = ? AND ts < ? AND {position} <= ? ORDER BY ts DESC LIMIT 8"
@@ -336,6 +366,34 @@ _NEXT_NEW_SQL = (
     "SELECT MIN(ts) FROM dom_snapshots "
     "WHERE symbol = ? AND ts > ? AND {position} > ? AND {position} <= ?"
 )
+
+
+def _store_metrics(connection: Connection, symbol: str, columns: dict[str, Any]) -> None:
+    """Write the rows of ``columns`` (times ascending), overwriting stored ones.
+
+    When no metrics are stored in the batch's time range (a first pass, the usual case)
+    the rows are inserted plainly: on PostgreSQL a binary ``COPY`` straight into
+    ``dom_metrics``, where the upsert's staging and conflict checks were most of the
+    iteration's time. On SQLite the write lock is held from the check on. On PostgreSQL
+    two instances working on one symbol at once (no ownership configured) could both find
+    the range empty: the second insert then fails on the key, its transaction (metrics and
+    progress) rolls back, and the next iteration redoes the batch with an upsert.
+    """
+    stamps = columns["ts"]
+    if not len(stamps):
+        return
+    stored = connection.execute(
+        select(dom_metrics.c.ts)
+        .where(
+            dom_metrics.c.symbol == symbol,
+            dom_metrics.c.ts.between(int(stamps[0]), int(stamps[-1])),
+        )
+        .limit(1)
+    ).first()
+    if stored is None:
+        insert_columns(connection, dom_metrics, columns)
+    else:
+        upsert_columns(connection, dom_metrics, columns)
 
 
 def _previous_top(rows: Sequence[Any]) -> Top | None:
