@@ -4,6 +4,10 @@ other, and a failed store is the database's error, not a damaged file."""
 
 from __future__ import annotations
 
+import gzip
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -18,6 +22,7 @@ from market_data_services.ingest.pipeline import IngestReport
 from market_data_services.ingest.ticks import ingest_ticks
 from market_data_services.storage import create_engine, ticks, upgrade
 from market_data_services.storage.migrate import is_schema_error
+from tests.conftest import dies_with_parent
 
 NOW = 1_700_000_000.0  # 2023-11-14, the injected wall clock
 WRITER = "mds-ingest-writer"
@@ -109,3 +114,39 @@ def test_a_store_that_fails_on_the_writer_raises_the_database_error(
     # Not taken for a damaged file and reported as such: the command's schema message.
     assert is_schema_error(caught.value)
     assert _writers() == []
+
+
+def test_ctrl_c_during_an_ingest_exits_with_whole_chunks_stored(tmp_path: Path) -> None:
+    """SIGINT while a chunk is being written: the process ends (the writer finishes or
+    drops its chunk, nothing waits forever) and what is stored is whole chunks."""
+    folder = tmp_path / "eurusd"
+    folder.mkdir()
+    block = "".join(f"{1000 + i},1.38{i % 90:03d},1.38{i % 90 + 5:03d}\r\n" for i in range(10_000))
+    with gzip.open(folder / "20140501_eurusd_tick_quote.csv.gz", "wt", compresslevel=1) as out:
+        for _ in range(150):  # 1.5 M ticks: twelve chunks
+            out.write(block)
+    url = f"sqlite:///{tmp_path / 'ticks.sqlite'}"
+    engine = create_engine(url)
+    upgrade(engine)
+    command = [sys.executable, "-m", "market_data_services", "ingest", "ticks", str(folder)]
+    command += ["--symbol", "EUR/USD", "--no-progress", "--db", url]
+    child = subprocess.Popen(dies_with_parent(command), stderr=subprocess.PIPE, text=True)
+    try:
+        stored = 0
+        while stored == 0 and child.poll() is None:  # the first chunk committed
+            with engine.connect() as connection:
+                stored = connection.execute(text("SELECT count(*) FROM ticks")).scalar_one()
+            threading.Event().wait(0.05)
+        assert child.poll() is None, "the ingest ended before it could be interrupted"
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        child.kill()
+        child.wait()
+    assert child.returncode != 0
+    assert "KeyboardInterrupt" in stderr
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT count(*) FROM ticks")).scalar_one()
+    engine.dispose()
+    assert 0 < stored < 1_500_000
+    assert stored % ticks_module.CHUNK_ROWS == 0  # no chunk stored in part
