@@ -80,7 +80,7 @@ def test_peak_memory_does_not_grow_with_a_lean_file_of_good_rows(tmp_path: Path)
         rows = int(expanded_mb * 1e6) // len(block) * 1000
         assert f"{rows:,} ticks accepted" in output
         peaks.append(peak)
-    # Both hold full chunks (250,000 rows): 3x the rows is more chunks, not more memory
+    # Both hold full chunks (CHUNK_ROWS): 3x the rows is more chunks, not more memory
     # (read whole, the larger file took over 100 MB more).
     assert peaks[1] < BOUND_MB
     assert peaks[1] - peaks[0] < 40, peaks

@@ -94,6 +94,13 @@ def test_revision_chain_is_linear() -> None:
     assert len(script.get_bases()) == 1
 
 
+def test_head_constant_is_the_newest_migration_script() -> None:
+    """``migrate.HEAD`` spares commands reading the scripts; a new migration that forgets
+    to move it would make every command think a current database is behind."""
+    script = ScriptDirectory.from_config(migrate._config())
+    assert script.get_current_head() == migrate.HEAD
+
+
 # -- how current a schema is, and errors that say it is not --------------------------------
 
 

@@ -7,12 +7,18 @@ file order), good rows beside them are stored under the kind's write lock, and a
 ``IngestReport`` and the kind's counters say what happened. A kind (``ticks.py``,
 ``dom.py``, ``sentiment.py``) is an ``IngestKind``: its own checks, messages and row
 writer, nothing more.
+
+Files are written behind their reading (``WriteBehind``): one writer thread stores a
+chunk while the next is read and checked, so on PostgreSQL the client's parsing overlaps
+the server's COPY and commit instead of waiting for them.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, NamedTuple, Protocol, TypeVar
@@ -38,7 +44,7 @@ from market_data_services.market.symbols import check_symbol, is_valid_symbol, s
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.runtime.validate import fraction
 from market_data_services.storage.bulk import refresh_statistics
-from market_data_services.storage.engine import begin_write
+from market_data_services.storage.engine import begin_write, is_memory_sqlite
 from market_data_services.storage.locks import hold_advisory_lock
 from market_data_services.timeutil import format_ms
 
@@ -157,6 +163,8 @@ __all__ = [
     "QuotePolicy",
     "RawChunk",
     "Rejection",
+    "WriteBehind",
+    "WriteFailed",
     "check_chunk",
     "count_file_failure",
     "future_tolerance_ms",
@@ -389,6 +397,11 @@ class IngestKind(Generic[R]):
     own: its checks (``check``), the crossed and locked states (``crossed_and_locked``,
     None where there are none), its messages (``describe``) and how rows are written
     (``write``).
+
+    Loading files, ``start_source`` and ``write`` run on the writer thread, one at a
+    time and in file order, while ``check``, ``check_after_symbols``,
+    ``crossed_and_locked`` and ``describe`` run on the reading thread: state kept per
+    source belongs to the writing side only.
     """
 
     #: What one row is in ``IngestReport.summary()``: ticks, snapshots, readings.
@@ -497,20 +510,38 @@ def store_chunk(
     now_ms: int,
     report: IngestReport,
     metrics: IngestFamilies,
+    writer: WriteBehind | None = None,
 ) -> None:
-    """Check ``raw``, store what passed under the kind's write lock, report and count."""
+    """Check ``raw``, store what passed under the kind's write lock, report and count.
+
+    With ``writer`` the store runs on its thread and this returns once it is handed
+    over; what it wrote is counted when the writer settles it (on this thread).
+    """
     report.rows += len(raw) + len(raw.rejections)
     checked = check_chunk(kind, raw, policy, now_ms)
     keep = checked.keep
     index = np.flatnonzero(keep)
     accepted = int(index.shape[0])
-    written = 0
-    if accepted:
+
+    def write() -> int:
         with begin_write(engine) as connection:
             hold_advisory_lock(connection, kind.lock_key)
             written = kind.write(connection, raw, keep)
-            if written < 0:  # pragma: no cover - both our drivers report it
-                written = accepted
+        if written < 0:  # pragma: no cover - both our drivers report it
+            return accepted
+        return written
+
+    def count_written(written: int) -> None:
+        report.written += written
+        report.duplicates += accepted - written
+        metrics.written.inc(written)
+        metrics.duplicates.inc(accepted - written)
+
+    if accepted:
+        if writer is None:
+            count_written(write())
+        else:
+            writer.submit(write, count_written)
         codes, ts = raw.symbol_codes[index], raw.ts[index]
         counts = np.bincount(codes, minlength=len(raw.symbols))
         for code, name in enumerate(raw.symbols):
@@ -518,14 +549,10 @@ def store_chunk(
                 mine = ts[codes == code]
                 report._accept(name, int(counts[code]), int(mine.min()), int(mine.max()))
     report.accepted += accepted
-    report.written += written
-    report.duplicates += accepted - written
     report.crossed += checked.crossed
     report.locked += checked.locked
     # In file order: parsing and checking find theirs separately.
     reject_rows(sorted([*raw.rejections, *checked.rejections], key=_line), report, metrics)
-    metrics.written.inc(written)
-    metrics.duplicates.inc(accepted - written)
     if metrics.crossed is not None:
         metrics.crossed.inc(checked.crossed)
     if metrics.locked is not None:
@@ -571,12 +598,18 @@ def ingest_chunks(
 ) -> IngestReport:
     """Read, check and store every chunk of every (inspected) file, in order, under
     ``limits`` (default: ``ReadLimits()``): a line, field or book over a limit is a
-    rejected row of its chunk."""
+    rejected row of its chunk. Each chunk is stored on a writer thread while the next
+    is read (``WriteBehind``); an error of a store is raised here as it was raised."""
     metrics = kind.families(registry)
     report = new_report(kind, max_examples)
+    # An in-memory SQLite database is one per thread: its writes stay on this one.
+    writer = None if is_memory_sqlite(engine) else WriteBehind()
 
     def chunks(data_file: F) -> Iterator[R]:
-        kind.start_source()
+        if writer is None:
+            kind.start_source()
+        else:
+            writer.submit(kind.start_source, heavy=False)
         with collect_refused() as refused:
             for chunk in read(data_file):
                 chunk.rejections.extend(_rejected(refused))
@@ -586,28 +619,97 @@ def ingest_chunks(
             report.rows += len(late)
             reject_rows(late, report, metrics)
 
-    with reading_with(limits or ReadLimits()):
-        load_files(
-            files,
-            chunks,
-            lambda chunk: store_chunk(
-                engine,
-                kind,
-                chunk,
-                policy=policy,
-                now_ms=int(wall_clock() * 1000),
-                report=report,
-                metrics=metrics,
-            ),
-            report,
-            progress,
-            failed=lambda failure: count_file_failure(failure, kind.kind, registry),
-        )
+    try:
+        with reading_with(limits or ReadLimits()):
+            load_files(
+                files,
+                chunks,
+                lambda chunk: store_chunk(
+                    engine,
+                    kind,
+                    chunk,
+                    policy=policy,
+                    now_ms=int(wall_clock() * 1000),
+                    report=report,
+                    metrics=metrics,
+                    writer=writer,
+                ),
+                report,
+                progress,
+                failed=lambda failure: count_file_failure(failure, kind.kind, registry),
+            )
+        if writer is not None:
+            writer.drain()
+    except WriteFailed as failed:
+        raise failed.error from None  # not a damaged file: the caller sees the store's error
+    finally:
+        if writer is not None:
+            writer.close()
     if kind.analyze is not None and report.written >= kind.analyze[1]:
         # Fresh statistics, so the services' time-ordered batch reads use the (symbol, ts)
         # index at once instead of sorting the whole table until autovacuum analyzes it.
         refresh_statistics(engine, kind.analyze[0])
     return report
+
+
+class WriteFailed(Exception):
+    """A store on the writer thread failed with ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class WriteBehind:
+    """One writer thread that stores a chunk while the caller reads and checks the next.
+
+    Actions run one at a time in the order submitted; each one's ``done`` runs on the
+    caller's thread when it is settled, so the report keeps a single owner. At most
+    ``depth`` heavy actions (chunk stores) are outstanding: ``submit`` settles the oldest
+    first, which bounds memory to ``depth`` chunks beyond the one being read, and a
+    store's error is raised by the ``submit`` or ``drain`` that settles it, as
+    ``WriteFailed``. Light actions (``heavy=False``: a source's start) only keep their
+    place in the order.
+    """
+
+    def __init__(self, depth: int = 1) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mds-ingest-writer")
+        self._depth = depth
+        self._pending: deque[tuple[Future[Any], Callable[[Any], None] | None, bool]] = deque()
+        self._heavy = 0
+
+    def submit(
+        self,
+        action: Callable[[], C],
+        done: Callable[[C], None] | None = None,
+        *,
+        heavy: bool = True,
+    ) -> None:
+        while heavy and self._heavy >= self._depth:
+            self._settle_oldest()
+        self._pending.append((self._executor.submit(action), done, heavy))
+        self._heavy += heavy
+
+    def drain(self) -> None:
+        """Wait for every action submitted and settle it."""
+        while self._pending:
+            self._settle_oldest()
+
+    def close(self) -> None:
+        """Drop the actions not started; wait for the one running (a store is one
+        transaction: committed or rolled back whole)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._pending.clear()
+
+    def _settle_oldest(self) -> None:
+        future, done, heavy = self._pending.popleft()
+        self._heavy -= heavy
+        try:
+            result = future.result()
+        except Exception as error:
+            raise WriteFailed(error) from error
+        if done is not None:
+            done(result)
 
 
 def write_chunk(

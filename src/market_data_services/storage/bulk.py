@@ -190,6 +190,8 @@ def _binary_copy_upsert(
 
 #: SQLite's smallest limit on parameters in one statement (older builds; 32766 since 3.32).
 _SQLITE_MAX_PARAMETERS = 999
+#: Statements per ``executemany`` call: about 16,000 rows of four numbers.
+_SQLITE_STATEMENTS_PER_CALL = 64
 #: Integers a float64 holds exactly: the SQLite path sends integer columns as floats.
 _EXACT_IN_FLOAT = 2**53
 
@@ -339,8 +341,12 @@ def _sqlite_insert_matrix(
     if full:
         sql = head + ", ".join([row] * per_statement) + tail
         flat = matrix[:full].reshape(full // per_statement, per_statement * len(arrays))
-        params = [(*constants, *values) for values in flat.tolist()]
-        written += _changes(connection.exec_driver_sql(sql, params).rowcount)
+        # A slice at a time: the Python floats of a whole chunk (a 250,000-tick chunk
+        # makes a million, 40 MB) would otherwise be alive at once.
+        for start in range(0, len(flat), _SQLITE_STATEMENTS_PER_CALL):
+            piece = flat[start : start + _SQLITE_STATEMENTS_PER_CALL]
+            params = [(*constants, *values) for values in piece.tolist()]
+            written += _changes(connection.exec_driver_sql(sql, params).rowcount)
     if count > full:
         sql = head + ", ".join([row] * (count - full)) + tail
         params = [(*constants, *matrix[full:].reshape(-1).tolist())]

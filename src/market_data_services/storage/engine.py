@@ -59,6 +59,12 @@ def is_sqlite(engine_or_url: Engine | URL | str) -> bool:
     return normalise_url(engine_or_url).get_backend_name() == "sqlite"
 
 
+def is_memory_sqlite(engine: Engine) -> bool:
+    """An in-memory SQLite database: the pool gives each thread a database of its own, so
+    a write must stay on the thread that reads it."""
+    return engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Timeouts:
     """How long database calls may take, so that a hung database fails them, not hangs them.
@@ -191,7 +197,7 @@ def _configure_postgres(engine: Engine, timeouts: Timeouts) -> None:
 
 
 def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
-    in_memory = engine.url.database in (None, "", ":memory:")
+    in_memory = is_memory_sqlite(engine)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -1,4 +1,10 @@
-"""Schema migrations: Alembic, configured in code from the revisions inside the package."""
+"""Schema migrations: Alembic, configured in code from the revisions inside the package.
+
+Alembic (with mako and pygments) is a fifth of a command's start-up, and most commands
+only need to know that the schema is current: ``HEAD`` names the newest revision without
+reading the migration scripts, and the database's revision is one plain query. Alembic
+is imported when a migration runs or a revision other than ``HEAD`` must be looked up.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,8 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
@@ -21,6 +23,13 @@ from market_data_services.storage.engine import begin_write
 from market_data_services.storage.locks import MIGRATE_LOCK_KEY, hold_advisory_lock
 from market_data_services.storage.schema import metadata
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+#: The newest revision in ``migrations/versions``; a new migration updates it (a test
+#: compares it with the head Alembic finds in the scripts).
+HEAD = "0004"
 SCRIPT_LOCATION = "market_data_services.storage:migrations"
 #: Where Alembic keeps the database's revision (its default name).
 VERSION_TABLE = "alembic_version"
@@ -31,6 +40,8 @@ _ALEMBIC_LOCK = threading.Lock()
 
 
 def _config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config  # noqa: PLC0415 - only to migrate
+
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
     config.set_main_option("path_separator", "os")
@@ -42,27 +53,45 @@ def _config(connection: Connection | None = None) -> Config:
 @functools.cache
 def _scripts() -> ScriptDirectory:
     # The revisions inside the package do not change while it runs: read them once.
+    from alembic.script import ScriptDirectory  # noqa: PLC0415 - only to migrate
+
     return ScriptDirectory.from_config(_config())
 
 
 def head() -> str:
     """The newest revision shipped in this package."""
-    revision = _scripts().get_current_head()
-    assert revision is not None, "the package ships no migrations"
-    return revision
+    return HEAD
 
 
 def _known(revision: str) -> bool:
+    from alembic.util import CommandError  # noqa: PLC0415 - only to migrate
+
     try:
         return _scripts().get_revision(revision) is not None
     except CommandError:
         return False
 
 
+def _read_revision(connection: Connection) -> str | None:
+    """The revision in the version table, or None when it is missing or empty.
+
+    Alembic's ``MigrationContext.get_current_revision`` answers the same (one row; our
+    migrations never branch) but costs importing Alembic.
+    """
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    return _version_row(connection)
+
+
+def _version_row(connection: Connection) -> str | None:
+    revision = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+    return None if revision is None else str(revision)
+
+
 def current(engine: Engine) -> str | None:
     """The database's revision, or None for a database never migrated."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return _read_revision(connection)
 
 
 class SchemaNotCurrentError(RuntimeError):
@@ -123,7 +152,7 @@ def schema_status(engine: Engine) -> SchemaStatus:
         present = set(inspect(connection).get_table_names())
         revision = None
         if VERSION_TABLE in present:
-            revision = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()
+            revision = _version_row(connection)
     missing: tuple[str, ...] = ()
     if revision == newest:
         missing = tuple(name for name in metadata.tables if name not in present)
@@ -186,15 +215,18 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     holds the database's write lock (SQLite) or an advisory lock (PostgreSQL), so the
     first one migrates and the others find the work done.
     """
-    _run(engine, command.upgrade, revision)
+    _run(engine, "upgrade", revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Take the database back to ``revision`` (``base`` drops every table we made)."""
-    _run(engine, command.downgrade, revision)
+    _run(engine, "downgrade", revision)
 
 
-def _run(engine: Engine, action: Callable[[Config, str], None], revision: str) -> None:
+def _run(engine: Engine, name: str, revision: str) -> None:
+    from alembic import command  # noqa: PLC0415 - only to migrate
+
+    action: Callable[[Config, str], None] = getattr(command, name)
     with _ALEMBIC_LOCK, begin_write(engine) as connection:
         # Two processes starting at once on PostgreSQL migrate one after the other.
         hold_advisory_lock(connection, MIGRATE_LOCK_KEY)
@@ -202,6 +234,7 @@ def _run(engine: Engine, action: Callable[[Config, str], None], revision: str) -
 
 
 __all__ = [
+    "HEAD",
     "SCRIPT_LOCATION",
     "SchemaNotCurrentError",
     "SchemaStatus",
