@@ -92,9 +92,8 @@ def read_binance(book_file: BookFile) -> Iterator[RawBooks]:
             )
             return
         else:
-            book.apply(bids, asks)
             try:
-                book.check_depth(symbol)
+                book.apply(bids, asks, symbol)
             except TooManyLevelsError as exc:
                 # Dropped, so it stays bounded: 'set' updates wait for the next 'snap'.
                 del books[symbol]

@@ -81,9 +81,8 @@ def read_bybit(book_file: BookFile) -> Iterator[RawBooks]:
                 )
                 continue
             else:
-                book.apply(bids, asks)
                 try:
-                    book.check_depth(symbol)
+                    book.apply(bids, asks, symbol)
                 except TooManyLevelsError as exc:
                     # Dropped, so it stays bounded: deltas wait for the next snapshot.
                     del books[symbol]

@@ -238,16 +238,15 @@ class Book:
         self.bids = dict(zip(bids[:, 0].tolist(), bids[:, 1].tolist(), strict=True))
         self.asks = dict(zip(asks[:, 0].tolist(), asks[:, 1].tolist(), strict=True))
 
-    def apply(self, bids: FloatArray, asks: FloatArray) -> None:
+    def apply(self, bids: FloatArray, asks: FloatArray, symbol: str) -> None:
+        """Apply a delta (size 0 removes a level); raise ``TooManyLevelsError`` when it
+        grows a side of ``symbol``'s book over ``ingest.max_book_levels``."""
         for side, levels in ((self.bids, bids), (self.asks, asks)):
             for price, size in zip(levels[:, 0].tolist(), levels[:, 1].tolist(), strict=True):
                 if size == 0:
                     side.pop(price, None)
                 else:
                     side[price] = size
-
-    def check_depth(self, symbol: str) -> None:
-        """Raise ``TooManyLevelsError`` when updates have grown a side over the limit."""
         check_depth(len(self.bids), f"{symbol}: the rebuilt book's bids")
         check_depth(len(self.asks), f"{symbol}: the rebuilt book's asks")
 
