@@ -18,9 +18,17 @@ def test_deliveries_run_in_submission_order_on_one_named_thread() -> None:
 
 def test_a_full_queue_drops_the_oldest_and_counts_it() -> None:
     dispatcher = EventDispatcher(max_queue=2)
-    gate = threading.Event()
+    gate, busy = threading.Event(), threading.Event()
     seen: list[int] = []
-    dispatcher.submit(lambda: gate.wait(5))  # occupies the worker
+
+    def hold_the_worker() -> None:
+        busy.set()
+        gate.wait(5)
+
+    dispatcher.submit(hold_the_worker)
+    # Only once the worker holds it is the queue empty: before that, the held delivery is
+    # itself the oldest in the queue, dropped in place of one of the five.
+    assert busy.wait(5)
     for i in range(5):
         dispatcher.submit(lambda i=i: seen.append(i))
     gate.set()
