@@ -166,6 +166,28 @@ def test_stored_rows_are_skipped_and_counted_only_when_asked(engine: Engine) -> 
     assert len(stored_ticks(engine)) == 15
 
 
+def test_a_skipping_insert_may_name_more_columns_than_the_last_one_on_its_connection(
+    engine: Engine,
+) -> None:
+    # On PostgreSQL the rows go through a staging table kept on the connection: ticks
+    # without volumes, then ticks with them, each over stored rows, must both go in.
+    first = tick_columns(COPY_THRESHOLD)
+    with begin_write(engine) as connection:
+        insert_columns(connection, ticks, first)
+    key = ("symbol", "ts", "seq")
+    without = tick_columns(COPY_THRESHOLD + 10)
+    with begin_write(engine) as connection:
+        assert insert_columns(connection, ticks, without, skip_existing=key) == 10
+    more = tick_columns(COPY_THRESHOLD + 20)
+    volume = np.full(COPY_THRESHOLD + 20, 2.5)
+    with begin_write(engine) as connection:
+        written = insert_columns(connection, ticks, {**more, "volume": volume}, skip_existing=key)
+    assert written == 10
+    stored = stored_ticks(engine)
+    assert [r[5] for r in stored[-10:]] == [2.5] * 10
+    assert [r[5] for r in stored[:-10]] == [None] * (COPY_THRESHOLD + 10)
+
+
 def test_nan_in_a_float_column_is_stored_as_null(engine: Engine) -> None:
     columns = tick_columns(COPY_THRESHOLD)
     volume = np.arange(COPY_THRESHOLD, dtype=np.float64)

@@ -163,12 +163,13 @@ def _binary_copy_upsert(
     raw = connection.connection.driver_connection
     assert raw is not None
     with raw.cursor() as cursor:
-        # One per connection, emptied before and after use. Keys within a call are
-        # distinct (as for ``upsert`` with an update), so no arrival order is kept.
+        # One per connection, emptied before and after use, with every column of the
+        # table: a call may name fewer (ticks without volumes) than an earlier one on
+        # the same connection did. Keys within a call are distinct (as for ``upsert``
+        # with an update), so no arrival order is kept.
         cursor.execute(
             f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS "
-            f"SELECT {column_list} FROM {dialect.identifier_preparer.format_table(table)} "
-            f"WITH NO DATA"
+            f"SELECT * FROM {dialect.identifier_preparer.format_table(table)} WITH NO DATA"
         )
         cursor.execute(f"TRUNCATE {stage}")
         with cursor.copy(f"COPY {stage} ({column_list}) FROM STDIN (FORMAT BINARY)") as copy:
