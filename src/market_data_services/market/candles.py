@@ -73,6 +73,36 @@ class MinuteCandles:
         )
 
     @classmethod
+    def from_ticks(cls, ts: IntArray, price: FloatArray, scale: float = 1.0) -> MinuteCandles:
+        """One-minute candles of ticks without volumes, given in (ts, seq) order: open and
+        close are a minute's first and last price, volume its tick count (as
+        ``sum(coalesce(volume, 1))`` gives it). ``price * scale`` is the price, as in
+        ``from_records``. Times are not negative, so ``//`` finds a minute's start."""
+        if not len(ts):
+            return cls.empty()
+        minute = ts // 60_000 * 60_000
+        firsts = np.flatnonzero(np.concatenate(([True], minute[1:] != minute[:-1])))
+        lasts = np.concatenate((firsts[1:], [len(ts)])) - 1
+        prices = [
+            price[firsts],
+            np.maximum.reduceat(price, firsts),
+            np.minimum.reduceat(price, firsts),
+            price[lasts],
+        ]
+        if scale != 1.0:
+            prices = [p * scale for p in prices]
+        count = (lasts - firsts + 1).astype(np.int64)
+        return cls(
+            ts_open=minute[firsts],
+            open=prices[0],
+            high=prices[1],
+            low=prices[2],
+            close=prices[3],
+            volume=count.astype(np.float64),
+            count=count,
+        )
+
+    @classmethod
     def from_rows(cls, rows: list[Any], scale: float = 1.0) -> MinuteCandles:
         """Rows of (ts_open, open, high, low, close, volume, count)."""
         if not rows:

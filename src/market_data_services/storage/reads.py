@@ -119,6 +119,9 @@ def aggregate_minutes(
         connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
         first, last = int(minutes[0]), int(minutes[-1])
         if last - first == (len(minutes) - 1) * 60_000:
+            sparse = _sparse_minutes_sqlite(connection, symbol, first, last + 60_000, basis)
+            if sparse is not None:
+                return sparse
             # A contiguous run (a backfill step): its minutes with ticks, found inside
             # SQLite, no binding and no row for an empty minute.
             scan = _skip_scan_sql()
@@ -157,6 +160,45 @@ def aggregate_minutes(
     if connection.dialect.name == "sqlite":
         connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
     return candles
+
+
+def _sparse_minutes_sqlite(
+    connection: Connection, symbol: str, low: int, high: int, basis: str
+) -> MinuteCandles | None:
+    """The one-minute candles of ``[low, high)`` from the ticks themselves, when there are
+    fewer ticks than minutes and none has a volume; else None (the aggregate does it).
+
+    With a tick or less a minute, the aggregate's work per minute (a seek to find it,
+    one into the range, two for open and close) costs more than reading each tick once
+    in (ts, seq) order and reducing in numpy. Volumes are left to SQLite, whose ``sum()``
+    adds in an order numpy's ``reduceat`` does not keep; without them the volume is the
+    tick count, exact either way."""
+    tick_count = connection.exec_driver_sql(
+        "SELECT count(*) FROM ticks WHERE symbol = ? AND ts >= ? AND ts < ?",
+        (symbol, low, high),
+    ).scalar_one()
+    if tick_count >= (high - low) // 60_000:
+        return None
+    price = PRICE_SQL[basis].format(t="t")
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    cursor = raw.cursor()
+    try:
+        cursor.execute(
+            f"SELECT t.ts, {price}, t.volume IS NOT NULL FROM ticks AS t "
+            f"WHERE t.symbol = ? AND t.ts >= ? AND t.ts < ? ORDER BY t.ts, t.seq",
+            (symbol, low, high),
+        )
+        table = np.fromiter(cursor, dtype=_TICK_RECORD)
+    finally:
+        cursor.close()
+    if table["has_volume"].any():
+        return None
+    return MinuteCandles.from_ticks(table["ts"], table["price"], PRICE_SCALE[basis])
+
+
+#: A tick as ``_sparse_minutes_sqlite`` reads it.
+_TICK_RECORD = np.dtype([("ts", np.int64), ("price", np.float64), ("has_volume", np.bool_)])
 
 
 def read_minute_candles(

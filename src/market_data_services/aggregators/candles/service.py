@@ -50,6 +50,7 @@ from market_data_services.market.timeframes import (
 )
 from market_data_services.runtime import ThreadedBackgroundService, validate
 from market_data_services.runtime.telemetry import families_for
+from market_data_services.storage.bulk import upsert_columns
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.progress import forget_progress, read_settings, write_settings
 from market_data_services.storage.reads import (
@@ -61,7 +62,7 @@ from market_data_services.storage.reads import (
     tick_time_range,
 )
 from market_data_services.storage.schema import candles, service_progress, ticks
-from market_data_services.storage.upsert import upsert
+from market_data_services.storage.upsert import COPY_THRESHOLD, upsert
 from market_data_services.timeutil import DayStart, parse_day_start
 
 # The package's name, as before the service had a module of its own: log filters keep working.
@@ -111,6 +112,9 @@ _CANDLE_COLUMNS = (
     "tick_count",
 )
 _PROGRESS_COLUMNS = ("service", "symbol", "key", "value", "updated_at")
+#: From this many candles of one symbol and timeframe, a write goes column-wise
+#: (``upsert_columns``: multi-row statements on SQLite, binary COPY on PostgreSQL).
+_COLUMN_WISE_FROM = COPY_THRESHOLD
 
 
 class BackfillProgress(NamedTuple):
@@ -151,7 +155,7 @@ class _Built:
     """Candles of one symbol from one step, and its new pending buckets."""
 
     symbol: str
-    rows: list[tuple[Any, ...]]
+    batches: list[tuple[str, MinuteCandles]]  # (timeframe, candles), none empty
     per_timeframe: dict[str, int]
     bucket_ends: dict[str, IntArray]
     pending: dict[str, int | None]
@@ -609,11 +613,12 @@ class AggregatorService(ThreadedBackgroundService):
                 if rebuilt < (hi - lo) // MINUTE_MS:
                     # Some minutes of these buckets were not rebuilt now: read them.
                     stored = read_minute_candles(connection, symbol, lo, hi)
-        rows: list[tuple[Any, ...]] = []
+        batches: list[tuple[str, MinuteCandles]] = []
         per_tf: dict[str, int] = dict.fromkeys(TIMEFRAMES, 0)
         ends: dict[str, IntArray] = {}
         newest: dict[str, int] = {}
-        _append_rows(rows, symbol, "1m", fresh)
+        if len(fresh):
+            batches.append(("1m", fresh))
         per_tf["1m"] = len(fresh)
         ends["1m"] = fresh.ts_open + MINUTE_MS
         if len(fresh):
@@ -626,14 +631,15 @@ class AggregatorService(ThreadedBackgroundService):
                 rolled, starts = _roll_up(bucketing, tf, base)
                 keep = plan.selects(starts)
                 chosen = rolled.select(keep)
-                _append_rows(rows, symbol, tf, chosen)
+                if len(chosen):
+                    batches.append((tf, chosen))
                 per_tf[tf] = len(chosen)
                 ends[tf] = bucketing.ends(tf, chosen.ts_open)
                 if len(chosen):
                     newest[tf] = int(chosen.ts_open[-1])
         return _Built(
             symbol=symbol,
-            rows=rows,
+            batches=batches,
             per_timeframe=per_tf,
             bucket_ends=ends,
             pending=new_pending,
@@ -652,13 +658,11 @@ class AggregatorService(ThreadedBackgroundService):
     ) -> None:
         """Upsert the candles and, for ``progress_symbols``, the new progress, in one
         transaction; then count what was written."""
-        rows = [row for built in results for row in built.rows]
         pending = {b.symbol: b.pending for b in results}
         engine: Engine = self.engine
         now = self._now_ms()
         with begin_write(engine) as connection:
-            if rows:
-                upsert(connection, candles, rows, columns=_CANDLE_COLUMNS)
+            _upsert_candles(connection, results)
             if watermark is not None and progress_symbols:
                 _upsert_progress(connection, pending, progress_symbols, watermark, now)
         written_at = self._now_ms()
@@ -753,25 +757,46 @@ def _roll_up(
     return rolled, rolled.ts_open
 
 
-def _append_rows(
-    rows: list[tuple[Any, ...]], symbol: str, timeframe: str, built: MinuteCandles
-) -> None:
-    if not len(built):
-        return
-    rows.extend(
-        zip(
-            [symbol] * len(built),
-            [timeframe] * len(built),
-            built.ts_open.tolist(),
-            built.open.tolist(),
-            built.high.tolist(),
-            built.low.tolist(),
-            built.close.tolist(),
-            built.volume.tolist(),
-            built.count.tolist(),
-            strict=True,
-        )
-    )
+def _upsert_candles(connection: Connection, results: Sequence[_Built]) -> None:
+    """Upsert every batch of ``results``: a large one (a backfill step's) column-wise,
+    with no Python tuple per candle; the small ones of a live pass (a few candles for
+    each of many symbols) together as tuples in one statement."""
+    rows: list[tuple[Any, ...]] = []
+    for built in results:
+        for timeframe, batch in built.batches:
+            if len(batch) >= _COLUMN_WISE_FROM:
+                upsert_columns(
+                    connection,
+                    candles,
+                    {
+                        "symbol": built.symbol,
+                        "timeframe": timeframe,
+                        "ts_open": batch.ts_open,
+                        "open": batch.open,
+                        "high": batch.high,
+                        "low": batch.low,
+                        "close": batch.close,
+                        "volume": batch.volume,
+                        "tick_count": batch.count,
+                    },
+                )
+                continue
+            rows.extend(
+                zip(
+                    itertools.repeat(built.symbol, len(batch)),
+                    itertools.repeat(timeframe, len(batch)),
+                    batch.ts_open.tolist(),
+                    batch.open.tolist(),
+                    batch.high.tolist(),
+                    batch.low.tolist(),
+                    batch.close.tolist(),
+                    batch.volume.tolist(),
+                    batch.count.tolist(),
+                    strict=False,
+                )
+            )
+    if rows:
+        upsert(connection, candles, rows, columns=_CANDLE_COLUMNS)
 
 
 def _upsert_progress(
