@@ -15,6 +15,7 @@ Also: the symbols stored in each raw table, for backfills over the whole databas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -34,6 +35,7 @@ PRICE_SQL = {"mid": "{t}.bid + {t}.ask", "bid": "{t}.bid", "ask": "{t}.ask"}
 PRICE_SCALE = {"mid": 0.5, "bid": 1.0, "ask": 1.0}
 
 _MINUTES_SQLITE = "temp.mds_minutes"
+_CANDLES_SQLITE = "temp.mds_minute_candles"
 
 
 def _aggregate_sql(basis: str, minutes_source: str, symbol: str = ":symbol") -> str:
@@ -102,87 +104,155 @@ def _skip_scan_sql(symbol: str = ":symbol", low: str = ":low", high: str = ":hig
     )
 
 
+class MinuteAggregate:
+    """One-minute candles aggregated on a connection, waiting to be read back.
+
+    ``start_minute_aggregate`` does the database's part, during which the driver holds
+    no GIL; ``result()`` reads the candles back, which takes the GIL for every row. Split
+    so a worker thread can do the first while another thread uses the GIL, and the
+    thread that uses the candles reads them: a worker that read them itself would wait
+    for the GIL at every row while the other thread computes."""
+
+    def __init__(self, read: Callable[[], MinuteCandles]) -> None:
+        self._read = read
+
+    def result(self) -> MinuteCandles:
+        """The candles, in time order; on the aggregate's connection, once."""
+        return self._read()
+
+
 def aggregate_minutes(
     connection: Connection, symbol: str, minutes: IntArray, basis: str
 ) -> MinuteCandles:
     """One-minute candles of ``symbol`` for the minute starts in ``minutes`` (sorted,
     unique; a minute without ticks gives no candle)."""
+    return start_minute_aggregate(connection, symbol, minutes, basis).result()
+
+
+def start_minute_aggregate(
+    connection: Connection, symbol: str, minutes: IntArray, basis: str
+) -> MinuteAggregate:
+    """``aggregate_minutes`` in two parts: the database's work now, the reading back by
+    ``result()`` (on this connection and transaction, from any thread)."""
     if len(minutes) == 0:
-        return MinuteCandles.empty()
+        return MinuteAggregate(MinuteCandles.empty)
+    first, last = int(minutes[0]), int(minutes[-1])
+    contiguous = last - first == (len(minutes) - 1) * 60_000
     if connection.dialect.name == "sqlite":
-        # A temporary table of the minutes, keyed so the join walks them in order and
-        # GROUP BY needs no sort. Temp tables take no lock on the main database.
-        connection.exec_driver_sql(
-            f"CREATE TEMP TABLE IF NOT EXISTS {_MINUTES_SQLITE.split('.')[1]} "
-            f"(m INTEGER PRIMARY KEY)"
-        )
-        connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
-        first, last = int(minutes[0]), int(minutes[-1])
-        if last - first == (len(minutes) - 1) * 60_000:
-            sparse = _sparse_minutes_sqlite(connection, symbol, first, last + 60_000, basis)
-            if sparse is not None:
-                return sparse
-            # A contiguous run (a backfill step): its minutes with ticks, found inside
-            # SQLite, no binding and no row for an empty minute.
-            scan = _skip_scan_sql()
-            connection.exec_driver_sql(
-                f"INSERT INTO {_MINUTES_SQLITE} (m) {scan}",
-                {"symbol": symbol, "low": first, "high": last + 60_000},
-            )
-        else:
-            connection.exec_driver_sql(
-                f"INSERT INTO {_MINUTES_SQLITE} (m) VALUES (?)", [(m,) for m in minutes.tolist()]
-            )
-        sql = _aggregate_sql(basis, f"{_MINUTES_SQLITE} AS mins")
-        params: dict[str, Any] = {"symbol": symbol}
+        return _start_sqlite(connection, symbol, minutes, basis, contiguous=contiguous)
+    if contiguous:
+        params: dict[str, Any] = {"symbol": symbol, "low": first, "high": last + 60_000}
     else:
+        params = {"symbol": symbol, "minutes": minutes.tolist()}
+    # The planner's estimate for a million-tick range is high enough to switch on JIT
+    # compilation, which then costs about a second per query, more than it saves. Off
+    # for this transaction only.
+    connection.exec_driver_sql("SET LOCAL jit = off")
+    # The driver's own cursor: the server aggregates and the rows arrive now; numpy
+    # takes them in result(), without a SQLAlchemy Row for each.
+    cursor = _driver(connection).cursor()
+    try:
+        cursor.execute(_aggregate_sql_postgresql(basis, contiguous=contiguous), params)
+    except BaseException:
+        cursor.close()
+        raise
+
+    def read() -> MinuteCandles:
+        try:
+            return MinuteCandles.from_records(cursor, PRICE_SCALE[basis])
+        finally:
+            cursor.close()
+
+    return MinuteAggregate(read)
+
+
+def _start_sqlite(
+    connection: Connection, symbol: str, minutes: IntArray, basis: str, *, contiguous: bool
+) -> MinuteAggregate:
+    first, last = int(minutes[0]), int(minutes[-1])
+    if contiguous and _is_sparse(connection, symbol, first, last + 60_000):
+        return MinuteAggregate(
+            lambda: _sparse_minutes_sqlite(connection, symbol, first, last + 60_000, basis)
+            or _aggregate_sqlite(connection, symbol, minutes, basis, contiguous=True).result()
+        )
+    return _aggregate_sqlite(connection, symbol, minutes, basis, contiguous=contiguous)
+
+
+def _aggregate_sqlite(
+    connection: Connection, symbol: str, minutes: IntArray, basis: str, *, contiguous: bool
+) -> MinuteAggregate:
+    """The aggregate into a temporary table, in one statement (no GIL while it runs);
+    ``result()`` reads that table. Temporary tables take no lock on the main database."""
+    minutes_table, candles_table = _MINUTES_SQLITE.split(".")[1], _CANDLES_SQLITE.split(".")[1]
+    # The minutes keyed, so the join walks them in order and GROUP BY needs no sort.
+    connection.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {minutes_table} (m INTEGER PRIMARY KEY)"
+    )
+    connection.exec_driver_sql(
+        f"CREATE TEMP TABLE IF NOT EXISTS {candles_table} (m INTEGER PRIMARY KEY, "
+        f"open REAL, high REAL, low REAL, close REAL, volume REAL, count INTEGER)"
+    )
+    connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
+    connection.exec_driver_sql(f"DELETE FROM {_CANDLES_SQLITE}")
+    if contiguous:
+        # A contiguous run (a backfill step): its minutes with ticks, found inside
+        # SQLite, no binding and no row for an empty minute.
         first, last = int(minutes[0]), int(minutes[-1])
-        contiguous = last - first == (len(minutes) - 1) * 60_000
-        sql = _aggregate_sql_postgresql(basis, contiguous=contiguous)
-        if contiguous:
-            params = {"symbol": symbol, "low": first, "high": last + 60_000}
-        else:
-            params = {"symbol": symbol, "minutes": minutes.tolist()}
-        # The planner's estimate for a million-tick range is high enough to switch on JIT
-        # compilation, which then costs about a second per query, more than it saves.
-        # Off for this transaction only.
-        connection.exec_driver_sql("SET LOCAL jit = off")
-    # Straight from the driver's cursor into numpy, on this connection and transaction:
-    # one row per minute, without building a SQLAlchemy Row for each.
+        connection.exec_driver_sql(
+            f"INSERT INTO {_MINUTES_SQLITE} (m) {_skip_scan_sql()}",
+            {"symbol": symbol, "low": first, "high": last + 60_000},
+        )
+    else:
+        connection.exec_driver_sql(
+            f"INSERT INTO {_MINUTES_SQLITE} (m) VALUES (?)", [(m,) for m in minutes.tolist()]
+        )
+    connection.exec_driver_sql(
+        f"INSERT INTO {_CANDLES_SQLITE} {_aggregate_sql(basis, f'{_MINUTES_SQLITE} AS mins')}",
+        {"symbol": symbol},
+    )
+
+    def read() -> MinuteCandles:
+        cursor = _driver(connection).cursor()
+        try:
+            cursor.execute(f"SELECT * FROM {_CANDLES_SQLITE} ORDER BY m")
+            candles = MinuteCandles.from_records(cursor, PRICE_SCALE[basis])
+        finally:
+            cursor.close()
+        connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
+        connection.exec_driver_sql(f"DELETE FROM {_CANDLES_SQLITE}")
+        return candles
+
+    return MinuteAggregate(read)
+
+
+def _driver(connection: Connection) -> Any:
     raw = connection.connection.driver_connection
     assert raw is not None
-    cursor = raw.cursor()
-    try:
-        cursor.execute(sql, params)
-        candles = MinuteCandles.from_records(cursor, PRICE_SCALE[basis])
-    finally:
-        cursor.close()
-    if connection.dialect.name == "sqlite":
-        connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
-    return candles
+    return raw
+
+
+def _is_sparse(connection: Connection, symbol: str, low: int, high: int) -> bool:
+    """Fewer ticks of ``symbol`` in ``[low, high)`` than minutes (an index-only count)."""
+    tick_count: int = connection.exec_driver_sql(
+        "SELECT count(*) FROM ticks WHERE symbol = ? AND ts >= ? AND ts < ?",
+        (symbol, low, high),
+    ).scalar_one()
+    return tick_count < (high - low) // 60_000
 
 
 def _sparse_minutes_sqlite(
     connection: Connection, symbol: str, low: int, high: int, basis: str
 ) -> MinuteCandles | None:
-    """The one-minute candles of ``[low, high)`` from the ticks themselves, when there are
-    fewer ticks than minutes and none has a volume; else None (the aggregate does it).
+    """The one-minute candles of a sparse ``[low, high)`` from the ticks themselves, or
+    None when a tick has a volume (the aggregate does it then).
 
     With a tick or less a minute, the aggregate's work per minute (a seek to find it,
     one into the range, two for open and close) costs more than reading each tick once
     in (ts, seq) order and reducing in numpy. Volumes are left to SQLite, whose ``sum()``
     adds in an order numpy's ``reduceat`` does not keep; without them the volume is the
     tick count, exact either way."""
-    tick_count = connection.exec_driver_sql(
-        "SELECT count(*) FROM ticks WHERE symbol = ? AND ts >= ? AND ts < ?",
-        (symbol, low, high),
-    ).scalar_one()
-    if tick_count >= (high - low) // 60_000:
-        return None
     price = PRICE_SQL[basis].format(t="t")
-    raw = connection.connection.driver_connection
-    assert raw is not None
-    cursor = raw.cursor()
+    cursor = _driver(connection).cursor()
     try:
         cursor.execute(
             f"SELECT t.ts, {price}, t.volume IS NOT NULL FROM ticks AS t "
@@ -396,12 +466,14 @@ __all__ = [
     "PRICE_SCALE",
     "PRICE_SQL",
     "JoinedBooks",
+    "MinuteAggregate",
     "aggregate_minutes",
     "fetch_tuples",
     "max_tick_id",
     "new_tick_minutes",
     "read_joined_books",
     "read_minute_candles",
+    "start_minute_aggregate",
     "stored_symbols",
     "stored_symbols_of",
     "tick_time_range",

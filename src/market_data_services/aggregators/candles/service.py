@@ -26,11 +26,12 @@ import itertools
 import logging
 import math
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -54,10 +55,12 @@ from market_data_services.storage.bulk import upsert_columns
 from market_data_services.storage.engine import begin_write
 from market_data_services.storage.progress import forget_progress, read_settings, write_settings
 from market_data_services.storage.reads import (
+    MinuteAggregate,
     aggregate_minutes,
     max_tick_id,
     new_tick_minutes,
     read_minute_candles,
+    start_minute_aggregate,
     stored_symbols,
     tick_time_range,
 )
@@ -164,6 +167,76 @@ class _Built:
 
 
 @dataclass(frozen=True)
+class _Step:
+    """One backfill step: the minutes of whole trading days ``[start, end)`` of a symbol
+    with ticks in ``[lowest, highest)``; step ``number`` of ``total``."""
+
+    symbol: str
+    number: int
+    total: int
+    start: int
+    end: int
+    lowest: int
+    highest: int
+
+    def minutes(self) -> IntArray:
+        return np.arange(
+            max(self.start, self.lowest), min(self.end, self.highest), MINUTE_MS, dtype=np.int64
+        )
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+class _Ahead(Generic[_T, _R]):
+    """``start(item)`` of each item in order, up to ``workers`` items ahead on worker
+    threads (with none, each when it is asked for); ``next()`` gives the results in order.
+    ``close(release)`` stops starting and hands what was started and not taken to
+    ``release``. One owner: the thread that calls ``next`` and ``close``."""
+
+    def __init__(self, start: Callable[[_T], _R], items: list[_T], *, workers: int) -> None:
+        self._start = start
+        self._items = iter(items)
+        self._workers = workers
+        self._ahead: deque[Future[_R]] = deque()
+        self._pool = (
+            ThreadPoolExecutor(workers, thread_name_prefix="mds-candles") if workers else None
+        )
+
+    def next(self) -> _R:
+        if self._pool is None:
+            return self._start(next(self._items))
+        self._fill()
+        future = self._ahead.popleft()
+        self._fill()  # the workers go on while the caller uses this one
+        return future.result()
+
+    def _fill(self) -> None:
+        assert self._pool is not None
+        while len(self._ahead) < self._workers:
+            item = next(self._items, None)
+            if item is None:
+                return
+            self._ahead.append(self._pool.submit(self._start, item))
+
+    def close(self, release: Callable[[_R], None]) -> None:
+        if self._pool is None:
+            return
+        while self._ahead:
+            future = self._ahead.popleft()
+            if future.cancel():
+                continue
+            try:
+                result = future.result()
+            except Exception:
+                logger.debug("candles.step_abandoned", exc_info=True)
+                continue
+            release(result)
+        self._pool.shutdown(wait=True)
+
+
+@dataclass(frozen=True)
 class _Backfill:
     start_ms: int | None
     end_ms: int | None
@@ -223,7 +296,9 @@ class AggregatorService(ThreadedBackgroundService):
     - ``lateness_seconds``: how long after a bucket's end it is written (default 2 s);
     - ``rebuild``: when the database's candles were built with another basis or day
       start, delete them and rebuild instead of refusing;
-    - ``workers``: symbols built in parallel (database work runs without the GIL).
+    - ``workers``: threads for the database's work (which runs without the GIL): the
+      symbols of a live pass built in parallel, and a backfill's steps aggregated ahead
+      while this thread rolls up and writes the ones before, in order.
 
     Basis and day start are recorded in the ``settings`` table; a service configured
     differently fails its iterations with ``SettingsMismatchError`` until rebuilt.
@@ -370,22 +445,26 @@ class AggregatorService(ThreadedBackgroundService):
 
         def work(symbol: str) -> list[_Built]:
             with self.symbol_span(symbol):
-                if symbol in incremental:
-                    empty = np.empty(0, dtype=np.int64)
-                    minutes = dirty.get(symbol, empty)
-                    return [self._build(symbol, minutes, states[symbol].pending, cutoff)]
-                return self._build_history(symbol, watermark, cutoff, request)
+                empty = np.empty(0, dtype=np.int64)
+                minutes = dirty.get(symbol, empty)
+                return [self._build(symbol, minutes, states[symbol].pending, cutoff)]
 
         # Incremental symbols are written together at the end (one short transaction);
-        # a history is written step by step inside _build_history.
+        # a history is written step by step as it is built.
         incremental_results: list[_Built] = []
-        for symbol, results in self._map(work, symbols):
-            if symbol in incremental:
-                incremental_results.extend(results)
-            for built in results:
-                report.minutes_built += built.minutes_built
-                for tf, count in built.per_timeframe.items():
-                    report.candles[tf] += count
+        continuing = set(incremental)
+        histories = [s for s in symbols if s not in continuing]
+        built_histories = self._build_histories(histories, watermark, cutoff, request)
+        try:
+            for symbol, results in itertools.chain(self._map(work, incremental), built_histories):
+                if symbol in continuing:
+                    incremental_results.extend(results)
+                for built in results:
+                    report.minutes_built += built.minutes_built
+                    for tf, count in built.per_timeframe.items():
+                        report.candles[tf] += count
+        finally:
+            built_histories.close()  # at once: it holds threads and connections
         if incremental:
             self._write(incremental_results, incremental, watermark, cutoff)
         with self._state_lock:
@@ -491,58 +570,99 @@ class AggregatorService(ThreadedBackgroundService):
 
     # -- building -------------------------------------------------------------------------------
 
-    def _build_history(
-        self, symbol: str, watermark: int, cutoff: int, request: _Backfill | None
-    ) -> list[_Built]:
-        """Every minute of the symbol's history (or the window), step by step, each step
-        written at once; then the watermark, unless a window was asked for.
+    def _build_histories(
+        self, symbols: list[str], watermark: int, cutoff: int, request: _Backfill | None
+    ) -> Generator[tuple[str, list[_Built]], None, None]:
+        """Every minute of each symbol's history (or of the window), in steps of whole
+        trading days, each written at once; then each symbol's watermark, unless a window
+        was asked for.
 
-        ``watermark`` was read before the time range is, so every tick up to it falls in
-        the range built; ticks arriving meanwhile are left for the next pass.
+        With ``workers`` above one, the steps' one-minute aggregates run ahead on that
+        many threads, where the database works without the GIL, while this thread reads
+        back, rolls up and writes the steps in order.
+
+        ``watermark`` was read before the time ranges are, so every tick up to it falls
+        in the range built; ticks arriving meanwhile are left for the next pass.
         """
-        engine: Engine = self.engine
-        with engine.connect() as connection:
-            span = tick_time_range(connection, symbol)
-        results: list[_Built] = []
-        if span is not None:
-            first, last = span
-            # A window is widened to whole trading days: every bucket that overlaps it
-            # is rebuilt from all of its ticks, never from part of them.
-            if request is not None and request.start_ms is not None:
-                first = max(
-                    first, self._day_start.boundaries(request.start_ms, request.start_ms)[0]
-                )
-            if request is not None and request.end_ms is not None:
-                last = min(
-                    last, self._day_start.boundaries(request.end_ms - 1, request.end_ms - 1)[-1] - 1
-                )
-            windows = self._windows(first, last) if first <= last else []
-            lowest, highest = first - first % MINUTE_MS, last - last % MINUTE_MS + MINUTE_MS
-            for number, (start, end) in enumerate(windows, start=1):
-                if self.stop_requested():
-                    return results
-                minutes = np.arange(max(start, lowest), min(end, highest), MINUTE_MS)
-                no_pending: dict[str, int | None] = dict.fromkeys(TIMEFRAMES)
-                built = self._build(
-                    symbol, minutes.astype(np.int64), no_pending, cutoff, whole_steps=True
-                )
-                self._write([built], [], None, cutoff)
-                results.append(built)
-                if request is not None and request.progress is not None:
-                    request.progress(
-                        BackfillProgress(
-                            symbol=symbol,
-                            steps_done=number,
-                            steps_total=len(windows),
-                            window_start_ms=start,
-                            window_end_ms=end,
-                            candles_written=sum(built.per_timeframe.values()),
+        steps = self._history_steps(symbols, request)
+        started = _Ahead(
+            functools.partial(self._start_step, cutoff=cutoff),
+            [step for symbol in symbols for step in steps[symbol]],
+            workers=self._workers if self._workers > 1 else 0,
+        )
+        try:
+            for symbol in symbols:
+                results: list[_Built] = []
+                with self.symbol_span(symbol):
+                    for step in steps[symbol]:
+                        if self.stop_requested():
+                            return
+                        connection, aggregate = started.next()
+                        try:
+                            fresh = aggregate.result()
+                        finally:
+                            connection.close()
+                        built = self._build(
+                            symbol, step.minutes(), dict.fromkeys(TIMEFRAMES), cutoff, fresh=fresh
                         )
+                        self._write([built], [], None, cutoff)
+                        results.append(built)
+                        if request is not None and request.progress is not None:
+                            request.progress(
+                                BackfillProgress(
+                                    symbol=symbol,
+                                    steps_done=step.number,
+                                    steps_total=step.total,
+                                    window_start_ms=step.start,
+                                    window_end_ms=step.end,
+                                    candles_written=sum(built.per_timeframe.values()),
+                                )
+                            )
+                    if request is None or (request.start_ms is None and request.end_ms is None):
+                        pending = _merge_pending([b.pending for b in results])
+                        self._write_progress({symbol: pending}, [symbol], watermark)
+                yield symbol, results
+        finally:
+            started.close(lambda item: item[0].close())
+
+    def _history_steps(
+        self, symbols: list[str], request: _Backfill | None
+    ) -> dict[str, list[_Step]]:
+        """The backfill steps of each symbol, in order (none for a symbol without ticks)."""
+        steps: dict[str, list[_Step]] = {symbol: [] for symbol in symbols}
+        with self.engine.connect() as connection:
+            for symbol in symbols:
+                span = tick_time_range(connection, symbol)
+                if span is None:
+                    continue
+                first, last = span
+                # A window is widened to whole trading days: every bucket that overlaps
+                # it is rebuilt from all of its ticks, never from part of them.
+                if request is not None and request.start_ms is not None:
+                    first = max(
+                        first, self._day_start.boundaries(request.start_ms, request.start_ms)[0]
                     )
-        if request is None or (request.start_ms is None and request.end_ms is None):
-            pending = _merge_pending([b.pending for b in results])
-            self._write_progress({symbol: pending}, [symbol], watermark)
-        return results
+                if request is not None and request.end_ms is not None:
+                    end_ms = request.end_ms
+                    last = min(last, self._day_start.boundaries(end_ms - 1, end_ms - 1)[-1] - 1)
+                windows = self._windows(first, last) if first <= last else []
+                lowest, highest = first - first % MINUTE_MS, last - last % MINUTE_MS + MINUTE_MS
+                steps[symbol].extend(
+                    _Step(symbol, number, len(windows), start, end, lowest, highest)
+                    for number, (start, end) in enumerate(windows, start=1)
+                )
+        return steps
+
+    def _start_step(self, step: _Step, *, cutoff: int) -> tuple[Connection, MinuteAggregate]:
+        """The database's part of a step's one-minute aggregate, on a connection of its
+        own (the caller reads the result back and closes it)."""
+        minutes = self._one_minute_plan(step.minutes(), dict.fromkeys(TIMEFRAMES), cutoff)[1]
+        connection = self.engine.connect()
+        try:
+            return connection, start_minute_aggregate(connection, step.symbol, minutes, self._basis)
+        except BaseException:
+            connection.close()
+            raise
 
     def _windows(self, first: int, last: int) -> list[tuple[int, int]]:
         """Steps of ``BACKFILL_DAYS`` whole trading days covering ``[first, last]``: every
@@ -560,25 +680,24 @@ class AggregatorService(ThreadedBackgroundService):
         pending: dict[str, int | None],
         cutoff: int,
         *,
-        whole_steps: bool = False,
+        fresh: MinuteCandles | None = None,
     ) -> _Built:
         """Candles for the closed buckets made dirty by ``new_minutes`` or pending.
 
-        ``whole_steps``: ``new_minutes`` is every minute of whole trading days (a backfill
-        step), so every bucket they touch lies wholly inside them."""
+        ``fresh``: the one-minute candles of ``new_minutes``, already aggregated, for a
+        backfill step: every minute of whole trading days, so every bucket they touch
+        lies wholly inside them."""
         bucketing = self._bucketing
         engine: Engine = self.engine
         new_pending: dict[str, int | None] = {}
 
         # One-minute buckets: explicit dirty minutes and the pending range.
-        plan_1m = _plan(bucketing, "1m", new_minutes, pending["1m"], cutoff)
+        plan_1m, minutes = self._one_minute_plan(new_minutes, pending, cutoff)
         new_pending["1m"] = plan_1m.pending
-        minutes = plan_1m.closed
-        if plan_1m.range is not None:
-            lo, hi = plan_1m.range
-            minutes = np.union1d(minutes, np.arange(lo, hi, MINUTE_MS, dtype=np.int64))
-        with engine.connect() as connection:
-            fresh = aggregate_minutes(connection, symbol, minutes, self._basis)
+        whole_steps = fresh is not None
+        if fresh is None:
+            with engine.connect() as connection:
+                fresh = aggregate_minutes(connection, symbol, minutes, self._basis)
         if whole_steps:
             # A backfill step: a closed minute without ticks adds nothing to any bucket,
             # so only the minutes with ticks, and the open ones (they stay pending), make
@@ -646,6 +765,18 @@ class AggregatorService(ThreadedBackgroundService):
             minutes_built=len(minutes),
             newest=newest,
         )
+
+    def _one_minute_plan(
+        self, new_minutes: IntArray, pending: dict[str, int | None], cutoff: int
+    ) -> tuple[_Plan, IntArray]:
+        """The one-minute buckets to build: the closed ones of ``new_minutes`` and of the
+        pending range."""
+        plan = _plan(self._bucketing, "1m", new_minutes, pending["1m"], cutoff)
+        minutes = plan.closed
+        if plan.range is not None:
+            lo, hi = plan.range
+            minutes = np.union1d(minutes, np.arange(lo, hi, MINUTE_MS, dtype=np.int64))
+        return plan, minutes
 
     # -- writing --------------------------------------------------------------------------------
 
