@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from market_data_services.aggregators.dom import DEFAULT_BATCH_SIZE
+from market_data_services.app.catalog import DomOptions
 from tests.conftest import dies_with_parent
 from tests.e2e.mds_process import clean_environment
 from tests.plugins import EXAMPLE, ROOT, install_plugin
@@ -63,3 +65,9 @@ def test_plugin_service_gets_its_configuration_section(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     section = done.stdout[done.stdout.index("[services.spread_summary]") :]
     assert "enabled = false" in section.split("\n[")[0]
+
+
+def test_the_order_book_options_default_to_the_services_batch_size() -> None:
+    # Written out in the catalog, so that reading the configuration does not import the
+    # service (and the ingestion it counts in): they must still agree.
+    assert DomOptions().batch_size == DEFAULT_BATCH_SIZE
