@@ -36,10 +36,7 @@ from market_data_services.aggregators.retention.policies import (
     DEFAULT_BATCH_SIZE as RETENTION_BATCH_SIZE,
 )
 from market_data_services.aggregators.retention.policies import check_policies
-from market_data_services.aggregators.sentiment.service import (
-    DEFAULT_HISTORY_MAX_READINGS,
-    ContrarianThresholds,
-)
+from market_data_services.aggregators.sentiment.signal import ContrarianThresholds
 from market_data_services.app.config.loader import Override
 from market_data_services.app.config.model import (
     BreakerConfig,
@@ -391,8 +388,9 @@ class SentimentOptions:
     short_exit: float = 0.35
     #: Read only this source (default: every source, averaged at equal times).
     source: str | None = None
-    #: Bound of each symbol's history deque.
-    history_max_readings: int = DEFAULT_HISTORY_MAX_READINGS
+    #: Bound of each symbol's history deque (the service's DEFAULT_HISTORY_MAX_READINGS,
+    #: written out as DomOptions.batch_size is).
+    history_max_readings: int = 10_000
     #: Recompute stored metrics made with other settings instead of failing.
     rebuild: bool = False
 

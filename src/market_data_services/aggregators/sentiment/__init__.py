@@ -17,11 +17,11 @@ if TYPE_CHECKING:
         DEFAULT_HISTORY_MAX_READINGS,
         SERVICE_NAME,
         SETTING_KEY,
-        ContrarianThresholds,
         SentimentAggregatorService,
         SettingsMismatchError,
         stored_sentiment_symbols,
     )
+    from market_data_services.aggregators.sentiment.signal import ContrarianThresholds
     from market_data_services.ingest.sentiment import (
         DEFAULT_SUM_TOLERANCE,
         LAYOUTS,
@@ -44,7 +44,7 @@ _EXPORTS = {
     "DEFAULT_HISTORY_MAX_READINGS": "market_data_services.aggregators.sentiment.service",
     "SERVICE_NAME": "market_data_services.aggregators.sentiment.service",
     "SETTING_KEY": "market_data_services.aggregators.sentiment.service",
-    "ContrarianThresholds": "market_data_services.aggregators.sentiment.service",
+    "ContrarianThresholds": "market_data_services.aggregators.sentiment.signal",
     "SentimentAggregatorService": "market_data_services.aggregators.sentiment.service",
     "SettingsMismatchError": "market_data_services.aggregators.sentiment.service",
     "stored_sentiment_symbols": "market_data_services.aggregators.sentiment.service",
