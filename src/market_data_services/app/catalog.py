@@ -25,13 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
-from market_data_services.aggregators.candles import (
-    PRICE_BASES,
-    TIMEFRAMES,
-    AggregatorService,
-    BackfillProgress,
-    all_stored_symbols,
-)
 from market_data_services.aggregators.retention.policies import (
     DEFAULT_BATCH_SIZE as RETENTION_BATCH_SIZE,
 )
@@ -45,6 +38,8 @@ from market_data_services.app.config.model import (
     ServiceConfig,
 )
 from market_data_services.demo.symbols import DEMO_SERVICE_SYMBOLS, DEMO_SYMBOLS
+from market_data_services.market.candles import PRICE_BASES
+from market_data_services.market.timeframes import TIMEFRAMES
 from market_data_services.runtime import CircuitBreaker, ThreadedBackgroundService
 from market_data_services.runtime.ownership import SymbolOwnership
 from market_data_services.runtime.service import FailureClassifier
@@ -52,10 +47,11 @@ from market_data_services.timeutil import format_ms, parse_day_start, parse_time
 
 if TYPE_CHECKING:
     from market_data_services.aggregators.base import PerSymbolService
+    from market_data_services.aggregators.candles import AggregatorService, BackfillProgress
 
-# The services other than candles are imported by their factories and backfills, when
-# one is built: a command that needs one service (mds backfill --kind candles, mds ingest)
-# does not import the others, the ingestion they count in and the demo feed.
+# Each service is imported by its factory and backfill, when it is built: a command that
+# needs one service (mds backfill --kind candles) does not import the others, the
+# ingestion they count in and the demo feed, and mds ingest imports none.
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,6 +227,10 @@ class CandleOptions:
 
 
 def _candles(ctx: ServiceContext) -> ThreadedBackgroundService:
+    from market_data_services.aggregators.candles import (  # noqa: PLC0415 - built on use
+        AggregatorService,
+    )
+
     options: CandleOptions = ctx.options
     return AggregatorService(
         ctx.engine,
@@ -303,6 +303,14 @@ def _candle_overrides(args: argparse.Namespace) -> list[Override]:
         for attr, (key, flag) in _CANDLE_FLAGS.items()
         if getattr(args, attr) is not None
     ]
+
+
+def _stored_tick_symbols(engine: Any) -> list[str]:
+    from market_data_services.aggregators.candles import (  # noqa: PLC0415 - built on use
+        all_stored_symbols,
+    )
+
+    return all_stored_symbols(engine)
 
 
 def _backfill_candles(request: BackfillRequest) -> str:
@@ -533,7 +541,7 @@ SERVICES: dict[str, ServiceEntry] = {
         defaults=ServiceConfig(interval_seconds=60.0, stop_timeout_seconds=10.0),
         options=CandleOptions,
         backfill=Backfill(
-            stored_symbols=all_stored_symbols,
+            stored_symbols=_stored_tick_symbols,
             run=_backfill_candles,
             nothing_stored="no ticks stored: nothing to backfill "
             "(load some with `mds ingest ticks`)",
