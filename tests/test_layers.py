@@ -156,25 +156,61 @@ def test_each_layer_imports_only_the_layers_below_it() -> None:
     assert used_exceptions == set(EXCEPTIONS), "an exception is no longer needed: remove it"
 
 
+def _lazy_exports(tree: ast.Module) -> dict[str, str]:
+    """``_EXPORTS`` of a module that re-exports on first use (PEP 562): name -> module."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and [
+            t.id for t in node.targets if isinstance(t, ast.Name)
+        ] == ["_EXPORTS"]:
+            exports = ast.literal_eval(node.value)
+            assert isinstance(exports, dict)
+            return exports
+    return {}
+
+
+def _re_exports(tree: ast.Module) -> dict[str, str]:
+    """What a compatibility module re-exports, name -> module: its imports, or, when it
+    imports on first use, the ``_EXPORTS`` its ``if TYPE_CHECKING:`` imports spell out."""
+    direct = {
+        alias.name: node.module or ""
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE)
+        for alias in node.names
+    }
+    return direct or _lazy_exports(tree)
+
+
+def _is_re_export(node: ast.stmt) -> bool:
+    """A statement a compatibility module may hold: its docstring, ``__all__``, imports,
+    and the machinery of re-exporting on first use (``if TYPE_CHECKING:`` imports,
+    ``_EXPORTS``, ``__getattr__`` and ``__dir__``)."""
+    if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+        return True
+    if isinstance(node, ast.Assign):
+        names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+        return names in (["__all__"], ["_EXPORTS"])
+    if isinstance(node, ast.If):
+        guard = isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+        return guard and not node.orelse and all(isinstance(n, ast.ImportFrom) for n in node.body)
+    if isinstance(node, ast.FunctionDef):
+        return node.name in ("__getattr__", "__dir__")
+    return isinstance(node, ast.Import | ast.ImportFrom)
+
+
 def test_compatibility_modules_only_re_export_and_nothing_of_ours_uses_them_for_moved_names() -> (
     None
 ):
     for module in COMPATIBILITY:
         tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
         for node in tree.body:
-            docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-            exported = isinstance(node, ast.Assign) and [
-                t.id for t in node.targets if isinstance(t, ast.Name)
-            ] == ["__all__"]
-            assert docstring or exported or isinstance(node, ast.ImportFrom), (
+            assert _is_re_export(node), (
                 f"{module}:{node.lineno}: a compatibility module only re-exports"
             )
     moved = {
-        alias.name
+        name
         for module in COMPATIBILITY
-        for node in ast.parse(MODULES[module].read_text(encoding="utf-8")).body
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(f"{PACKAGE}.ingest")
-        for alias in node.names
+        for name, source in _re_exports(ast.parse(MODULES[module].read_text("utf-8"))).items()
+        if source.startswith(f"{PACKAGE}.ingest")
     }
     users = []
     for module, path in MODULES.items():
@@ -184,6 +220,26 @@ def test_compatibility_modules_only_re_export_and_nothing_of_ours_uses_them_for_
             if isinstance(node, ast.ImportFrom) and node.module in COMPATIBILITY:
                 users += [f"{module}:{node.lineno} {a.name}" for a in node.names if a.name in moved]
     assert users == [], "import these from market_data_services.ingest"
+
+
+def test_a_module_that_re_exports_on_first_use_spells_each_name_out_for_type_checkers() -> None:
+    lazy = 0
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        exports = _lazy_exports(tree)
+        if not exports:
+            continue
+        lazy += 1
+        checked = {
+            alias.name: node.module
+            for block in tree.body
+            if isinstance(block, ast.If)
+            for node in block.body
+            if isinstance(node, ast.ImportFrom)
+            for alias in node.names
+        }
+        assert checked == exports, f"{module}: _EXPORTS and the TYPE_CHECKING imports differ"
+    assert lazy >= 6
 
 
 def test_the_market_rules_need_nothing_but_numpy_and_the_standard_library() -> None:

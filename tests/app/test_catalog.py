@@ -6,6 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from market_data_services.aggregators.dom import DEFAULT_BATCH_SIZE
+from market_data_services.aggregators.sentiment import DEFAULT_HISTORY_MAX_READINGS
+from market_data_services.app.catalog import DomOptions, SentimentOptions
 from tests.conftest import dies_with_parent
 from tests.e2e.mds_process import clean_environment
 from tests.plugins import EXAMPLE, ROOT, install_plugin
@@ -63,3 +66,10 @@ def test_plugin_service_gets_its_configuration_section(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     section = done.stdout[done.stdout.index("[services.spread_summary]") :]
     assert "enabled = false" in section.split("\n[")[0]
+
+
+def test_the_defaults_the_catalog_writes_out_are_the_services() -> None:
+    # Written out, so that reading the configuration does not import the services (and
+    # the ingestion the book service counts in): they must still agree.
+    assert DomOptions().batch_size == DEFAULT_BATCH_SIZE
+    assert SentimentOptions().history_max_readings == DEFAULT_HISTORY_MAX_READINGS

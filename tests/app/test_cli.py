@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from market_data_services import __version__
 from market_data_services.app import cli
 from market_data_services.app.cli import build_parser, main
 from market_data_services.app.commands import Command
+from tests.conftest import SAMPLE_DATA
 
 
 def run_mds(*args: str) -> subprocess.CompletedProcess[str]:
@@ -116,6 +118,55 @@ def test_a_command_imports_only_once_named() -> None:
     assert "market_data_services.app.commands.status" in modules
     assert "market_data_services.app.commands.ingest" not in modules
     assert "market_data_services.app.commands.backfill" not in modules
+
+
+#: What ``mds backfill --kind candles`` and ``mds ingest ticks`` on SQLite never use, each
+#: 5-50 ms of their start (issue 13): the PostgreSQL driver, the other services, the demo
+#: feed, the web configuration's YAML and bcrypt. (prometheus_client's package imports its
+#: HTTP exposition whichever of its modules one imports.)
+NOT_FOR_SQLITE_COMMANDS = (
+    "psycopg",
+    "market_data_services.storage._deadline",
+    "market_data_services.aggregators.dom",
+    "market_data_services.aggregators.sentiment.service",
+    "market_data_services.aggregators.retention.service",
+    "market_data_services.demo.feed",
+    "market_data_services.demo.market",
+    "market_data_services.app.webconfig",
+    "market_data_services.app.auth",
+    "yaml",
+    "bcrypt",
+)
+
+
+def test_a_candles_backfill_and_a_tick_ingest_on_sqlite_import_only_what_they_use(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'mds.sqlite'}"
+    sample = SAMPLE_DATA / "forex_ticks/lean_fxcm/eurusd/20140504_eurusd_tick_quote.csv.gz"
+    assert main(["db", "upgrade", "--db", url]) == 0
+    ingest = ["ingest", "ticks", str(sample), "--symbol", "EUR/USD", "--tz", "UTC-05:00"]
+    backfill = ["backfill", "--kind", "candles"]
+    # command -> a module it uses (it did its work), and what else it must not import
+    commands = {
+        "ingest": (
+            ingest,
+            "market_data_services.ingest.ticks",
+            ("market_data_services.aggregators.candles",),
+        ),
+        "backfill": (
+            backfill,
+            "market_data_services.aggregators.candles.service",
+            ("market_data_services.ingest", "market_data_services.market.book"),
+        ),
+    }
+    for name, (args, used, also_unused) in commands.items():
+        modules = imported_modules(*args, "--no-progress", "--db", url)
+        assert used in modules, name
+        unused = sorted(
+            m for m in modules if m.startswith((*NOT_FOR_SQLITE_COMMANDS, *also_unused))
+        )
+        assert not unused, f"mds {name} imports {unused}"
 
 
 def test_top_level_help_lists_what_each_command_registers() -> None:

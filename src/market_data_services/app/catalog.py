@@ -14,34 +14,22 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
 import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
 
-from market_data_services.aggregators.base import PerSymbolService
-from market_data_services.aggregators.candles import (
-    PRICE_BASES,
-    TIMEFRAMES,
-    AggregatorService,
-    BackfillProgress,
-    all_stored_symbols,
+from market_data_services.aggregators.retention.policies import (
+    DEFAULT_BATCH_SIZE as RETENTION_BATCH_SIZE,
 )
-from market_data_services.aggregators.dom import DEFAULT_BATCH_SIZE as DOM_BATCH_SIZE
-from market_data_services.aggregators.dom import DOMAggregatorService
-from market_data_services.aggregators.retention import DEFAULT_BATCH_SIZE as RETENTION_BATCH_SIZE
-from market_data_services.aggregators.retention import RetentionService
-from market_data_services.aggregators.retention.service import check_policies
-from market_data_services.aggregators.sentiment import (
-    DEFAULT_HISTORY_MAX_READINGS,
-    ContrarianThresholds,
-    SentimentAggregatorService,
-)
+from market_data_services.aggregators.retention.policies import check_policies
+from market_data_services.aggregators.sentiment.signal import ContrarianThresholds
 from market_data_services.app.config.loader import Override
 from market_data_services.app.config.model import (
     BreakerConfig,
@@ -49,11 +37,21 @@ from market_data_services.app.config.model import (
     DefaultSymbols,
     ServiceConfig,
 )
-from market_data_services.demo import DEMO_SERVICE_SYMBOLS, DEMO_SYMBOLS, DemoFeedService
+from market_data_services.demo.symbols import DEMO_SERVICE_SYMBOLS, DEMO_SYMBOLS
+from market_data_services.market.candles import PRICE_BASES
+from market_data_services.market.timeframes import TIMEFRAMES
 from market_data_services.runtime import CircuitBreaker, ThreadedBackgroundService
 from market_data_services.runtime.ownership import SymbolOwnership
 from market_data_services.runtime.service import FailureClassifier
 from market_data_services.timeutil import format_ms, parse_day_start, parse_timestamp_ms, parse_zone
+
+if TYPE_CHECKING:
+    from market_data_services.aggregators.base import PerSymbolService
+    from market_data_services.aggregators.candles import AggregatorService, BackfillProgress
+
+# Each service is imported by its factory and backfill, when it is built: a command that
+# needs one service (mds backfill --kind candles) does not import the others, the
+# ingestion they count in and the demo feed, and mds ingest imports none.
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,12 +136,26 @@ class Backfill:
     overrides: Callable[[argparse.Namespace], list[Override]] | None = None
 
 
+def _resolve(target: str) -> Any:
+    """The object ``"package.module:name"`` names, importing its module."""
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def catch_up_backfill(
-    service: type[PerSymbolService[Any]], *, what: str, rows: str, counter: str
+    service: type[PerSymbolService[Any]] | str, *, what: str, rows: str, counter: str
 ) -> Backfill:
     """The backfill of a per-symbol service: ``catch_up()``, then a summary line
     ``"{what}: 2 symbols, 1,234 new {rows} computed in 0.1 s"`` counted from ``counter``
-    (the service's counter of input rows processed, without ``_total``)."""
+    (the service's counter of input rows processed, without ``_total``).
+
+    ``service`` is the class, or ``"module:Class"``, imported only when the backfill lists
+    its stored symbols (so naming it in the catalog does not import it)."""
+
+    def stored_symbols(engine: Any) -> list[str]:
+        cls = _resolve(service) if isinstance(service, str) else service
+        symbols: list[str] = cls.stored_symbols(engine)
+        return symbols
 
     def run(request: BackfillRequest) -> str:
         request.service.catch_up()
@@ -161,7 +173,7 @@ def catch_up_backfill(
         )
 
     return Backfill(
-        stored_symbols=service.stored_symbols,
+        stored_symbols=stored_symbols,
         run=run,
         nothing_stored=f"{what}: no {rows} stored: nothing to backfill",
     )
@@ -215,6 +227,10 @@ class CandleOptions:
 
 
 def _candles(ctx: ServiceContext) -> ThreadedBackgroundService:
+    from market_data_services.aggregators.candles import (  # noqa: PLC0415 - built on use
+        AggregatorService,
+    )
+
     options: CandleOptions = ctx.options
     return AggregatorService(
         ctx.engine,
@@ -289,6 +305,14 @@ def _candle_overrides(args: argparse.Namespace) -> list[Override]:
     ]
 
 
+def _stored_tick_symbols(engine: Any) -> list[str]:
+    from market_data_services.aggregators.candles import (  # noqa: PLC0415 - built on use
+        all_stored_symbols,
+    )
+
+    return all_stored_symbols(engine)
+
+
 def _backfill_candles(request: BackfillRequest) -> str:
     args, options = request.args, request.options
     zone = parse_zone(args.tz)
@@ -331,8 +355,10 @@ def _backfill_candles(request: BackfillRequest) -> str:
 class DomOptions:
     """Keys of ``[services.dom]`` beyond the common ones."""
 
-    #: Snapshots read, computed and written per transaction.
-    batch_size: int = DOM_BATCH_SIZE
+    #: Snapshots read, computed and written per transaction (the service's
+    #: DEFAULT_BATCH_SIZE, written out so that the configuration does not import the service;
+    #: tests/app/test_catalog.py checks they agree).
+    batch_size: int = 5000
 
     def __post_init__(self) -> None:
         if not 2 <= self.batch_size <= 1_000_000:
@@ -340,6 +366,10 @@ class DomOptions:
 
 
 def _dom(ctx: ServiceContext) -> ThreadedBackgroundService:
+    from market_data_services.aggregators.dom import (  # noqa: PLC0415 - built on use
+        DOMAggregatorService,
+    )
+
     options: DomOptions = ctx.options
     return DOMAggregatorService(
         ctx.engine, batch_size=options.batch_size, ownership=ctx.ownership(), **ctx.base_kwargs()
@@ -366,8 +396,9 @@ class SentimentOptions:
     short_exit: float = 0.35
     #: Read only this source (default: every source, averaged at equal times).
     source: str | None = None
-    #: Bound of each symbol's history deque.
-    history_max_readings: int = DEFAULT_HISTORY_MAX_READINGS
+    #: Bound of each symbol's history deque (the service's DEFAULT_HISTORY_MAX_READINGS,
+    #: written out as DomOptions.batch_size is).
+    history_max_readings: int = 10_000
     #: Recompute stored metrics made with other settings instead of failing.
     rebuild: bool = False
 
@@ -411,6 +442,10 @@ class SentimentOptions:
 
 
 def _sentiment(ctx: ServiceContext) -> ThreadedBackgroundService:
+    from market_data_services.aggregators.sentiment import (  # noqa: PLC0415 - built on use
+        SentimentAggregatorService,
+    )
+
     options: SentimentOptions = ctx.options
     return SentimentAggregatorService(
         ctx.engine, **options.service_kwargs(), ownership=ctx.ownership(), **ctx.base_kwargs()
@@ -453,6 +488,10 @@ class RetentionOptions:
 
 
 def _retention(ctx: ServiceContext) -> ThreadedBackgroundService:
+    from market_data_services.aggregators.retention import (  # noqa: PLC0415 - built on use
+        RetentionService,
+    )
+
     options: RetentionOptions = ctx.options
     return RetentionService(
         ctx.engine,
@@ -484,6 +523,8 @@ class DemoOptions:
 
 
 def _demo_feed(ctx: ServiceContext) -> ThreadedBackgroundService:
+    from market_data_services.demo import DemoFeedService  # noqa: PLC0415 - built on use
+
     options: DemoOptions = ctx.options
     return DemoFeedService(
         ctx.engine,
@@ -500,7 +541,7 @@ SERVICES: dict[str, ServiceEntry] = {
         defaults=ServiceConfig(interval_seconds=60.0, stop_timeout_seconds=10.0),
         options=CandleOptions,
         backfill=Backfill(
-            stored_symbols=all_stored_symbols,
+            stored_symbols=_stored_tick_symbols,
             run=_backfill_candles,
             nothing_stored="no ticks stored: nothing to backfill "
             "(load some with `mds ingest ticks`)",
@@ -514,7 +555,7 @@ SERVICES: dict[str, ServiceEntry] = {
         defaults=ServiceConfig(interval_seconds=5.0, stop_timeout_seconds=10.0),
         options=DomOptions,
         backfill=catch_up_backfill(
-            DOMAggregatorService,
+            "market_data_services.aggregators.dom:DOMAggregatorService",
             what="order books",
             rows="snapshots",
             counter="mds_dom_snapshots_processed",
@@ -526,7 +567,7 @@ SERVICES: dict[str, ServiceEntry] = {
         defaults=ServiceConfig(interval_seconds=30.0, stop_timeout_seconds=10.0),
         options=SentimentOptions,
         backfill=catch_up_backfill(
-            SentimentAggregatorService,
+            "market_data_services.aggregators.sentiment:SentimentAggregatorService",
             what="sentiment",
             rows="readings",
             counter="mds_sentiment_readings_processed",

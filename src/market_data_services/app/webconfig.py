@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from market_data_services.app.auth import parse_password_hash
 
 TLS_VERSIONS = {
@@ -107,6 +105,8 @@ class WebConfig:
 
 def load_web_config(path: str | Path) -> WebConfig:
     """Read and check the file; WebConfigError names the file and the key at fault."""
+    import yaml  # noqa: PLC0415 - only with a file: mds run without one does not import it
+
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))

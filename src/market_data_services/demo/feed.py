@@ -25,25 +25,12 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
-from market_data_services.demo.market import BOOK_SAMPLES, SENTIMENT_SYMBOLS, market_tracks
+from market_data_services.demo.market import market_tracks
+from market_data_services.demo.symbols import TICK_SAMPLES
 from market_data_services.ingest.ticks import Tick, write_ticks
 from market_data_services.runtime import ThreadedBackgroundService
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.storage.schema import dom_snapshots, sentiment_readings, ticks
-
-#: The pairs the packaged samples hold, and their files.
-TICK_SAMPLES: dict[str, str] = {
-    "EUR/USD": "ticks_fxcm_eurusd.csv.gz",
-    "NZD/USD": "ticks_fxcm_nzdusd.csv.gz",
-}
-#: The pairs the packaged tick samples hold, and the book stream's symbol.
-DEMO_SYMBOLS: tuple[str, ...] = (*TICK_SAMPLES, *BOOK_SAMPLES)
-#: With --demo, the symbols each service of the catalog works on: those it has data for.
-DEMO_SERVICE_SYMBOLS: dict[str, tuple[str, ...]] = {
-    "candles": tuple(TICK_SAMPLES),
-    "dom": tuple(BOOK_SAMPLES),
-    "sentiment": SENTIMENT_SYMBOLS,
-}
 
 
 def _rows_counter(registry: CollectorRegistry) -> Counter:

@@ -17,16 +17,12 @@ from typing import Any
 import numpy as np
 from prometheus_client import CollectorRegistry
 
+from market_data_services.demo.symbols import BOOK_SAMPLES, SENTIMENT_SAMPLE, SENTIMENT_SYMBOLS
 from market_data_services.ingest.dom import BookSnapshot, write_dom
 from market_data_services.ingest.layouts.books import inspect_book_file, read_books
 from market_data_services.ingest.layouts.sentiment import inspect_sentiment_file, read_readings
 from market_data_services.ingest.sentiment import SentimentReading, write_sentiment
 
-#: The packaged order-book stream and the symbol it holds.
-BOOK_SAMPLES: dict[str, str] = {"XRPUSDT": "books_bybit_xrpusdt.data.gz"}
-#: The packaged sentiment export, and the symbols of it the demo replays.
-SENTIMENT_SAMPLE = "sentiment_ig.csv.gz"
-SENTIMENT_SYMBOLS: tuple[str, ...] = ("EUR/USD", "NZD/USD")
 #: Levels a side the demo keeps of each book: the stream has 500, a tenth of a percent
 #: around mid takes about 20, and the replay writes ten books a second (more when faster).
 BOOK_LEVELS = 25

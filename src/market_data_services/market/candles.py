@@ -11,6 +11,9 @@ import numpy.typing as npt
 
 from market_data_services.market.timeframes import Bucketing
 
+#: Which price of a tick a candle is built from.
+PRICE_BASES = ("mid", "bid", "ask")
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
@@ -180,4 +183,4 @@ def roll_up(bucketing: Bucketing, timeframe: str, base: MinuteCandles) -> Minute
     )
 
 
-__all__ = ["MinuteCandles", "roll_up"]
+__all__ = ["PRICE_BASES", "MinuteCandles", "roll_up"]

@@ -12,17 +12,14 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
 from sqlalchemy import Connection, event
 from sqlalchemy.engine import URL, Engine, make_url
 
-from market_data_services.storage._deadline import (
-    CLIENT_GRACE_SECONDS,
-    BoundedConnection,
-    BoundedCursor,
-)
+if TYPE_CHECKING:  # _deadline imports psycopg: only a PostgreSQL engine imports it
+    from market_data_services.storage._deadline import BoundedConnection
 
 #: How long a SQLite connection waits for another writer's lock before failing.
 DEFAULT_SQLITE_BUSY_TIMEOUT_MS = 5000
@@ -114,6 +111,10 @@ class Timeouts:
         """How long the client waits for any answer of a PostgreSQL call (None: for ever)."""
         if self.statement_seconds is None:
             return None
+        from market_data_services.storage._deadline import (  # noqa: PLC0415 - psycopg
+            CLIENT_GRACE_SECONDS,
+        )
+
         return self.statement_seconds + CLIENT_GRACE_SECONDS
 
 
@@ -180,11 +181,16 @@ def _configure_postgres(engine: Engine, timeouts: Timeouts) -> None:
         settings["lock_timeout"] = max(1, int(timeouts.lock_seconds * 1000))
     options = " ".join(f"-c {name}={value}" for name, value in settings.items())
     deadline = timeouts.client_deadline_seconds
+    # Here, not at the top: importing psycopg would cost every SQLite command 50 ms.
+    from market_data_services.storage._deadline import (  # noqa: PLC0415 - psycopg
+        BoundedConnection,
+        BoundedCursor,
+    )
 
     @event.listens_for(engine, "do_connect")
     def _on_do_connect(
         _dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]
-    ) -> Any:
+    ) -> BoundedConnection:
         for name, value in params.items():
             cparams.setdefault(name, value)
         if options:

@@ -41,7 +41,7 @@ from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.engine import Engine
 
 from market_data_services.aggregators.base import SettingsMismatchError
-from market_data_services.market.candles import MinuteCandles, roll_up
+from market_data_services.market.candles import PRICE_BASES, MinuteCandles, roll_up
 from market_data_services.market.timeframes import (
     HIGHER_TIMEFRAMES,
     MINUTE_MS,
@@ -73,7 +73,6 @@ logger = logging.getLogger("market_data_services.aggregators.candles")
 
 IntArray = npt.NDArray[np.int64]
 
-PRICE_BASES = ("mid", "bid", "ask")
 SERVICE_NAME = "AggregatorService"
 SETTING_PRICE_BASIS = "candles.price_basis"
 SETTING_DAY_START = "candles.day_start"

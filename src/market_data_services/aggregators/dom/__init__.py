@@ -5,26 +5,71 @@ are re-exported here so that imports written before still work. New code imports
 from ``market_data_services.ingest``.
 """
 
-from market_data_services.aggregators.dom.service import (
-    DEFAULT_BATCH_SIZE,
-    SERVICE_NAME,
-    DOMAggregatorService,
-    stored_dom_symbols,
-)
-from market_data_services.ingest.dom import (
-    DOM_WRITE_LOCK_KEY,
-    LAYOUTS,
-    REJECT_REASONS,
-    BookFile,
-    BookSnapshot,
-    ImplausibleTimeError,
-    NotABookFileError,
-    dom_ingest_metrics,
-    ingest_dom,
-    inspect_dom_files,
-    write_dom,
-)
-from market_data_services.market.book import pack_levels, unpack_levels
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from market_data_services.aggregators.dom.service import (
+        DEFAULT_BATCH_SIZE,
+        SERVICE_NAME,
+        DOMAggregatorService,
+        stored_dom_symbols,
+    )
+    from market_data_services.ingest.dom import (
+        DOM_WRITE_LOCK_KEY,
+        LAYOUTS,
+        REJECT_REASONS,
+        BookFile,
+        BookSnapshot,
+        ImplausibleTimeError,
+        NotABookFileError,
+        dom_ingest_metrics,
+        ingest_dom,
+        inspect_dom_files,
+        write_dom,
+    )
+    from market_data_services.market.book import (
+        pack_levels,
+        unpack_levels,
+    )
+
+#: public name -> the module it comes from, imported on first use (PEP 562): the service
+#: module does not import the ingestion these names re-export.
+_EXPORTS = {
+    "DEFAULT_BATCH_SIZE": "market_data_services.aggregators.dom.service",
+    "SERVICE_NAME": "market_data_services.aggregators.dom.service",
+    "DOMAggregatorService": "market_data_services.aggregators.dom.service",
+    "stored_dom_symbols": "market_data_services.aggregators.dom.service",
+    "DOM_WRITE_LOCK_KEY": "market_data_services.ingest.dom",
+    "LAYOUTS": "market_data_services.ingest.dom",
+    "REJECT_REASONS": "market_data_services.ingest.dom",
+    "BookFile": "market_data_services.ingest.dom",
+    "BookSnapshot": "market_data_services.ingest.dom",
+    "ImplausibleTimeError": "market_data_services.ingest.dom",
+    "NotABookFileError": "market_data_services.ingest.dom",
+    "dom_ingest_metrics": "market_data_services.ingest.dom",
+    "ingest_dom": "market_data_services.ingest.dom",
+    "inspect_dom_files": "market_data_services.ingest.dom",
+    "write_dom": "market_data_services.ingest.dom",
+    "pack_levels": "market_data_services.market.book",
+    "unpack_levels": "market_data_services.market.book",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # resolved once; later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

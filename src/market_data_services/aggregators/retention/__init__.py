@@ -1,13 +1,46 @@
 """Retention: raw rows deleted once older than their retention and already aggregated,
-derived candles once older than theirs (``service.py``)."""
+derived candles once older than theirs (``service.py``); which tables a retention may be
+set for, and its check (``policies.py``)."""
 
-from market_data_services.aggregators.retention.service import (
-    DEFAULT_BATCH_SIZE,
-    RAW_TABLES,
-    RETENTION_TABLES,
-    SERVICE_NAME,
-    RetentionService,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from market_data_services.aggregators.retention.policies import (
+        DEFAULT_BATCH_SIZE,
+        RAW_TABLES,
+        RETENTION_TABLES,
+    )
+    from market_data_services.aggregators.retention.service import (
+        SERVICE_NAME,
+        RetentionService,
+    )
+
+#: public name -> the module it comes from, imported on first use (PEP 562): the
+#: configuration checks a policy (policies.py) without importing the service.
+_EXPORTS = {
+    "DEFAULT_BATCH_SIZE": "market_data_services.aggregators.retention.policies",
+    "RAW_TABLES": "market_data_services.aggregators.retention.policies",
+    "RETENTION_TABLES": "market_data_services.aggregators.retention.policies",
+    "SERVICE_NAME": "market_data_services.aggregators.retention.service",
+    "RetentionService": "market_data_services.aggregators.retention.service",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # resolved once; later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

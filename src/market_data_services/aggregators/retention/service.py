@@ -18,7 +18,6 @@ a child span ``RetentionService.table``.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -28,9 +27,16 @@ from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import Table
 from sqlalchemy.engine import Engine
 
-from market_data_services.aggregators.candles.service import KEY_TICK_ID, PENDING_KEY, TIMEFRAMES
+from market_data_services.aggregators.candles.service import KEY_TICK_ID, PENDING_KEY
 from market_data_services.aggregators.candles.service import SERVICE_NAME as CANDLES
 from market_data_services.aggregators.dom.service import SERVICE_NAME as BOOKS
+from market_data_services.aggregators.retention.policies import (
+    DEFAULT_BATCH_SIZE,
+    MIN_CANDLES_1M_SECONDS,
+    RAW_TABLES,
+    RETENTION_TABLES,
+    check_policies,
+)
 from market_data_services.aggregators.sentiment.service import SERVICE_NAME as SENTIMENT
 from market_data_services.runtime import ThreadedBackgroundService
 from market_data_services.runtime.telemetry import child_span, families_for
@@ -46,10 +52,6 @@ from market_data_services.storage.schema import dom_snapshots, sentiment_reading
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "RetentionService"
-#: Rows per delete transaction.
-DEFAULT_BATCH_SIZE = 5_000
-#: One-minute candles are what a late tick's higher buckets are rolled up from.
-MIN_CANDLES_1M_SECONDS = 2 * 86_400.0
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,8 @@ _RAW_RULES = {
     "dom_snapshots": _RawRule(dom_snapshots, BOOKS, "arrival_id", ("cursor_ts",)),
     "sentiment_readings": _RawRule(sentiment_readings, SENTIMENT, "arrival_id", ("pending_ts",)),
 }
-#: The raw tables a retention may be set for.
-RAW_TABLES = tuple(_RAW_RULES)
-#: Every name a retention may be set for: the raw tables and ``candles_<timeframe>``.
-RETENTION_TABLES = RAW_TABLES + tuple(f"candles_{tf}" for tf in TIMEFRAMES)
+# Each table a retention may be set for has its rule.
+assert tuple(_RAW_RULES) == RAW_TABLES, (tuple(_RAW_RULES), RAW_TABLES)
 
 
 class _Families:
@@ -83,25 +83,6 @@ class _Families:
             ["table"],
             registry=registry,
         )
-
-
-def check_policies(drop_after_seconds: Mapping[str, float]) -> dict[str, float]:
-    """The policies, checked: known names, finite positive seconds."""
-    checked: dict[str, float] = {}
-    for name, seconds in drop_after_seconds.items():
-        if name not in RETENTION_TABLES:
-            valid = ", ".join(RETENTION_TABLES)
-            raise ValueError(f"no retention for {name!r}: valid tables are {valid}")
-        value = float(seconds)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"retention of {name} must be > 0 seconds, got {seconds!r}")
-        if name == "candles_1m" and value < MIN_CANDLES_1M_SECONDS:
-            raise ValueError(
-                f"retention of candles_1m must be >= {MIN_CANDLES_1M_SECONDS:g} seconds "
-                f"(two days: a late tick rebuilds its day from them), got {value:g}"
-            )
-        checked[name] = value
-    return checked
 
 
 class RetentionService(ThreadedBackgroundService):

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from market_data_services.app.auth import parse_password_hash
-from market_data_services.app.webconfig import WebConfigError, load_web_config
 from market_data_services.market.symbols import check_symbol
 
 #: The embedded default: a SQLite file in the working directory.
@@ -162,6 +160,13 @@ class HttpConfig:
                 f"set either web_config_file or {', '.join(both)}, not both "
                 "(the file holds TLS and basic auth)",
             )
+            # Imported only when a file is named: YAML, ssl and bcrypt cost every command
+            # that reads the configuration (all of them) ~20 ms.
+            from market_data_services.app.webconfig import (  # noqa: PLC0415
+                WebConfigError,
+                load_web_config,
+            )
+
             try:
                 load_web_config(self.web_config_file)
             except WebConfigError as exc:
@@ -187,6 +192,10 @@ class HttpConfig:
                 "is required when a basic-auth password is set",
             )
         if hashed is not None:
+            from market_data_services.app.auth import (  # noqa: PLC0415 - see web_config_file
+                parse_password_hash,
+            )
+
             try:
                 parse_password_hash(hashed)
             except ValueError as exc:
@@ -212,6 +221,10 @@ class HttpConfig:
     @property
     def tls(self) -> bool:
         if self.web_config_file is not None:
+            from market_data_services.app.webconfig import (  # noqa: PLC0415 - see __post_init__
+                load_web_config,
+            )
+
             return load_web_config(self.web_config_file).tls is not None
         return self.tls_cert_file is not None
 
