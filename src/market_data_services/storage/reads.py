@@ -172,8 +172,10 @@ def _start_sqlite(
     first, last = int(minutes[0]), int(minutes[-1])
     if contiguous and _is_sparse(connection, symbol, first, last + 60_000):
         return MinuteAggregate(
-            lambda: _sparse_minutes_sqlite(connection, symbol, first, last + 60_000, basis)
-            or _aggregate_sqlite(connection, symbol, minutes, basis, contiguous=True).result()
+            lambda: (
+                _sparse_minutes_sqlite(connection, symbol, first, last + 60_000, basis)
+                or _aggregate_sqlite(connection, symbol, minutes, basis, contiguous=True).result()
+            )
         )
     return _aggregate_sqlite(connection, symbol, minutes, basis, contiguous=contiguous)
 
