@@ -17,7 +17,7 @@ from market_data_services import AggregatorService
 from market_data_services.aggregators import TF_RULES, SettingsMismatchError
 from market_data_services.ingest import write_ticks
 from market_data_services.runtime import IterationOutcome
-from market_data_services.storage import Timeouts, create_engine, service_progress, upgrade
+from market_data_services.storage import Timeouts, candles, create_engine, service_progress, upgrade
 from market_data_services.timeutil import parse_zone
 from tests.aggregators.candles.reference import (
     FakeClock,
@@ -333,3 +333,44 @@ def test_ticks_arriving_during_a_backfill_are_built_by_the_next_pass(engine: Eng
     svc.backfill(progress=meanwhile)
     run(svc)
     assert stored_candles(engine) == expected_candles([*ticks, arriving])
+
+
+def test_a_backfill_over_stored_candles_rewrites_them_and_keeps_the_others(
+    engine: Engine,
+) -> None:
+    # Enough minutes that the one-minute candles of a step are written column-wise (on
+    # PostgreSQL: COPY straight into the table while no candle of them is stored, an
+    # upsert once some are).
+    ticks = ticks_every(T0, 1_500, 20_000)  # 500 minutes, three ticks each
+    write_ticks(engine, as_records(ticks))
+    clock = FakeClock(T0 / 1000 + 86_400 * 2)
+    service(engine, clock).backfill()
+    expected = expected_candles(ticks)
+    assert stored_candles(engine) == expected
+    assert sum(1 for key in expected if key[1] == "1m") == 500
+
+    # Some candles gone, one changed, one of a day without ticks any more: a second
+    # backfill restores and corrects what the ticks make, and keeps the one it cannot.
+    kept = ("EUR/USD", "1d", T0 - 86_400_000 * 3 - T0 % 86_400_000)
+    with engine.begin() as connection:
+        connection.execute(
+            candles.delete()
+            .where(candles.c.timeframe == "1m")
+            .where(candles.c.ts_open < T0 + 60 * MIN)
+        )
+        connection.execute(candles.update().where(candles.c.timeframe == "1h").values(close=9.0))
+        connection.execute(
+            candles.insert().values(
+                symbol=kept[0],
+                timeframe=kept[1],
+                ts_open=kept[2],
+                open=1.0,
+                high=1.0,
+                low=1.0,
+                close=1.0,
+                volume=1.0,
+                tick_count=1,
+            )
+        )
+    service(engine, clock).backfill()
+    assert stored_candles(engine) == {**expected, kept: (1.0, 1.0, 1.0, 1.0, 1.0, 1)}
