@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,6 +17,7 @@ from sqlalchemy.engine import Engine
 
 from market_data_services import AggregatorService
 from market_data_services.aggregators import TF_RULES, SettingsMismatchError
+from market_data_services.aggregators.candles import service as candle_service_module
 from market_data_services.ingest import write_ticks
 from market_data_services.runtime import IterationOutcome
 from market_data_services.storage import Timeouts, candles, create_engine, service_progress, upgrade
@@ -374,3 +377,72 @@ def test_a_backfill_over_stored_candles_rewrites_them_and_keeps_the_others(
         )
     service(engine, clock).backfill()
     assert stored_candles(engine) == {**expected, kept: (1.0, 1.0, 1.0, 1.0, 1.0, 1)}
+
+
+def candle_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("mds-candles")]
+
+
+def test_a_backfill_on_workers_equals_one_on_a_single_thread(engine: Engine) -> None:
+    # Steps of several symbols aggregated ahead on two threads, written in order.
+    ticks = [
+        tick
+        for number, symbol in enumerate(("EUR/USD", "GBP/USD", "USD/JPY"))
+        for tick in ticks_every(T0 + number * 7_000, 2_000, 864_000, symbol=symbol)
+    ]  # 20 days each: three steps of seven days
+    write_ticks(engine, as_records(ticks))
+    clock = FakeClock(T0 / 1000 + 86_400 * 25)
+    steps: list[tuple[str, int]] = []
+    svc = service(engine, clock, symbols=["EUR/USD", "GBP/USD", "USD/JPY"], workers=2)
+    svc.backfill(progress=lambda p: steps.append((p.symbol, p.steps_done)))
+    assert stored_candles(engine) == expected_candles(ticks)
+    # Progress in order: every step of a symbol, numbered, before the next symbol's.
+    assert steps == sorted(
+        steps, key=lambda s: (["EUR/USD", "GBP/USD", "USD/JPY"].index(s[0]), s[1])
+    )
+    assert len(steps) == 9
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert candle_threads() == []
+
+
+def test_a_stop_during_a_backfill_on_workers_ends_it_and_releases_everything(
+    engine: Engine,
+) -> None:
+    ticks = ticks_every(T0, 2_000, 864_000)  # 20 days: three steps
+    write_ticks(engine, as_records(ticks))
+    clock = FakeClock(T0 / 1000 + 86_400 * 25)
+    svc = service(engine, clock, workers=2)
+    done: list[int] = []
+
+    def stop_after_the_first(progress: object) -> None:
+        done.append(1)
+        svc.stop(timeout=0)
+
+    svc.backfill(progress=stop_after_the_first)
+    assert done == [1]  # the steps aggregated ahead were dropped, not written
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert candle_threads() == []
+
+
+def test_a_step_that_fails_on_a_worker_fails_the_backfill_and_releases_everything(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ticks = ticks_every(T0, 2_000, 864_000)  # 20 days: three steps
+    write_ticks(engine, as_records(ticks))
+    clock = FakeClock(T0 / 1000 + 86_400 * 25)
+    svc = service(engine, clock, workers=2)
+    real = candle_service_module.start_minute_aggregate
+    calls: list[int] = []
+
+    def second_fails(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("disk I/O error while aggregating")  # as a database could fail
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(candle_service_module, "start_minute_aggregate", second_fails)
+    with pytest.raises(OSError, match="disk I/O error"):
+        svc.backfill()
+    assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    assert candle_threads() == []
+    assert svc.get_metrics()["recent_errors"]
