@@ -446,3 +446,15 @@ def test_a_step_that_fails_on_a_worker_fails_the_backfill_and_releases_everythin
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     assert candle_threads() == []
     assert svc.get_metrics()["recent_errors"]
+
+
+def test_workers_on_an_in_memory_database_build_on_its_one_thread() -> None:
+    # The pool gives each thread a blank in-memory database: a worker thread would find
+    # no ticks, and the backfill would write nothing and say nothing.
+    memory = create_engine("sqlite://")
+    upgrade(memory)
+    ticks = ticks_every(T0, 2_000, 864_000, symbol="EUR/USD")
+    write_ticks(memory, as_records(ticks))
+    service(memory, FakeClock(T0 / 1000 + 86_400 * 25), workers=2).backfill()
+    assert stored_candles(memory) == expected_candles(ticks)
+    memory.dispose()

@@ -52,7 +52,7 @@ from market_data_services.market.timeframes import (
 from market_data_services.runtime import ThreadedBackgroundService, validate
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.storage.bulk import insert_columns, upsert_columns
-from market_data_services.storage.engine import begin_write
+from market_data_services.storage.engine import begin_write, is_memory_sqlite
 from market_data_services.storage.progress import forget_progress, read_settings, write_settings
 from market_data_services.storage.reads import (
     MinuteAggregate,
@@ -470,11 +470,18 @@ class AggregatorService(ThreadedBackgroundService):
             self._last_cutoff = cutoff if request is None else self._last_cutoff
             self._last_pass = report
 
+    def _threads(self) -> int:
+        """Worker threads for the database's work: none for one worker, and none on an
+        in-memory SQLite database, which the pool gives each thread a blank copy of."""
+        if self._workers == 1 or is_memory_sqlite(self.engine):
+            return 0
+        return self._workers
+
     def _map(
         self, work: Callable[[str], list[_Built]], symbols: list[str]
     ) -> Iterator[tuple[str, list[_Built]]]:
         """``work`` per symbol, in order; on ``workers`` threads when more than one."""
-        if self._workers == 1 or len(symbols) <= 1:
+        if self._threads() == 0 or len(symbols) <= 1:
             for symbol in symbols:
                 if self.stop_requested():
                     return
@@ -587,7 +594,7 @@ class AggregatorService(ThreadedBackgroundService):
         started = _Ahead(
             functools.partial(self._start_step, cutoff=cutoff),
             [step for symbol in symbols for step in steps[symbol]],
-            workers=self._workers if self._workers > 1 else 0,
+            workers=self._threads(),
         )
         try:
             for symbol in symbols:
