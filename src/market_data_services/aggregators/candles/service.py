@@ -51,7 +51,7 @@ from market_data_services.market.timeframes import (
 )
 from market_data_services.runtime import ThreadedBackgroundService, validate
 from market_data_services.runtime.telemetry import families_for
-from market_data_services.storage.bulk import insert_columns, upsert_columns
+from market_data_services.storage.bulk import upsert_columns_in_range
 from market_data_services.storage.engine import begin_write, is_memory_sqlite
 from market_data_services.storage.progress import forget_progress, read_settings, write_settings
 from market_data_services.storage.reads import (
@@ -899,7 +899,6 @@ def _upsert_candles(connection: Connection, results: Sequence[_Built]) -> None:
     with no Python tuple per candle; the small ones of a live pass (a few candles for
     each of many symbols) together as tuples in one statement."""
     rows: list[tuple[Any, ...]] = []
-    postgresql = connection.dialect.name == "postgresql"
     for built in results:
         for timeframe, batch in built.batches:
             if len(batch) >= _COLUMN_WISE_FROM:
@@ -914,15 +913,8 @@ def _upsert_candles(connection: Connection, results: Sequence[_Built]) -> None:
                     "volume": batch.volume,
                     "tick_count": batch.count,
                 }
-                first, last = int(batch.ts_open[0]), int(batch.ts_open[-1])
-                if postgresql and not _any_candle(connection, built.symbol, timeframe, first, last):
-                    # A first build of these buckets (a backfill): COPY straight into
-                    # the table, not through a staging table and ON CONFLICT, which
-                    # cost the server 5 µs a candle. A writer that stored one of them
-                    # meanwhile makes this fail on the key, never overwritten silently.
-                    insert_columns(connection, candles, columns)
-                else:
-                    upsert_columns(connection, candles, columns)
+                # A first build of these buckets (a backfill) goes straight in.
+                upsert_columns_in_range(connection, candles, columns, ranged="ts_open")
                 continue
             rows.extend(
                 zip(
@@ -940,18 +932,6 @@ def _upsert_candles(connection: Connection, results: Sequence[_Built]) -> None:
             )
     if rows:
         upsert(connection, candles, rows, columns=_CANDLE_COLUMNS)
-
-
-def _any_candle(connection: Connection, symbol: str, timeframe: str, first: int, last: int) -> bool:
-    """Whether a candle of ``symbol`` and ``timeframe`` starts in ``[first, last]``."""
-    found = connection.execute(
-        select(candles.c.ts_open)
-        .where(candles.c.symbol == symbol)
-        .where(candles.c.timeframe == timeframe)
-        .where(candles.c.ts_open.between(first, last))
-        .limit(1)
-    ).first()
-    return found is not None
 
 
 def _upsert_progress(
