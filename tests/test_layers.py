@@ -17,16 +17,18 @@ import pytest
 PACKAGE = "market_data_services"
 ROOT = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 
-#: Layer -> the layers of ours it may import. ``timeutil`` is below everything.
+#: Layer -> the layers of ours it may import. ``timeutil`` is below everything;
+#: ``_lazy`` (re-exporting on first use) is below the packages whose ``__init__`` uses it.
 MAY_IMPORT: dict[str, set[str]] = {
     "timeutil": set(),
     "_version": set(),
+    "_lazy": set(),
     "runtime": {"timeutil"},
-    "market": {"timeutil"},
+    "market": {"timeutil", "_lazy"},
     "storage": {"market", "timeutil"},
     "ingest": {"runtime", "market", "storage", "timeutil"},
-    "aggregators": {"runtime", "market", "storage", "timeutil"},
-    "demo": {"runtime", "market", "storage", "ingest", "aggregators", "timeutil"},
+    "aggregators": {"runtime", "market", "storage", "timeutil", "_lazy"},
+    "demo": {"runtime", "market", "storage", "ingest", "aggregators", "timeutil", "_lazy"},
     "app": {
         "runtime",
         "market",
@@ -174,7 +176,9 @@ def _re_exports(tree: ast.Module) -> dict[str, str]:
     direct = {
         alias.name: node.module or ""
         for node in tree.body
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE)
+        if isinstance(node, ast.ImportFrom)
+        and (node.module or "").startswith(PACKAGE)
+        and node.module != f"{PACKAGE}._lazy"
         for alias in node.names
     }
     return direct or _lazy_exports(tree)
@@ -183,10 +187,12 @@ def _re_exports(tree: ast.Module) -> dict[str, str]:
 def _is_re_export(node: ast.stmt) -> bool:
     """A statement a compatibility module may hold: its docstring, ``__all__``, imports,
     and the machinery of re-exporting on first use (``if TYPE_CHECKING:`` imports,
-    ``_EXPORTS``, ``__getattr__`` and ``__dir__``)."""
+    ``_EXPORTS``, and ``__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)``)."""
     if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
         return True
     if isinstance(node, ast.Assign):
+        if [ast.unparse(t) for t in node.targets] == ["(__getattr__, __dir__)"]:
+            return ast.unparse(node.value) == "lazy_exports(__name__, _EXPORTS)"
         names = [t.id for t in node.targets if isinstance(t, ast.Name)]
         return names in (["__all__"], ["_EXPORTS"])
     if isinstance(node, ast.If):
