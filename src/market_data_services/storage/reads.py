@@ -126,20 +126,23 @@ def aggregate_minutes(
 ) -> MinuteCandles:
     """One-minute candles of ``symbol`` for the minute starts in ``minutes`` (sorted,
     unique; a minute without ticks gives no candle)."""
-    return start_minute_aggregate(connection, symbol, minutes, basis).result()
+    return start_minute_aggregate(connection, symbol, minutes, basis, ahead=False).result()
 
 
 def start_minute_aggregate(
-    connection: Connection, symbol: str, minutes: IntArray, basis: str
+    connection: Connection, symbol: str, minutes: IntArray, basis: str, *, ahead: bool = True
 ) -> MinuteAggregate:
     """``aggregate_minutes`` in two parts: the database's work now, the reading back by
-    ``result()`` (on this connection and transaction, from any thread)."""
+    ``result()`` (on this connection and transaction, from any thread).
+
+    ``ahead=False``: ``result()`` follows at once on the same thread, so on SQLite the
+    aggregate is read as it runs instead of kept in a temporary table first."""
     if len(minutes) == 0:
         return MinuteAggregate(MinuteCandles.empty)
     first, last = int(minutes[0]), int(minutes[-1])
     contiguous = last - first == (len(minutes) - 1) * 60_000
     if connection.dialect.name == "sqlite":
-        return _start_sqlite(connection, symbol, minutes, basis, contiguous=contiguous)
+        return _start_sqlite(connection, symbol, minutes, basis, contiguous=contiguous, ahead=ahead)
     if contiguous:
         params: dict[str, Any] = {"symbol": symbol, "low": first, "high": last + 60_000}
     else:
@@ -167,24 +170,39 @@ def start_minute_aggregate(
 
 
 def _start_sqlite(
-    connection: Connection, symbol: str, minutes: IntArray, basis: str, *, contiguous: bool
+    connection: Connection,
+    symbol: str,
+    minutes: IntArray,
+    basis: str,
+    *,
+    contiguous: bool,
+    ahead: bool,
 ) -> MinuteAggregate:
     first, last = int(minutes[0]), int(minutes[-1])
     if contiguous and _is_sparse(connection, symbol, first, last + 60_000):
         return MinuteAggregate(
             lambda: (
                 _sparse_minutes_sqlite(connection, symbol, first, last + 60_000, basis)
-                or _aggregate_sqlite(connection, symbol, minutes, basis, contiguous=True).result()
+                or _aggregate_sqlite(
+                    connection, symbol, minutes, basis, contiguous=True, ahead=False
+                ).result()
             )
         )
-    return _aggregate_sqlite(connection, symbol, minutes, basis, contiguous=contiguous)
+    return _aggregate_sqlite(connection, symbol, minutes, basis, contiguous=contiguous, ahead=ahead)
 
 
 def _aggregate_sqlite(
-    connection: Connection, symbol: str, minutes: IntArray, basis: str, *, contiguous: bool
+    connection: Connection,
+    symbol: str,
+    minutes: IntArray,
+    basis: str,
+    *,
+    contiguous: bool,
+    ahead: bool,
 ) -> MinuteAggregate:
-    """The aggregate into a temporary table, in one statement (no GIL while it runs);
-    ``result()`` reads that table. Temporary tables take no lock on the main database."""
+    """``ahead``: the aggregate into a temporary table, in one statement (no GIL while it
+    runs), and ``result()`` reads that table; else ``result()`` runs it. Temporary tables
+    take no lock on the main database."""
     minutes_table, candles_table = _MINUTES_SQLITE.split(".")[1], _CANDLES_SQLITE.split(".")[1]
     # The minutes keyed, so the join walks them in order and GROUP BY needs no sort.
     connection.exec_driver_sql(
@@ -208,15 +226,17 @@ def _aggregate_sqlite(
         connection.exec_driver_sql(
             f"INSERT INTO {_MINUTES_SQLITE} (m) VALUES (?)", [(m,) for m in minutes.tolist()]
         )
-    connection.exec_driver_sql(
-        f"INSERT INTO {_CANDLES_SQLITE} {_aggregate_sql(basis, f'{_MINUTES_SQLITE} AS mins')}",
-        {"symbol": symbol},
-    )
+    aggregate = _aggregate_sql(basis, f"{_MINUTES_SQLITE} AS mins")
+    if ahead:
+        connection.exec_driver_sql(f"INSERT INTO {_CANDLES_SQLITE} {aggregate}", {"symbol": symbol})
 
     def read() -> MinuteCandles:
         cursor = _driver(connection).cursor()
         try:
-            cursor.execute(f"SELECT * FROM {_CANDLES_SQLITE} ORDER BY m")
+            if ahead:
+                cursor.execute(f"SELECT * FROM {_CANDLES_SQLITE} ORDER BY m")
+            else:
+                cursor.execute(aggregate, {"symbol": symbol})
             candles = MinuteCandles.from_records(cursor, PRICE_SCALE[basis])
         finally:
             cursor.close()
@@ -234,12 +254,15 @@ def _driver(connection: Connection) -> Any:
 
 
 def _is_sparse(connection: Connection, symbol: str, low: int, high: int) -> bool:
-    """Fewer ticks of ``symbol`` in ``[low, high)`` than minutes (an index-only count)."""
+    """Fewer ticks of ``symbol`` in ``[low, high)`` than minutes: an index-only count that
+    stops at the number of minutes, so a dense range costs no more than a sparse one."""
+    minutes = (high - low) // 60_000
     tick_count: int = connection.exec_driver_sql(
-        "SELECT count(*) FROM ticks WHERE symbol = ? AND ts >= ? AND ts < ?",
-        (symbol, low, high),
+        "SELECT count(*) FROM (SELECT 1 FROM ticks WHERE symbol = ? AND ts >= ? AND ts < ? "
+        "LIMIT ?)",
+        (symbol, low, high, minutes),
     ).scalar_one()
-    return tick_count < (high - low) // 60_000
+    return tick_count < minutes
 
 
 def _sparse_minutes_sqlite(

@@ -665,7 +665,10 @@ class AggregatorService(ThreadedBackgroundService):
         minutes = self._one_minute_plan(step.minutes(), dict.fromkeys(TIMEFRAMES), cutoff)[1]
         connection = self.engine.connect()
         try:
-            return connection, start_minute_aggregate(connection, step.symbol, minutes, self._basis)
+            started = start_minute_aggregate(
+                connection, step.symbol, minutes, self._basis, ahead=self._threads() > 0
+            )
+            return connection, started
         except BaseException:
             connection.close()
             raise
