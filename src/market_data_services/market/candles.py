@@ -125,6 +125,21 @@ class MinuteCandles:
             count=count,
         )
 
+    def to_rows(self) -> list[tuple[int, float, float, float, float, float, int]]:
+        """Rows of (ts_open, open, high, low, close, volume, count), as ``from_rows`` takes."""
+        return list(
+            zip(
+                self.ts_open.tolist(),
+                self.open.tolist(),
+                self.high.tolist(),
+                self.low.tolist(),
+                self.close.tolist(),
+                self.volume.tolist(),
+                self.count.tolist(),
+                strict=True,
+            )
+        )
+
     def __len__(self) -> int:
         return int(self.ts_open.shape[0])
 

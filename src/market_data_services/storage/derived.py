@@ -208,19 +208,7 @@ def read_page(
         return rows  # the open buckets come after every stored one: not on this page
     assert timeframe is not None
     unwritten = open_candles(connection, symbol, timeframe, start_ms=low, end_ms=high)
-    rows += [
-        (ts, o, h, lo, c, v, n, False)
-        for ts, o, h, lo, c, v, n in zip(
-            unwritten.ts_open.tolist(),
-            unwritten.open.tolist(),
-            unwritten.high.tolist(),
-            unwritten.low.tolist(),
-            unwritten.close.tolist(),
-            unwritten.volume.tolist(),
-            unwritten.count.tolist(),
-            strict=True,
-        )
-    ]
+    rows += [(*row, False) for row in unwritten.to_rows()]
     return rows[-limit:] if newest_first else rows[:limit]
 
 

@@ -104,21 +104,8 @@ def _skip_scan_sql(symbol: str = ":symbol", low: str = ":low", high: str = ":hig
     )
 
 
-class MinuteAggregate:
-    """One-minute candles aggregated on a connection, waiting to be read back.
-
-    ``start_minute_aggregate`` does the database's part, during which the driver holds
-    no GIL; ``result()`` reads the candles back, which takes the GIL for every row. Split
-    so a worker thread can do the first while another thread uses the GIL, and the
-    thread that uses the candles reads them: a worker that read them itself would wait
-    for the GIL at every row while the other thread computes."""
-
-    def __init__(self, read: Callable[[], MinuteCandles]) -> None:
-        self._read = read
-
-    def result(self) -> MinuteCandles:
-        """The candles, in time order; on the aggregate's connection, once."""
-        return self._read()
+#: One-minute candles aggregated on a connection, waiting to be read back (call it once).
+MinuteAggregate = Callable[[], MinuteCandles]
 
 
 def aggregate_minutes(
@@ -126,23 +113,32 @@ def aggregate_minutes(
 ) -> MinuteCandles:
     """One-minute candles of ``symbol`` for the minute starts in ``minutes`` (sorted,
     unique; a minute without ticks gives no candle)."""
-    return start_minute_aggregate(connection, symbol, minutes, basis, ahead=False).result()
+    return start_minute_aggregate(connection, symbol, minutes, basis, ahead=False)()
 
 
 def start_minute_aggregate(
     connection: Connection, symbol: str, minutes: IntArray, basis: str, *, ahead: bool = True
 ) -> MinuteAggregate:
-    """``aggregate_minutes`` in two parts: the database's work now, the reading back by
-    ``result()`` (on this connection and transaction, from any thread).
+    """``aggregate_minutes`` in two parts: the database's work now, during which the
+    driver holds no GIL, and the reading back when the returned function is called (on
+    this connection and transaction, from any thread), which takes the GIL for every row.
 
-    ``ahead=False``: ``result()`` follows at once on the same thread, so on SQLite the
-    aggregate is read as it runs instead of kept in a temporary table first."""
+    Split so that a worker thread runs the first while another thread uses the GIL, and
+    the thread that uses the candles reads them: a worker reading them itself would wait
+    for the GIL at every row while the other thread computes. ``ahead=False``: the
+    reading follows at once on the same thread, so on SQLite the aggregate is read as it
+    runs instead of kept in a temporary table first."""
     if len(minutes) == 0:
-        return MinuteAggregate(MinuteCandles.empty)
+        return MinuteCandles.empty
     first, last = int(minutes[0]), int(minutes[-1])
     contiguous = last - first == (len(minutes) - 1) * 60_000
     if connection.dialect.name == "sqlite":
-        return _start_sqlite(connection, symbol, minutes, basis, contiguous=contiguous, ahead=ahead)
+        if contiguous and _is_sparse(connection, symbol, first, last + 60_000):
+            return lambda: (
+                _sparse_minutes_sqlite(connection, symbol, first, last + 60_000, basis)
+                or _aggregate_sqlite(connection, symbol, minutes, basis, contiguous, ahead=False)()
+            )
+        return _aggregate_sqlite(connection, symbol, minutes, basis, contiguous, ahead=ahead)
     if contiguous:
         params: dict[str, Any] = {"symbol": symbol, "low": first, "high": last + 60_000}
     else:
@@ -152,7 +148,7 @@ def start_minute_aggregate(
     # for this transaction only.
     connection.exec_driver_sql("SET LOCAL jit = off")
     # The driver's own cursor: the server aggregates and the rows arrive now; numpy
-    # takes them in result(), without a SQLAlchemy Row for each.
+    # takes them when read, without a SQLAlchemy Row for each.
     cursor = _driver(connection).cursor()
     try:
         cursor.execute(_aggregate_sql_postgresql(basis, contiguous=contiguous), params)
@@ -166,29 +162,7 @@ def start_minute_aggregate(
         finally:
             cursor.close()
 
-    return MinuteAggregate(read)
-
-
-def _start_sqlite(
-    connection: Connection,
-    symbol: str,
-    minutes: IntArray,
-    basis: str,
-    *,
-    contiguous: bool,
-    ahead: bool,
-) -> MinuteAggregate:
-    first, last = int(minutes[0]), int(minutes[-1])
-    if contiguous and _is_sparse(connection, symbol, first, last + 60_000):
-        return MinuteAggregate(
-            lambda: (
-                _sparse_minutes_sqlite(connection, symbol, first, last + 60_000, basis)
-                or _aggregate_sqlite(
-                    connection, symbol, minutes, basis, contiguous=True, ahead=False
-                ).result()
-            )
-        )
-    return _aggregate_sqlite(connection, symbol, minutes, basis, contiguous=contiguous, ahead=ahead)
+    return read
 
 
 def _aggregate_sqlite(
@@ -196,24 +170,19 @@ def _aggregate_sqlite(
     symbol: str,
     minutes: IntArray,
     basis: str,
-    *,
     contiguous: bool,
+    *,
     ahead: bool,
 ) -> MinuteAggregate:
-    """``ahead``: the aggregate into a temporary table, in one statement (no GIL while it
-    runs), and ``result()`` reads that table; else ``result()`` runs it. Temporary tables
-    take no lock on the main database."""
-    minutes_table, candles_table = _MINUTES_SQLITE.split(".")[1], _CANDLES_SQLITE.split(".")[1]
+    """The aggregate over a temporary table of the minutes. ``ahead``: run now into a
+    second temporary table, in one statement (no GIL while it runs), which the returned
+    function reads; else the returned function runs it. Temporary tables take no lock on
+    the main database."""
     # The minutes keyed, so the join walks them in order and GROUP BY needs no sort.
     connection.exec_driver_sql(
-        f"CREATE TEMP TABLE IF NOT EXISTS {minutes_table} (m INTEGER PRIMARY KEY)"
-    )
-    connection.exec_driver_sql(
-        f"CREATE TEMP TABLE IF NOT EXISTS {candles_table} (m INTEGER PRIMARY KEY, "
-        f"open REAL, high REAL, low REAL, close REAL, volume REAL, count INTEGER)"
+        f"CREATE TEMP TABLE IF NOT EXISTS {_MINUTES_SQLITE.split('.')[1]} (m INTEGER PRIMARY KEY)"
     )
     connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
-    connection.exec_driver_sql(f"DELETE FROM {_CANDLES_SQLITE}")
     if contiguous:
         # A contiguous run (a backfill step): its minutes with ticks, found inside
         # SQLite, no binding and no row for an empty minute.
@@ -228,6 +197,11 @@ def _aggregate_sqlite(
         )
     aggregate = _aggregate_sql(basis, f"{_MINUTES_SQLITE} AS mins")
     if ahead:
+        connection.exec_driver_sql(
+            f"CREATE TEMP TABLE IF NOT EXISTS {_CANDLES_SQLITE.split('.')[1]} (m INTEGER "
+            f"PRIMARY KEY, open REAL, high REAL, low REAL, close REAL, volume REAL, count INTEGER)"
+        )
+        connection.exec_driver_sql(f"DELETE FROM {_CANDLES_SQLITE}")
         connection.exec_driver_sql(f"INSERT INTO {_CANDLES_SQLITE} {aggregate}", {"symbol": symbol})
 
     def read() -> MinuteCandles:
@@ -241,10 +215,11 @@ def _aggregate_sqlite(
         finally:
             cursor.close()
         connection.exec_driver_sql(f"DELETE FROM {_MINUTES_SQLITE}")
-        connection.exec_driver_sql(f"DELETE FROM {_CANDLES_SQLITE}")
+        if ahead:
+            connection.exec_driver_sql(f"DELETE FROM {_CANDLES_SQLITE}")
         return candles
 
-    return MinuteAggregate(read)
+    return read
 
 
 def _driver(connection: Connection) -> Any:

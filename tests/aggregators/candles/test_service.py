@@ -458,3 +458,4 @@ def test_workers_on_an_in_memory_database_build_on_its_one_thread() -> None:
     service(memory, FakeClock(T0 / 1000 + 86_400 * 25), workers=2).backfill()
     assert stored_candles(memory) == expected_candles(ticks)
     memory.dispose()
+

@@ -480,26 +480,25 @@ class AggregatorService(ThreadedBackgroundService):
     def _map(
         self, work: Callable[[str], list[_Built]], symbols: list[str]
     ) -> Iterator[tuple[str, list[_Built]]]:
-        """``work`` per symbol, in order; on ``workers`` threads when more than one."""
-        if self._threads() == 0 or len(symbols) <= 1:
-            for symbol in symbols:
-                if self.stop_requested():
-                    return
-                yield symbol, work(symbol)
-            return
+        """``work`` per symbol, in order, until a stop is asked for; on ``workers``
+        threads when more than one."""
         parent = otel_context.get_current()
 
         def in_context(symbol: str) -> list[_Built]:
             token = otel_context.attach(parent)
             try:
-                if self.stop_requested():
-                    return []
-                return work(symbol)
+                return [] if self.stop_requested() else work(symbol)
             finally:
                 otel_context.detach(token)
 
-        with ThreadPoolExecutor(self._workers, thread_name_prefix="mds-candles") as pool:
-            yield from zip(symbols, pool.map(in_context, symbols), strict=True)
+        started = _Ahead(in_context, symbols, workers=self._threads() if len(symbols) > 1 else 0)
+        try:
+            for symbol in symbols:
+                if self.stop_requested():
+                    return
+                yield symbol, started.next()
+        finally:
+            started.close(lambda _: None)
 
     # -- settings and progress ------------------------------------------------------------------
 
@@ -605,7 +604,7 @@ class AggregatorService(ThreadedBackgroundService):
                             return
                         connection, aggregate = started.next()
                         try:
-                            fresh = aggregate.result()
+                            fresh = aggregate()
                         finally:
                             connection.close()
                         built = self._build(
@@ -919,20 +918,7 @@ def _upsert_candles(connection: Connection, results: Sequence[_Built]) -> None:
                 # A first build of these buckets (a backfill) goes straight in.
                 upsert_columns_in_range(connection, candles, columns, ranged="ts_open")
                 continue
-            rows.extend(
-                zip(
-                    itertools.repeat(built.symbol, len(batch)),
-                    itertools.repeat(timeframe, len(batch)),
-                    batch.ts_open.tolist(),
-                    batch.open.tolist(),
-                    batch.high.tolist(),
-                    batch.low.tolist(),
-                    batch.close.tolist(),
-                    batch.volume.tolist(),
-                    batch.count.tolist(),
-                    strict=False,
-                )
-            )
+            rows.extend((built.symbol, timeframe, *row) for row in batch.to_rows())
     if rows:
         upsert(connection, candles, rows, columns=_CANDLE_COLUMNS)
 
