@@ -459,3 +459,29 @@ def test_workers_on_an_in_memory_database_build_on_its_one_thread() -> None:
     assert stored_candles(memory) == expected_candles(ticks)
     memory.dispose()
 
+
+def test_a_stop_during_a_live_pass_leaves_the_symbols_not_built_for_the_next_one(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = ticks_every(T0, 120, 30_000, symbol="EUR/USD")
+    second = ticks_every(T0, 120, 30_000, symbol="GBP/USD")
+    write_ticks(engine, as_records([*first, *second]))
+    clock = FakeClock(T0 / 1000 + 86_400 * 2)
+    symbols = ["EUR/USD", "GBP/USD"]
+    run(service(engine, clock, symbols=symbols))  # both symbols now have a watermark
+    later = ticks_every(T0 + 86_400_000, 60, 30_000, symbol="EUR/USD")
+    later += ticks_every(T0 + 86_400_000, 60, 30_000, symbol="GBP/USD")
+    write_ticks(engine, as_records(later))
+    clock.set_ms(T0 + 86_400_000 * 3)
+    stopping = service(engine, clock, symbols=symbols)
+    build = stopping._build
+
+    def build_then_stop(*args: Any, **kwargs: Any) -> Any:
+        built = build(*args, **kwargs)
+        stopping.stop(timeout=0)  # asked while the pass is between its symbols
+        return built
+
+    monkeypatch.setattr(stopping, "_build", build_then_stop)
+    stopping.run_once()
+    run(service(engine, clock, symbols=symbols))
+    assert stored_candles(engine) == expected_candles([*first, *second, *later])

@@ -464,8 +464,11 @@ class AggregatorService(ThreadedBackgroundService):
                         report.candles[tf] += count
         finally:
             built_histories.close()  # at once: it holds threads and connections
-        if incremental:
-            self._write(incremental_results, incremental, watermark, cutoff)
+        if incremental_results:
+            # Only the symbols built: one a stop left out keeps its watermark, and its
+            # new ticks are built by the next pass.
+            done = [b.symbol for b in incremental_results]
+            self._write(incremental_results, done, watermark, cutoff)
         with self._state_lock:
             self._last_cutoff = cutoff if request is None else self._last_cutoff
             self._last_pass = report
