@@ -23,6 +23,7 @@ from market_data_services.ingest.ticks import ingest_ticks
 from market_data_services.storage import create_engine, ticks, upgrade
 from market_data_services.storage.migrate import is_schema_error
 from tests.conftest import dies_with_parent
+from tests.databases import DatabaseFactory
 
 NOW = 1_700_000_000.0  # 2023-11-14, the injected wall clock
 WRITER = "mds-ingest-writer"
@@ -53,10 +54,12 @@ def _files(folder: Path) -> list[Path]:
     return paths
 
 
-def _stored(engine: Engine) -> list[tuple[object, ...]]:
+def _stored(engine: Engine, *, by_id: bool = False) -> list[tuple[object, ...]]:
+    """Every stored tick in key order, or in id (arrival) order."""
     columns = (ticks.c.symbol, ticks.c.ts, ticks.c.seq, ticks.c.bid, ticks.c.ask, ticks.c.volume)
+    order = (ticks.c.id,) if by_id else (ticks.c.symbol, ticks.c.ts, ticks.c.seq)
     with engine.connect() as connection:
-        return [tuple(row) for row in connection.execute(select(*columns).order_by(ticks.c.id))]
+        return [tuple(row) for row in connection.execute(select(*columns).order_by(*order))]
 
 
 def _summary(report: IngestReport) -> tuple[object, ...]:
@@ -96,11 +99,75 @@ def test_chunks_stored_behind_the_reading_equal_one_store_after_the_other(
     again = ingest_ticks(engine, paths, symbol="EUR/USD", wall_clock=lambda: NOW)
 
     assert _summary(first) == _summary(expected)
-    assert _stored(engine) == _stored(oracle)  # same rows, same numbering, same order
+    assert _stored(engine) == _stored(oracle)  # same rows, same numbering
+    if engine.dialect.name == "sqlite":  # one writer: ids (the watermark) in file order
+        assert _stored(engine, by_id=True) == _stored(oracle, by_id=True)
     assert (again.written, again.duplicates) == (0, expected.accepted)
     assert registry.get_sample_value("mds_ticks_written_total") == expected.written
     assert _writers() == []
     oracle.dispose()
+
+
+@pytest.mark.postgres
+def test_a_tick_another_program_stores_meanwhile_is_skipped_not_an_error(
+    database_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    """PostgreSQL: a program of the user's inserts a tick of the file, without our lock,
+    in a transaction still open while the load checks that nothing is stored in its
+    range. The load's COPY then waits on that row's key; when the program commits, the
+    load keeps the program's row, counts the file's as already stored and goes on."""
+    engine = create_engine(database_factory.url("postgresql"))
+    upgrade(engine)
+    path = tmp_path / "ticks.csv"
+    path.write_text(
+        "timestamp,bid,ask\n"
+        + "".join(f"2023-11-14T10:00:{i:02d},1.1{i:02d},1.2{i:02d}\n" for i in range(40)),
+        encoding="utf-8",
+    )
+    ts = 1_699_956_005_000  # the file's sixth tick, 2023-11-14T10:00:05Z
+    other = engine.connect()
+    done: list[IngestReport] = []
+    failed: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            done.append(ingest_ticks(engine, path, symbol="EUR/USD", wall_clock=lambda: NOW))
+        except BaseException as error:  # pragma: no cover - reported below
+            failed.append(error)
+
+    loader = threading.Thread(target=load)
+    try:
+        other.begin()
+        other.execute(
+            text(
+                "INSERT INTO ticks (symbol, ts, seq, bid, ask) VALUES ('EUR/USD', :ts, 0, 9.0, 9.5)"
+            ),
+            {"ts": ts},
+        )
+        loader.start()
+        waiting = text(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+            "AND datname = current_database()"
+        )
+        with engine.connect() as probe:
+            for _ in range(600):  # the COPY waits for the program's transaction
+                if probe.execute(waiting).scalar_one() or not loader.is_alive():
+                    break
+                probe.execute(text("SELECT pg_stat_clear_snapshot()"))
+                threading.Event().wait(0.05)
+            assert probe.execute(waiting).scalar_one() == 1, "the load did not wait on the row"
+        other.commit()
+        loader.join(timeout=60)
+    finally:
+        other.close()
+    assert not loader.is_alive() and failed == []
+    report = done[0]
+    assert (report.accepted, report.written, report.duplicates) == (40, 39, 1)
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT ts, bid FROM ticks ORDER BY ts")).all()
+    assert len(rows) == 40
+    assert (ts, 9.0) in [tuple(row) for row in rows]  # the program's row, not overwritten
+    engine.dispose()
 
 
 def test_a_store_that_fails_on_the_writer_raises_the_database_error(

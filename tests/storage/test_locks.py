@@ -45,6 +45,31 @@ def test_a_held_write_lock_keeps_other_writers_out_until_its_transaction_ends(
         engine.dispose()
 
 
+@pytest.mark.postgres
+def test_file_loads_share_the_write_lock_and_a_live_writer_waits_for_them(
+    database_factory: DatabaseFactory,
+) -> None:
+    """Two writers of tick files hold the lock at once; the live feed's writer, which
+    numbers after the stored ticks, needs it alone."""
+    engine = create_engine(database_factory.url("postgresql"))
+    try:
+        alone = text("SELECT pg_try_advisory_xact_lock(:key)")
+        shared = text("SELECT pg_try_advisory_xact_lock_shared(:key)")
+        key = {"key": TICK_WRITE_LOCK_KEY}
+        with begin_write(engine) as first:
+            hold_advisory_lock(first, TICK_WRITE_LOCK_KEY, shared=True)
+            with engine.connect() as other, other.begin():
+                assert other.execute(shared, key).scalar() is True
+            with engine.connect() as other, other.begin():
+                assert other.execute(alone, key).scalar() is False
+        with begin_write(engine) as live:
+            hold_advisory_lock(live, TICK_WRITE_LOCK_KEY)
+            with engine.connect() as other, other.begin():
+                assert other.execute(shared, key).scalar() is False
+    finally:
+        engine.dispose()
+
+
 def test_every_table_has_its_own_key_and_the_tick_key_is_the_published_one() -> None:
     keys = {TICK_WRITE_LOCK_KEY, DOM_WRITE_LOCK_KEY, SENTIMENT_WRITE_LOCK_KEY, MIGRATE_LOCK_KEY}
     assert len(keys) == 4

@@ -8,9 +8,11 @@ file order), good rows beside them are stored under the kind's write lock, and a
 ``dom.py``, ``sentiment.py``) is an ``IngestKind``: its own checks, messages and row
 writer, nothing more.
 
-Files are written behind their reading (``WriteBehind``): one writer thread stores a
+Files are written behind their reading (``WriteBehind``): a writer thread stores a
 chunk while the next is read and checked, so on PostgreSQL the client's parsing overlaps
-the server's COPY and commit instead of waiting for them.
+the server's COPY and commit instead of waiting for them. A kind whose chunks need no
+order among their writes (tick files) has two writers on PostgreSQL, each a transaction
+and a server process of its own.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from market_data_services.market.symbols import check_symbol, is_valid_symbol, s
 from market_data_services.runtime.telemetry import families_for
 from market_data_services.runtime.validate import fraction
 from market_data_services.storage.bulk import refresh_statistics
-from market_data_services.storage.engine import begin_write, is_memory_sqlite
+from market_data_services.storage.engine import begin_write, is_memory_sqlite, write_streams
 from market_data_services.storage.locks import hold_advisory_lock
 from market_data_services.timeutil import format_ms
 
@@ -398,10 +400,11 @@ class IngestKind(Generic[R]):
     None where there are none), its messages (``describe``) and how rows are written
     (``write``).
 
-    Loading files, ``start_source`` and ``write`` run on the writer thread, one at a
-    time and in file order, while ``check``, ``check_after_symbols``,
-    ``crossed_and_locked`` and ``describe`` run on the reading thread: state kept per
-    source belongs to the writing side only.
+    Everything but ``write`` runs on the reading thread, in file order: state kept per
+    source (``start_source``, ``prepare``) belongs there. ``write`` runs on a writer
+    thread and keeps no state between chunks; with ``parallel_writes`` two chunks may be
+    written at once (PostgreSQL), each in its own transaction holding the kind's write
+    lock shared.
     """
 
     #: What one row is in ``IngestReport.summary()``: ticks, snapshots, readings.
@@ -418,6 +421,9 @@ class IngestKind(Generic[R]):
     symbol_in_messages: ClassVar[bool] = True
     #: After a load of this many new rows, refresh this table's planner statistics.
     analyze: ClassVar[tuple[Table, int] | None] = None
+    #: Whether chunks may be written at once, in any order of commits: no write depends
+    #: on what another stored, and a row stored meanwhile is skipped, not an error.
+    parallel_writes: bool = False
 
     def families(self, registry: CollectorRegistry | None) -> IngestFamilies:
         """The kind's counters on ``registry``, made once per registry."""
@@ -439,6 +445,10 @@ class IngestKind(Generic[R]):
     def describe(self, raw: R, name: str, index: int, checks: Checks, policy: QuotePolicy) -> str:
         """The message of the kind's own rejection reasons."""
         raise NotImplementedError
+
+    def prepare(self, raw: R, keep: BoolArray) -> None:
+        """Before the kept rows are handed to a writer, on the reading thread in file
+        order: what depends on the rows before them (ticks number equal times)."""
 
     def write(self, connection: Connection, raw: R, keep: BoolArray) -> int:
         """Store the kept rows inside the write transaction; how many were new."""
@@ -525,7 +535,7 @@ def store_chunk(
 
     def write() -> int:
         with begin_write(engine) as connection:
-            hold_advisory_lock(connection, kind.lock_key)
+            hold_advisory_lock(connection, kind.lock_key, shared=kind.parallel_writes)
             written = kind.write(connection, raw, keep)
         if written < 0:  # pragma: no cover - both our drivers report it
             return accepted
@@ -538,6 +548,7 @@ def store_chunk(
         metrics.duplicates.inc(accepted - written)
 
     if accepted:
+        kind.prepare(raw, keep)
         if writer is None:
             count_written(write())
         else:
@@ -603,13 +614,12 @@ def ingest_chunks(
     metrics = kind.families(registry)
     report = new_report(kind, max_examples)
     # An in-memory SQLite database is one per thread: its writes stay on this one.
-    writer = None if is_memory_sqlite(engine) else WriteBehind()
+    writer = None
+    if not is_memory_sqlite(engine):
+        writer = WriteBehind(write_streams(engine) if kind.parallel_writes else 1)
 
     def chunks(data_file: F) -> Iterator[R]:
-        if writer is None:
-            kind.start_source()
-        else:
-            writer.submit(kind.start_source, heavy=False)
+        kind.start_source()
         with collect_refused() as refused:
             for chunk in read(data_file):
                 chunk.rejections.extend(_rejected(refused))
@@ -661,34 +671,29 @@ class WriteFailed(Exception):
 
 
 class WriteBehind:
-    """One writer thread that stores a chunk while the caller reads and checks the next.
+    """Writer threads that store chunks while the caller reads and checks the next.
 
-    Actions run one at a time in the order submitted; each one's ``done`` runs on the
-    caller's thread when it is settled, so the report keeps a single owner. At most
-    ``depth`` heavy actions (chunk stores) are outstanding: ``submit`` settles the oldest
-    first, which bounds memory to ``depth`` chunks beyond the one being read, and a
-    store's error is raised by the ``submit`` or ``drain`` that settles it, as
-    ``WriteFailed``. Light actions (``heavy=False``: a source's start) only keep their
-    place in the order.
+    With one writer, actions run one at a time in the order submitted; with ``writers``
+    more, that many at once (the caller's actions must then not depend on each other's
+    order). Each one's ``done`` runs on the caller's thread when it is settled, in the
+    order submitted, so the report keeps a single owner. At most ``writers`` actions are
+    outstanding: ``submit`` settles the oldest first, which bounds memory to that many
+    chunks beyond the one being read, and a store's error is raised by the ``submit`` or
+    ``drain`` that settles it, as ``WriteFailed`` (a store submitted after the failed one
+    may have committed by then: each is a transaction of its own).
     """
 
-    def __init__(self, depth: int = 1) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mds-ingest-writer")
-        self._depth = depth
-        self._pending: deque[tuple[Future[Any], Callable[[Any], None] | None, bool]] = deque()
-        self._heavy = 0
+    def __init__(self, writers: int = 1) -> None:
+        self._executor = ThreadPoolExecutor(
+            max_workers=writers, thread_name_prefix="mds-ingest-writer"
+        )
+        self._depth = writers
+        self._pending: deque[tuple[Future[Any], Callable[[Any], None] | None]] = deque()
 
-    def submit(
-        self,
-        action: Callable[[], C],
-        done: Callable[[C], None] | None = None,
-        *,
-        heavy: bool = True,
-    ) -> None:
-        while heavy and self._heavy >= self._depth:
+    def submit(self, action: Callable[[], C], done: Callable[[C], None] | None = None) -> None:
+        while len(self._pending) >= self._depth:
             self._settle_oldest()
-        self._pending.append((self._executor.submit(action), done, heavy))
-        self._heavy += heavy
+        self._pending.append((self._executor.submit(action), done))
 
     def drain(self) -> None:
         """Wait for every action submitted and settle it."""
@@ -696,14 +701,13 @@ class WriteBehind:
             self._settle_oldest()
 
     def close(self) -> None:
-        """Drop the actions not started; wait for the one running (a store is one
+        """Drop the actions not started; wait for those running (a store is one
         transaction: committed or rolled back whole)."""
         self._executor.shutdown(wait=True, cancel_futures=True)
         self._pending.clear()
 
     def _settle_oldest(self) -> None:
-        future, done, heavy = self._pending.popleft()
-        self._heavy -= heavy
+        future, done = self._pending.popleft()
         try:
             result = future.result()
         except Exception as error:

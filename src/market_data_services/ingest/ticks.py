@@ -68,7 +68,7 @@ from market_data_services.ingest.pipeline import (
 )
 from market_data_services.market.symbols import check_symbol
 from market_data_services.runtime.telemetry import families_for
-from market_data_services.storage.bulk import insert_columns
+from market_data_services.storage.bulk import insert_columns_in_range
 from market_data_services.storage.locks import TICK_WRITE_LOCK_KEY
 from market_data_services.storage.schema import ticks
 from market_data_services.timeutil import parse_zone
@@ -197,7 +197,9 @@ class _Ticks(IngestKind[RawTicks]):
 
     def __init__(self, *, after_stored: bool = False) -> None:
         self._after_stored = after_stored
-        self._numbering = _SeqNumbering()  # owned by the loading thread
+        # Files' ticks are numbered within the file: their writers need no order.
+        self.parallel_writes = not after_stored
+        self._numbering = _SeqNumbering()  # owned by the reading thread
 
     def families(self, registry: CollectorRegistry | None) -> IngestFamilies:
         return tick_metrics(registry)
@@ -240,17 +242,16 @@ class _Ticks(IngestKind[RawTicks]):
             return f"volume must be >= 0, got {float(raw.volume[index])}"
         return f"crossed quote: ask {ask} below bid {bid} (rejected by reject_crossed)"
 
+    def prepare(self, raw: RawTicks, keep: BoolArray) -> None:
+        raw.seq = self._numbering.number(raw.symbol_codes[keep], raw.ts[keep])
+
     def write(self, connection: Connection, raw: RawTicks, keep: BoolArray) -> int:
         codes, stamps = raw.symbol_codes[keep], raw.ts[keep]
-        seq = self._numbering.number(codes, stamps)
+        assert raw.seq is not None, "prepare() numbers the kept ticks before they are written"
+        seq = raw.seq
         if self._after_stored:
             # Inside the write lock, so no other writer can take the same numbers.
             seq = seq + _next_seq(connection, raw.symbols, codes, stamps)
-        skip_existing = (
-            None  # the common first load: no stored tick can conflict, skip the checks
-            if _nothing_stored_in_range(connection, raw.symbols, codes, stamps)
-            else _TICK_KEY
-        )
         volume = _volume_column(raw, keep)
         bid, ask = raw.bid[keep], raw.ask[keep]
         # One symbol at a time, each in file order: the symbol is then one constant
@@ -260,6 +261,8 @@ class _Ticks(IngestKind[RawTicks]):
         written = 0
         for code, name in enumerate(raw.symbols):
             mine = order[bounds[code] : bounds[code + 1]]
+            if not len(mine):
+                continue
             columns: dict[str, npt.NDArray[Any] | str] = {
                 "symbol": name,
                 "ts": stamps[mine],
@@ -269,7 +272,10 @@ class _Ticks(IngestKind[RawTicks]):
             }
             if volume is not None:
                 columns["volume"] = volume[mine]
-            written += insert_columns(connection, ticks, columns, skip_existing=skip_existing)
+            # The common first load has nothing stored in its range: no conflict checks.
+            written += insert_columns_in_range(
+                connection, ticks, columns, ranged="ts", key=_TICK_KEY
+            )
         return written
 
 
@@ -282,26 +288,6 @@ def _volume_column(raw: RawTicks, keep: BoolArray) -> npt.NDArray[np.float64] | 
     if not present.any():
         return None
     return np.where(present, raw.volume[keep], np.nan)
-
-
-def _nothing_stored_in_range(
-    connection: Connection,
-    symbols: list[str],
-    codes: npt.NDArray[np.int32],
-    stamps: npt.NDArray[np.int64],
-) -> bool:
-    """Whether no tick is stored for any symbol of the batch within its time span."""
-    query = text(
-        "SELECT 1 FROM ticks WHERE symbol = :symbol AND ts >= :low AND ts <= :high LIMIT 1"
-    )
-    for code, name in enumerate(symbols):
-        mine = stamps[codes == code]
-        if not len(mine):
-            continue
-        bounds = {"symbol": name, "low": int(mine.min()), "high": int(mine.max())}
-        if connection.execute(query, bounds).first() is not None:
-            return False
-    return True
 
 
 def _next_seq(

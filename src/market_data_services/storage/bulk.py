@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -149,25 +149,88 @@ def upsert_columns_in_range(
     connection: Connection, table: Table, columns: Mapping[str, ColumnValues], *, ranged: str
 ) -> int:
     """``upsert_columns`` of rows that share their text columns (e.g. a symbol and a
-    timeframe) and are sorted by ``ranged``; on PostgreSQL, when no stored row shares
-    those and has ``ranged`` between the first row's and the last's (a first build), the
-    rows go in by binary COPY straight into the table instead: no staging table and no
-    ``ON CONFLICT``, which cost the server several µs a row. A writer that stored one of
-    them meanwhile makes the COPY fail on the key, never overwritten silently."""
-    values = columns[ranged]
-    if connection.dialect.name != "postgresql" or isinstance(values, str) or not len(values):
+    timeframe); on PostgreSQL, when no stored row shares those and has ``ranged`` within
+    the rows' range (a first build), the rows go in by binary COPY straight into the table
+    instead: no staging table and no ``ON CONFLICT``, which cost the server several µs a
+    row. Should a writer store one of them meanwhile, the COPY is undone and the rows are
+    upserted."""
+    if connection.dialect.name != "postgresql":
         return upsert_columns(connection, table, columns)
+    return _plainly_if_new(
+        connection, table, columns, ranged, lambda: upsert_columns(connection, table, columns)
+    )
+
+
+def insert_columns_in_range(
+    connection: Connection,
+    table: Table,
+    columns: Mapping[str, ColumnValues],
+    *,
+    ranged: str,
+    key: Sequence[str],
+) -> int:
+    """``insert_columns(..., skip_existing=key)`` of rows that share their text columns
+    (e.g. a symbol): when no stored row shares those and has ``ranged`` within the rows'
+    range (the common first load), the rows go in plainly, with no conflict check (on
+    PostgreSQL a binary COPY straight into the table). Should a writer that holds no
+    lock of ours store one of them meanwhile (PostgreSQL; on SQLite the write lock is
+    held), the plain insert is undone and the rows go in skipping the stored ones."""
+
+    def skipping() -> int:
+        return insert_columns(connection, table, columns, skip_existing=key)
+
+    if connection.dialect.name != "postgresql":
+        if _stored_in_range(connection, table, columns, ranged):
+            return skipping()
+        return insert_columns(connection, table, columns)
+    return _plainly_if_new(connection, table, columns, ranged, skipping)
+
+
+def _stored_in_range(
+    connection: Connection, table: Table, columns: Mapping[str, ColumnValues], ranged: str
+) -> bool:
+    """Whether a stored row shares the text columns of ``columns`` and has ``ranged``
+    between the smallest and the largest of theirs."""
+    values = columns[ranged]
+    if isinstance(values, str) or not len(values):
+        return True  # nothing to range over: take the careful path
     query = (
         select(table.c[ranged])
-        .where(table.c[ranged].between(int(values[0]), int(values[-1])))
+        .where(table.c[ranged].between(int(values.min()), int(values.max())))
         .limit(1)
     )
     for name, value in columns.items():
         if isinstance(value, str):
             query = query.where(table.c[name] == value)
-    if connection.execute(query).first() is None:
-        return insert_columns(connection, table, columns)
-    return upsert_columns(connection, table, columns)
+    return connection.execute(query).first() is not None
+
+
+def _plainly_if_new(
+    connection: Connection,
+    table: Table,
+    columns: Mapping[str, ColumnValues],
+    ranged: str,
+    otherwise: Callable[[], int],
+) -> int:
+    """PostgreSQL: a binary COPY straight into ``table`` when nothing is stored in the
+    rows' range, in a savepoint; ``otherwise()`` when something is, or when a row that
+    another transaction committed meanwhile makes the COPY fail on a unique key."""
+    if _stored_in_range(connection, table, columns, ranged):
+        return otherwise()
+    try:
+        with connection.begin_nested():
+            return insert_columns(connection, table, columns)
+    except Exception as error:
+        if not _is_unique_violation(error):
+            raise
+    return otherwise()
+
+
+def _is_unique_violation(error: BaseException) -> bool:
+    """A unique-key violation (SQLSTATE 23505), raised by the driver itself (our COPY
+    runs on the driver's cursor) or wrapped by SQLAlchemy."""
+    cause = getattr(error, "orig", None) or error
+    return getattr(cause, "sqlstate", None) == "23505"
 
 
 def _binary_copy_upsert(
@@ -395,4 +458,10 @@ def refresh_statistics(engine: Engine, table: Table) -> None:
             connection.execute(text(f"ANALYZE {table.name}"))
 
 
-__all__ = ["insert_columns", "refresh_statistics", "upsert_columns", "upsert_columns_in_range"]
+__all__ = [
+    "insert_columns",
+    "insert_columns_in_range",
+    "refresh_statistics",
+    "upsert_columns",
+    "upsert_columns_in_range",
+]

@@ -62,6 +62,18 @@ def is_memory_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:")
 
 
+#: Write transactions a bulk load runs at once on PostgreSQL, where each is a server
+#: process of its own: two keep the server's index work on two cores while the client
+#: reads the next chunk (benchmarks/ingest_peers.py).
+POSTGRES_WRITE_STREAMS = 2
+
+
+def write_streams(engine: Engine) -> int:
+    """How many write transactions of one bulk load are worth running at once: SQLite
+    has one writer (and an in-memory database one connection per thread), so 1."""
+    return POSTGRES_WRITE_STREAMS if engine.dialect.name == "postgresql" else 1
+
+
 @dataclass(frozen=True, kw_only=True)
 class Timeouts:
     """How long database calls may take, so that a hung database fails them, not hangs them.

@@ -1,7 +1,8 @@
 """PostgreSQL advisory locks: the one helper every raw-data writer and the migrations take.
 
 Our writers of a raw table (ticks, order books, sentiment readings) take that table's
-transaction-level advisory lock, so two ingests of ours commit one after the other. The
+transaction-level advisory lock, so two ingests of ours commit one after the other
+(tick files, which need no order among themselves, share it: ``hold_advisory_lock``). The
 services' watermarks no longer rely on it: they follow the inserting transaction, up to
 the oldest one in flight (``storage/arrival.py``), so a program of the user's may insert
 without any lock of ours. Migrations take their own key, so two processes starting at
@@ -39,11 +40,19 @@ SENTIMENT_WRITE_LOCK_KEY = lock_key("market_data_services.sentiment.write")
 MIGRATE_LOCK_KEY = lock_key("market_data_services.migrate")
 
 
-def hold_advisory_lock(connection: Connection, key: int) -> None:
+def hold_advisory_lock(connection: Connection, key: int, *, shared: bool = False) -> None:
     """Wait for the transaction-level advisory lock ``key`` on PostgreSQL; it is released
-    when the transaction ends. Does nothing on SQLite (see the module docstring)."""
+    when the transaction ends. Does nothing on SQLite (see the module docstring).
+
+    ``shared``: writers that do not depend on what the others store (a file's ticks are
+    numbered within the file, and a stored tick is skipped) hold it together, and a
+    writer that does (the live feed's ``write_ticks``, numbering after the stored ticks)
+    holds it alone; PostgreSQL queues a new shared holder behind a waiting exclusive one,
+    so the exclusive writer waits for the transactions in flight, never for a whole load.
+    """
     if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        connection.execute(text(f"SELECT {function}(:key)"), {"key": key})
 
 
 class SqliteRunLockError(RuntimeError):

@@ -49,6 +49,9 @@ class RawTicks:
     has_volume: BoolArray | None
     lines: IntArray
     rejections: list[Rejection] = field(default_factory=list)
+    #: The kept rows' order among equal (symbol, ts), numbered by the ingest once the
+    #: rows are checked (in file order, before the chunk is handed to a writer).
+    seq: IntArray | None = None
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
