@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from market_data_services.ingest import BadFileError, ingest_dom, ingest_sentiment
 from market_data_services.ingest.files import (
     collect_damage,
+    collect_refused,
     csv_data_rows,
     loads_json,
     open_text,
@@ -101,6 +102,60 @@ def test_reading_an_intact_file_counts_its_last_line_without_newline(tmp_path: P
     path = tmp_path / "20140505_eurusd_tick_quote.csv.gz"
     path.write_bytes(gzip.compress(_lean_lines(3) + b"21,1.1,1.2", mtime=0))
     assert _read_lines(path)[1:] == (4, [])
+
+
+def _numbered(path: Path, *, take: int | None) -> tuple[list[tuple[int, str]], list[str]]:
+    """Every (line number, line) handed out and every damage or refusal: iterating the
+    lines one by one, or (``take``) ``TextLines.take`` of up to that many, then one
+    line by iteration whenever it hands out none, as the LEAN reader does."""
+    numbered: list[tuple[int, str]] = []
+    with (
+        collect_damage() as damage,
+        collect_refused() as refused,
+        open_text(path, NotATickFileError) as lines,
+    ):
+        while True:
+            text, count = lines.take(take) if take else ("", 0)
+            if not count:
+                line = next(lines, None)
+                if line is None:
+                    break
+                text, count = line, 1
+            first = lines.line - count + 1
+            pieces = text.splitlines(keepends=True)
+            assert len(pieces) == count and all(p.endswith("\n") for p in pieces[:-1])
+            numbered += zip(range(first, lines.line + 1), pieces, strict=True)
+    return numbered, [str(d) for d in damage] + [f"{r.line}: {r.message}" for r in refused]
+
+
+@pytest.mark.parametrize(
+    "damage", ["truncated gzip", "not utf-8", "long lines", "no last line end", "intact"]
+)
+def test_lines_taken_in_blocks_are_the_lines_iterated_one_by_one(
+    tmp_path: Path, damage: str
+) -> None:
+    """Blocks of lines span several reads of the file (about 3.6 MB here); what they hand
+    out, and the damage and refusals they meet, are those of reading line by line."""
+    good = _lean_lines(150_000)
+    path = tmp_path / "20140505_eurusd_tick_quote.csv"
+    if damage == "truncated gzip":
+        path = path.with_suffix(".csv.gz")
+        compressed = gzip.compress(good, mtime=0)
+        path.write_bytes(compressed[: len(compressed) * 3 // 5])
+    elif damage == "not utf-8":
+        path.write_bytes(good[:2_000_000] + b"\xff" + good[2_000_000:])
+    elif damage == "long lines":
+        long = b"7" * 3_000_000 + b"\n"  # over the 1 MB default; a block read in parts
+        path.write_bytes(good[:1_500_000] + long + good[1_500_000:] + long)
+    elif damage == "no last line end":
+        path.write_bytes(good + b"21,1.1,1.2")
+    else:
+        path.write_bytes(good)
+    one_by_one = _numbered(path, take=None)
+    assert len(one_by_one[0]) > 60_000
+    assert bool(one_by_one[1]) == (damage not in ("intact", "no last line end"))
+    for take in (125_000, 7_919):
+        assert _numbered(path, take=take) == one_by_one
 
 
 def _failed(registry: CollectorRegistry, kind: str, reason: str) -> float | None:

@@ -36,6 +36,8 @@ from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import IO, ClassVar, NamedTuple, cast
 
+import numpy as np
+
 from market_data_services.timeutil import (
     EARLIEST_MS,
     EPOCH_UNITS,
@@ -351,18 +353,26 @@ class _ZipMember(io.BufferedReader):
             self._archive.close()
 
 
+#: Decompressed bytes ``TextLines.take`` reads at a time.
+_BLOCK_BYTES = 1 << 20
+
+
 class TextLines:
     """The lines of a (decompressed) file as UTF-8 text, newlines kept for ``csv``.
 
-    Decoded line by line, so bytes that are not UTF-8 are reported with their line. Damage
-    (corrupt compression, a read error, bad bytes) ends the lines there: under
-    ``collect_damage`` the error is recorded and iteration stops, so a reader hands on
-    the rows it read before; otherwise it is raised as ``BadFileError``. ``quiet`` stops
-    without recording (a look at a file's head, whose reading reports the damage later).
+    Decoded as they are handed out, so bytes that are not UTF-8 are reported with their
+    line. Damage (corrupt compression, a read error, bad bytes) ends the lines there:
+    under ``collect_damage`` the error is recorded and iteration stops, so a reader
+    hands on the rows it read before; otherwise it is raised as ``BadFileError``.
+    ``quiet`` stops without recording (a look at a file's head, whose reading reports
+    the damage later).
 
     A line longer than ``ReadLimits.max_line_bytes`` is read past in pieces and never
     handed out (``collect_refused`` gets it); ``line`` still counts it. There is no way
     to read the whole file at once, on purpose: memory must not follow a file's size.
+
+    Lines come one at a time (iteration) or many at once (``take``, for readers that
+    parse a block of lines in one call); both may be mixed.
     """
 
     def __init__(self, path: Path, error: type[WrongFileKindError], *, quiet: bool = False):
@@ -373,6 +383,11 @@ class TextLines:
         self._stream = open_binary(path, error)
         self._ended = False
         self._max_line = read_limits().max_line_bytes
+        # Bytes read ahead by ``take`` and not handed out: _buffer[_start:].
+        self._buffer = b""
+        self._start = 0
+        self._at_end = False  # the stream has no more bytes ...
+        self._failed: BaseException | None = None  # ... or failed with this after them
 
     def __enter__(self) -> TextLines:
         return self
@@ -397,7 +412,7 @@ class TextLines:
             try:
                 # At most one line over the limit is held: a file without line ends, or
                 # a bomb of one line, is read past in pieces of the limit's size.
-                raw = self._stream.readline(self._max_line + 1)
+                raw = self._readline(self._max_line + 1)
                 if not raw:
                     raise StopIteration
                 if len(raw) > self._max_line:
@@ -417,12 +432,96 @@ class TextLines:
             self.line += 1
             return text
 
+    def take(self, max_lines: int) -> tuple[str, int]:
+        """Up to ``max_lines`` whole lines at once, as one text, and how many: the lines
+        ``line - count + 1`` to ``line``, as iterating would hand them out, without a
+        Python step per line. Fewer, or none, when the next line needs iterating: a line
+        over the limit, bytes that are not UTF-8, damage, a last line without a line
+        end, or the end of the file (``next`` then handles that one line)."""
+        if self._ended or max_lines <= 0:
+            return "", 0
+        self._read_ahead(max_lines)
+        start, buffer = self._start, self._buffer
+        if start == len(buffer):
+            return "", 0
+        view = np.frombuffer(buffer, dtype=np.uint8, offset=start)
+        ends = np.flatnonzero(view == 10)[:max_lines]
+        if not len(ends):
+            return "", 0
+        lengths = np.diff(ends, prepend=-1)
+        too_long = np.flatnonzero(lengths > self._max_line)
+        count = int(too_long[0]) if len(too_long) else len(ends)
+        if count == 0:
+            return "", 0
+        cut = start + int(ends[count - 1]) + 1
+        try:
+            text = buffer[start:cut].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            count = buffer.count(b"\n", start, start + exc.start)  # the lines before it
+            if count == 0:
+                return "", 0
+            cut = start + int(ends[count - 1]) + 1
+            text = buffer[start:cut].decode("utf-8")
+        self._start = cut
+        self.line += count
+        return text, count
+
+    def _read_ahead(self, max_lines: int) -> None:
+        """Read until the buffer holds ``max_lines`` line ends, the stream ends or fails,
+        or the line being read is over the limit. A failure is kept to be raised where
+        iterating would meet it, after the lines before it."""
+        if self._start:
+            self._buffer, self._start = self._buffer[self._start :], 0
+        pieces = [self._buffer]
+        lines = self._buffer.count(b"\n")
+        tail = len(self._buffer) - (self._buffer.rfind(b"\n") + 1)
+        while lines < max_lines and not self._at_end and tail <= self._max_line:
+            try:
+                # read1: what one read of the source gives; a read that failed half
+                # way would drop what it had decompressed before the damage.
+                piece = cast(io.BufferedIOBase, self._stream).read1(_BLOCK_BYTES)
+            except FILE_ERRORS as exc:
+                self._failed, self._at_end = exc, True
+                break
+            if not piece:
+                self._at_end = True
+                break
+            pieces.append(piece)
+            found = piece.count(b"\n")
+            lines += found
+            tail = len(piece) - (piece.rfind(b"\n") + 1) if found else tail + len(piece)
+        self._buffer = b"".join(pieces)
+
+    def _readline(self, limit: int) -> bytes:
+        """The next line, at most ``limit`` bytes of it: from what ``take`` read ahead,
+        then from the stream."""
+        start, buffer = self._start, self._buffer
+        if start == len(buffer):
+            if self._failed is not None:
+                raise self._failed
+            return b"" if self._at_end else self._stream.readline(limit)
+        end = buffer.find(b"\n", start, start + limit)
+        if end >= 0:
+            cut = end + 1
+        elif len(buffer) - start >= limit:
+            cut = start + limit
+        else:  # the rest of what was read ahead begins the line
+            rest = buffer[start:]
+            self._buffer, self._start = b"", 0
+            if self._failed is not None:
+                raise self._failed  # the damaged line is never handed out
+            if self._at_end:
+                return rest
+            return rest + self._stream.readline(limit - len(rest))
+        self._start = cut
+        return buffer[start:cut]
+
     def _refuse_long_line(self, start: bytes) -> None:
         """Read past the rest of the line that begins with ``start`` and refuse it."""
         length = len(start)
         piece = start
         while not piece.endswith(b"\n"):
-            piece = self._stream.readline(self._max_line)
+            piece = self._readline(self._max_line)
             if not piece:
                 break
             length += len(piece)

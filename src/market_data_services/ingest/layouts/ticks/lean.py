@@ -117,55 +117,71 @@ def read_lean(
     tick_file: TickFile, symbol: str, zone: tzinfo, chunk_rows: int = LEAN_CHUNK_ROWS
 ) -> Iterator[RawTicks]:
     """The rows of a LEAN file in chunks of ``chunk_rows`` lines: memory is that of one
-    chunk, whatever the file's size (or a gzip's ratio)."""
+    chunk, whatever the file's size (or a gzip's ratio). Lines are taken a block at a
+    time (``TextLines.take``); one that needs care (over the limit, not UTF-8) alone."""
     with open_tick_text(tick_file.path) as stream:
-        batch: list[str] = []
-        numbers: list[int] = []
+        texts: list[str] = []
+        numbers: list[IntArray] = []
+        held = 0
         yielded = False
-        for line in stream:
-            batch.append(line.lstrip("\ufeff") if stream.line == 1 else line)
-            numbers.append(stream.line)
-            if len(batch) >= chunk_rows:
-                yield _lean_chunk(tick_file, symbol, zone, batch, numbers)
-                yielded = True
-        if batch or not yielded:
-            yield _lean_chunk(tick_file, symbol, zone, batch, numbers)
+        while True:
+            text, count = stream.take(chunk_rows - held)
+            if not count:
+                line = next(stream, None)
+                if line is None:
+                    break
+                text, count = line, 1
+            if stream.line == count:  # the file's first line
+                text = text.lstrip("\ufeff")
+            texts.append(text)
+            numbers.append(np.arange(stream.line - count + 1, stream.line + 1, dtype=np.int64))
+            held += count
+            if held >= chunk_rows:
+                yield _lean_chunk(tick_file, symbol, zone, texts, numbers)
+                held, yielded = 0, True
+        if held or not yielded:
+            yield _lean_chunk(tick_file, symbol, zone, texts, numbers)
 
 
 def _lean_chunk(
-    tick_file: TickFile, symbol: str, zone: tzinfo, batch: list[str], numbers: list[int]
+    tick_file: TickFile, symbol: str, zone: tzinfo, texts: list[str], numbers: list[IntArray]
 ) -> RawTicks:
-    """The ticks of the lines ``batch``, whose line numbers are ``numbers``. Both lists are
-    emptied, so the reader holds no text while the chunk is stored."""
+    """The ticks of the lines ``texts`` (blocks of whole lines), whose line numbers are
+    ``numbers``. Both lists are emptied, so the reader holds no text while the chunk is
+    stored."""
     try:
-        return _parse_lean(tick_file, symbol, zone, batch, numbers)
+        text = "".join(texts)
+        lines = np.concatenate(numbers) if numbers else np.empty(0, dtype=np.int64)
+        return _parse_lean(tick_file, symbol, zone, text, lines)
     finally:
-        batch.clear()
+        texts.clear()
         numbers.clear()
 
 
 def _parse_lean(
-    tick_file: TickFile, symbol: str, zone: tzinfo, batch: list[str], numbers: list[int]
+    tick_file: TickFile, symbol: str, zone: tzinfo, text: str, numbers: IntArray
 ) -> RawTicks:
     source = str(tick_file.path)
-    text = "".join(batch)
     rejections: list[Rejection] = []
     values: FloatArray | None = None
-    if batch and _PLAIN_LEAN.fullmatch(text):
+    if len(numbers) and _PLAIN_LEAN.fullmatch(text):
         try:
             parsed = np.loadtxt(
                 io.StringIO(text), delimiter=",", dtype=np.float64, comments=None, ndmin=2
             )
-            if parsed.shape == (len(batch), 3):
+            if parsed.shape == (len(numbers), 3):
                 values = parsed
         except ValueError:
             values = None
     if values is not None:
-        lines: IntArray = np.array(numbers, dtype=np.int64)
+        lines: IntArray = numbers
         ms_float = values[:, 0]
         bid, ask = values[:, 1].copy(), values[:, 2].copy()
     else:
-        lines, ms_float, bid, ask = _read_lean_slowly(batch, numbers, source, rejections)
+        batch = text.split("\n")
+        if not batch[-1]:
+            batch.pop()  # what follows the last line end (or an empty text)
+        lines, ms_float, bid, ask = _read_lean_slowly(batch, numbers.tolist(), source, rejections)
     # Milliseconds must be whole and within the day (25 h on a DST day).
     with np.errstate(invalid="ignore"):
         whole = (np.floor(ms_float) == ms_float) & (ms_float >= 0) & (ms_float <= MAX_LEAN_MS)
