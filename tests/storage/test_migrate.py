@@ -14,7 +14,14 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from market_data_services import AggregatorService
 from market_data_services.runtime import IterationOutcome
-from market_data_services.storage import create_engine, current, metadata, migrate, upgrade
+from market_data_services.storage import (
+    create_engine,
+    current,
+    metadata,
+    migrate,
+    schema,
+    upgrade,
+)
 from market_data_services.storage.arrival import ARRIVAL_COLUMN
 from market_data_services.storage.progress import write_progress
 from tests.conftest import dies_with_parent
@@ -231,6 +238,45 @@ def test_upgrade_to_arrival_order_resumes_the_candles_where_they_stopped(
                 text("SELECT value FROM service_progress WHERE key = 'tick_id'")
             ).scalar()
         assert progress == 3
+    finally:
+        engine.dispose()
+        database_factory.drop(url)
+
+
+# -- 0005: tick ids taken a block at a time on PostgreSQL ----------------------------------------
+
+
+@pytest.mark.postgres
+def test_tick_ids_come_a_block_at_a_time_per_session_and_back_one_by_one_after_downgrade(
+    database_factory: DatabaseFactory,
+) -> None:
+    """Two sessions storing ticks take ids from blocks of their own (a concurrent load
+    does not queue for each id); downgraded, ids come one by one again."""
+    url = database_factory.url("postgresql")
+    engine = create_engine(url)
+    insert = text(
+        "INSERT INTO ticks (symbol, ts, seq, bid, ask) VALUES ('EUR/USD', :ts, 0, 1.1, 1.2) "
+        "RETURNING id"
+    )
+
+    def ids_of_two_sessions(first_ts: int) -> tuple[list[int], list[int]]:
+        with engine.connect() as one, engine.connect() as two:
+            a = [one.execute(insert, {"ts": first_ts + i}).scalar_one() for i in range(2)]
+            b = [two.execute(insert, {"ts": first_ts + 10 + i}).scalar_one() for i in range(2)]
+            a.append(one.execute(insert, {"ts": first_ts + 20}).scalar_one())
+            one.commit()
+            two.commit()
+        return a, b
+
+    try:
+        upgrade(engine)
+        mine, theirs = ids_of_two_sessions(1_000)
+        assert mine == [mine[0], mine[0] + 1, mine[0] + 2]  # its own block, no gap
+        assert abs(theirs[0] - mine[0]) >= schema.TICK_ID_CACHE
+        migrate.downgrade(engine, "0004")
+        engine.dispose()  # new sessions: the old ones keep what they had taken
+        mine, theirs = ids_of_two_sessions(2_000)
+        assert theirs[0] == mine[1] + 1 and mine[2] == theirs[1] + 1  # one sequence, in turn
     finally:
         engine.dispose()
         database_factory.drop(url)
