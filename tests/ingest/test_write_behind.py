@@ -170,6 +170,47 @@ def test_a_tick_another_program_stores_meanwhile_is_skipped_not_an_error(
     engine.dispose()
 
 
+@pytest.mark.postgres
+def test_two_loads_of_the_same_files_at_once_store_each_tick_once(
+    database_factory: DatabaseFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL: two ingests of the same files run together, each with its two writers;
+    every tick is stored once, and between them the two reports count as new what one
+    load alone stores, the rest as already stored, with no error."""
+    engine = create_engine(database_factory.url("postgresql"))
+    upgrade(engine)
+    paths = _files(tmp_path)
+    monkeypatch.setattr(ticks_module, "CHUNK_ROWS", 16)
+    reports: list[IngestReport] = []
+    failed: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def load() -> None:
+        try:
+            start.wait(timeout=30)
+            reports.append(ingest_ticks(engine, paths, symbol="EUR/USD", wall_clock=lambda: NOW))
+        except BaseException as error:  # pragma: no cover - reported below
+            failed.append(error)
+
+    loaders = [threading.Thread(target=load) for _ in range(2)]
+    for loader in loaders:
+        loader.start()
+    for loader in loaders:
+        loader.join(timeout=120)
+    assert failed == [] and len(reports) == 2
+    oracle = create_engine("sqlite://")
+    upgrade(oracle)
+    alone = ingest_ticks(oracle, paths, symbol="EUR/USD", wall_clock=lambda: NOW)
+    assert alone.written > 0
+    assert [r.accepted for r in reports] == [alone.accepted, alone.accepted]
+    # The files overlap in time, so one load alone finds some of its ticks stored too.
+    assert reports[0].written + reports[1].written == alone.written
+    assert reports[0].duplicates + reports[1].duplicates == alone.accepted + alone.duplicates
+    assert _stored(engine) == _stored(oracle)
+    oracle.dispose()
+    engine.dispose()
+
+
 def test_a_store_that_fails_on_the_writer_raises_the_database_error(
     engine: Engine, tmp_path: Path
 ) -> None:
