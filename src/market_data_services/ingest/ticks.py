@@ -92,7 +92,9 @@ _TICK_KEY = ("symbol", "ts", "seq")
 NUMBERINGS = ("append", "batch")
 #: Rows per transaction when a file is long. Two chunks are alive while one is written
 #: behind the reading of the next (``pipeline.WriteBehind``), so half of the 250,000 a
-#: chunk held when they were written one after the other: the same peak memory.
+#: chunk held when they were written one after the other: the same peak memory. On
+#: PostgreSQL, with two writers, three are (a LEAN file of 100 MB: 212 MB peak against
+#: 161 MB with one writer); none of it grows with the file.
 CHUNK_ROWS = 125_000
 
 
