@@ -25,7 +25,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "_lazy": set(),
     "runtime": {"timeutil"},
     "market": {"timeutil", "_lazy"},
-    "storage": {"market", "timeutil"},
+    "storage": {"market", "timeutil", "_lazy"},
     "ingest": {"runtime", "market", "storage", "timeutil"},
     "aggregators": {"runtime", "market", "storage", "timeutil", "_lazy"},
     "demo": {"runtime", "market", "storage", "ingest", "aggregators", "timeutil", "_lazy"},

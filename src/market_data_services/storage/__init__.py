@@ -13,8 +13,9 @@ derived data read back (``derived``; as pandas DataFrames: ``read_candles``,
     upgrade(engine)  # create or update the tables
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from market_data_services._lazy import lazy_exports
 from market_data_services.storage.derived import UnknownSymbolError
 from market_data_services.storage.engine import Timeouts, create_engine, is_sqlite, normalise_url
 from market_data_services.storage.frames import (
@@ -43,16 +44,11 @@ if TYPE_CHECKING:
     from market_data_services.storage._deadline import DeadlineExceeded
 
 
-def __getattr__(name: str) -> Any:
-    # DeadlineExceeded is a psycopg exception: importing it with the package would import
-    # psycopg for every SQLite command too (a twentieth of a second of its start).
-    if name == "DeadlineExceeded":
-        from market_data_services.storage._deadline import (  # noqa: PLC0415 - psycopg
-            DeadlineExceeded,
-        )
-
-        return DeadlineExceeded
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# DeadlineExceeded is a psycopg exception: importing it with the package would import
+# psycopg for every SQLite command too (a twentieth of a second of its start).
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"DeadlineExceeded": "market_data_services.storage._deadline"}
+)
 
 
 __all__ = [

@@ -134,10 +134,16 @@ def start_minute_aggregate(
     contiguous = last - first == (len(minutes) - 1) * 60_000
     if connection.dialect.name == "sqlite":
         if contiguous and _is_sparse(connection, symbol, first, last + 60_000):
-            return lambda: (
-                _sparse_minutes_sqlite(connection, symbol, first, last + 60_000, basis)
-                or _aggregate_sqlite(connection, symbol, minutes, basis, contiguous, ahead=False)()
-            )
+
+            def read_sparse() -> MinuteCandles:
+                candles = _sparse_minutes_sqlite(connection, symbol, first, last + 60_000, basis)
+                if candles is None:  # a tick has a volume: SQLite's sum() adds them
+                    return _aggregate_sqlite(
+                        connection, symbol, minutes, basis, True, ahead=False
+                    )()
+                return candles
+
+            return read_sparse
         return _aggregate_sqlite(connection, symbol, minutes, basis, contiguous, ahead=ahead)
     if contiguous:
         params: dict[str, Any] = {"symbol": symbol, "low": first, "high": last + 60_000}

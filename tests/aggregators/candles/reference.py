@@ -16,6 +16,11 @@ from sqlalchemy.engine import Engine
 
 from market_data_services.storage import candles
 
+#: 2024-03-04 09:00 UTC, a Monday: the tests' first tick minute.
+T0 = int(datetime(2024, 3, 4, 9, 0, tzinfo=UTC).timestamp() * 1000)
+#: One minute in milliseconds.
+MIN = 60_000
+
 MINUTES = {"1m": 1, "5m": 5, "15m": 15, "30m": 30, "1h": 60, "4h": 240, "1d": 1440}
 
 Candle = tuple[float, float, float, float, float, int]

@@ -23,6 +23,7 @@ from market_data_services.storage import ticks as ticks_table
 from market_data_services.timeutil import DayStart
 from tests.aggregators.candles.reference import (
     MINUTES,
+    T0,
     FakeClock,
     RefTick,
     as_records,
@@ -31,7 +32,6 @@ from tests.aggregators.candles.reference import (
     stored_candles,
 )
 
-T0 = 1_709_542_800_000  # 2024-03-04 09:00 UTC
 PRICES = [1.0995, 1.1, 1.10005, 1.1001, 1.1003, 1.1010]
 
 

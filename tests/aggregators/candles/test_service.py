@@ -23,15 +23,14 @@ from market_data_services.runtime import IterationOutcome
 from market_data_services.storage import Timeouts, candles, create_engine, service_progress, upgrade
 from market_data_services.timeutil import parse_zone
 from tests.aggregators.candles.reference import (
+    MIN,
+    T0,
     FakeClock,
     RefTick,
     as_records,
     expected_candles,
     stored_candles,
 )
-
-T0 = int(datetime(2024, 3, 4, 9, 0, tzinfo=UTC).timestamp() * 1000)  # a Monday
-MIN = 60_000
 
 
 def ticks_every(start: int, count: int, step_ms: int, symbol: str = "EUR/USD") -> list[RefTick]:

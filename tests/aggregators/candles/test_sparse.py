@@ -4,7 +4,6 @@ must be the ones the per-minute aggregate and the reference give, tick for tick.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +16,8 @@ from market_data_services.ingest import write_ticks
 from market_data_services.storage import create_engine, upgrade
 from market_data_services.storage.reads import aggregate_minutes
 from tests.aggregators.candles.reference import (
+    MIN,
+    T0,
     FakeClock,
     RefTick,
     as_records,
@@ -24,8 +25,6 @@ from tests.aggregators.candles.reference import (
     stored_candles,
 )
 
-T0 = int(datetime(2024, 3, 4, 9, 0, tzinfo=UTC).timestamp() * 1000)  # a Monday
-MIN = 60_000
 PRICES = [1.0995, 1.1, 1.10005, 1.1001, 1.1003, 1.1010]
 
 
